@@ -1,0 +1,5 @@
+"""`python -m stream ...`."""
+
+from stream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The two agents: fold events into profiles (per event) and push the outbox (per batch).
+
+Nothing escapes either loop: Faust acks a message whose processing raised, so every failure
+is caught per event or per batch and dead-lettered with the original bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+
+from stream.app import app
+from stream.delivery import Delivery
+from stream.dlq import DeadLetter
+from stream.events import InvalidEvent, check_key, parse_event
+from stream.ometria.client import OmetriaClient
+from stream.ometria.mapping import load_preset
+from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
+from stream.profile import Profile
+from stream.settings import get_settings
+from stream.sync import SyncRules, sync_event
+from stream.tables import customer_to_profile
+from stream.topics import (
+    events_dead_letter_topic,
+    loyalty_events_topic,
+    ometria_outbox_topic,
+    outbox_dead_letter_topic,
+)
+from stream.triggers import TriggerConfig
+
+logger = logging.getLogger(__name__)
+
+settings = get_settings()
+rules = SyncRules(
+    mapping=load_preset(settings.mapping.preset),
+    collection=settings.ometria.collection,
+    triggers=TriggerConfig(
+        tier_order=tuple(settings.triggers.tier_order),
+        horizon=settings.triggers.horizon,
+        disabled=frozenset(settings.triggers.disabled),
+    ),
+)
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    headers = message.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+async def _dead_letter_input(message: Any, error_class: str, reason: str) -> None:
+    letter = DeadLetter(
+        stage="parse",
+        error_class=error_class,
+        reason=reason,
+        key=message.key,
+        value=message.value,
+        failed_at=datetime.now(UTC),
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        original_headers=_headers(message),
+    )
+    await events_dead_letter_topic.send(
+        key=letter.key, value=letter.value, headers=letter.headers()
+    )
+    logger.warning(
+        "dead-lettered %s@%s offset %s: %s",
+        message.topic,
+        message.partition,
+        message.offset,
+        reason,
+    )
+
+
+async def _sync_one(message: Any) -> None:
+    try:
+        event = parse_event(message.value)
+        check_key(event, message.key)
+    except InvalidEvent as exc:
+        await _dead_letter_input(message, exc.error_class, exc.reason)
+        return
+    customer_id = event.customer.id
+    stored = customer_to_profile.get(customer_id)
+    before = Profile.from_json(stored) if stored is not None else None
+    outcome = sync_event(before, event, rules, now=datetime.now(UTC))
+    if not outcome.applied:
+        logger.debug("event %s already applied; skipped", event.event_id)
+        return
+    key = customer_id.encode()
+    pending = [
+        await ometria_outbox_topic.send(key=key, value=encode(record)) for record in outcome.records
+    ]
+    # The outbox must hold the records before the table says the event was applied: after a
+    # crash in between, the redelivered event is folded again and its records re-sent.
+    for delivered in pending:
+        await delivered
+    customer_to_profile[customer_id] = outcome.profile.to_json()
+
+
+@app.agent(loyalty_events_topic, concurrency=1)
+async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
+    """Fold each loyalty event into its customer's profile and queue the Ometria records."""
+    async for event in stream.events():
+        message = event.message
+        try:
+            await _sync_one(message)
+        except Exception as exc:
+            # A bug must not lose the event: keep its bytes with the error for a redrive.
+            logger.exception("failed to process %s offset %s", message.topic, message.offset)
+            await _dead_letter_input(message, type(exc).__name__, f"internal error: {exc}")
+
+
+async def _dead_letter_push(letter: DeadLetter) -> None:
+    await outbox_dead_letter_topic.send(
+        key=letter.key, value=letter.value, headers=letter.headers()
+    )
+    logger.error("dead-lettered an Ometria record: %s", letter.reason)
+
+
+async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
+    """Push the outbox to Ometria in coalesced, rate-limited batches."""
+    conf = settings.ometria
+    client = OmetriaClient(
+        str(conf.base_url), conf.require_api_key(), timeout=conf.timeout.total_seconds()
+    )
+    async with client:
+        delivery = Delivery(
+            client,
+            max_requests_per_second=conf.max_requests_per_second,
+            dead_letter=_dead_letter_push,
+        )
+        within = conf.flush_interval.total_seconds()
+        async for values in stream.take(MAX_RECORDS_PER_REQUEST, within=within):
+            records: list[dict[str, Any]] = []
+            for value in values:
+                try:
+                    records.append(orjson.loads(value))
+                except orjson.JSONDecodeError as exc:
+                    await _dead_letter_push(_unreadable(value, exc))
+            try:
+                await delivery.deliver(records)
+            except Exception as exc:
+                logger.exception("delivery failed; dead-lettering the batch")
+                for record in records:
+                    await _dead_letter_push(_unreadable(encode(record), exc))
+
+
+def _unreadable(value: bytes, exc: Exception) -> DeadLetter:
+    return DeadLetter(
+        stage="push",
+        error_class=type(exc).__name__,
+        reason=f"internal error: {exc}",
+        key=None,
+        value=value,
+        failed_at=datetime.now(UTC),
+    )
+
+
+# Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
+# and re-enabling drains it from the committed offset.
+if settings.ometria.enabled:
+    app.agent(ometria_outbox_topic, concurrency=1)(push_to_ometria)

@@ -1,0 +1,38 @@
+"""The one Faust app, built from the settings; declares nothing else."""
+
+from __future__ import annotations
+
+import faust
+
+from stream.settings import Settings, get_settings
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app wired to the configured brokers, store and web port."""
+    brokers = [
+        f"kafka://{server.strip()}"
+        for server in settings.kafka.bootstrap_servers.split(",")
+        if server.strip()
+    ]
+    return faust.App(
+        settings.app_id,
+        broker=brokers,
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        # Every partition of the input must have a table partition (co-partitioning).
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        # A new consumer group starts from the oldest event: the table is the whole history.
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="raw",
+        web_port=settings.web_port,
+        web_host="0.0.0.0",  # noqa: S104 - probes and metrics come from outside the pod
+        web_enabled=True,
+    )
+
+
+app = create_app(get_settings())

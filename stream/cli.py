@@ -1,0 +1,142 @@
+"""`python -m stream <command>`: worker, sandbox, send-sample."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from stream.settings import Settings, SettingsError, get_settings
+
+
+def _worker(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.ometria.enabled:
+        settings.ometria.require_api_key()
+    from stream.topology import ensure_topics
+
+    # Faust runs on this loop too; asyncio.run() would close it before the worker starts.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    created = loop.run_until_complete(ensure_topics(settings))
+    if created:
+        print(f"worker: created topics {', '.join(created)}", file=sys.stderr)
+
+    import faust
+
+    from stream import agents  # noqa: F401 - registers the agents on the app
+    from stream.app import app
+
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from stream.sandbox import main as sandbox_main
+
+    return sandbox_main(list(args.rest))
+
+
+async def _produce(settings: Settings, events: list[dict[str, Any]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from stream.topology import ensure_topics
+
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                settings.topics.events,
+                key=str(event["customer"]["id"]).encode(),
+                value=orjson.dumps(event),
+            )
+    finally:
+        await producer.stop()
+
+
+def _send_sample(args: argparse.Namespace) -> int:
+    from stream.samples import SAMPLE_CUSTOMERS, sample_events
+
+    settings = get_settings()
+    events = sample_events(uuid.uuid4().hex[:8], datetime.now(UTC))
+    asyncio.run(_produce(settings, events))
+    print(f"send-sample: sent {len(events)} events to {settings.topics.events}")
+    if args.show_sandbox:
+        expected = [c["id"] for c in SAMPLE_CUSTOMERS if "email" in c]
+        return _show_sandbox(args.show_sandbox, expected, args.timeout)
+    return 0
+
+
+def _show_sandbox(url: str, customer_ids: list[str], timeout: float) -> int:
+    """Wait until the stand-in holds the sample contacts, then print what it received."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    deadline = time.monotonic() + timeout
+    contacts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    with httpx.Client(base_url=url, timeout=5) as http:
+        while time.monotonic() < deadline:
+            contacts = http.get("/_sandbox/contacts").json()["contacts"]
+            events = http.get("/_sandbox/events").json()["events"]
+            if {c["id"] for c in contacts} >= set(customer_ids) and events:
+                break
+            time.sleep(0.5)  # polling a remote state with a deadline, not synchronisation
+    table = Table(title=f"Contacts received by the Ometria stand-in ({url})")
+    for column in ("id", "email", "properties"):
+        table.add_column(column)
+    for contact in contacts:
+        props = ", ".join(f"{k}={v}" for k, v in sorted(contact.get("properties", {}).items()))
+        table.add_row(contact["id"], contact.get("email", ""), props)
+    console.print(table)
+    table = Table(title="Custom events received")
+    for column in ("event_type", "account", "properties"):
+        table.add_column(column)
+    for event in events:
+        props = ", ".join(f"{k}={v}" for k, v in sorted(event.get("properties", {}).items()))
+        table.add_row(event["event_type"], event.get("identity_account_id", ""), props)
+    console.print(table)
+    missing = set(customer_ids) - {c["id"] for c in contacts}
+    if missing:
+        console.print(f"[red]still missing after {timeout:.0f}s: {', '.join(sorted(missing))}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream", description="Loyalty events from Kafka to Ometria."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("worker", help="run the stream processor").set_defaults(run=_worker)
+    sandbox = commands.add_parser("sandbox", help="run the local Ometria stand-in", add_help=False)
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(run=_sandbox)
+    sample = commands.add_parser("send-sample", help="send demo loyalty events")
+    sample.add_argument(
+        "--show-sandbox", metavar="URL", help="then wait for and print what the stand-in got"
+    )
+    sample.add_argument("--timeout", type=float, default=60.0)
+    sample.set_defaults(run=_send_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return result

@@ -1,0 +1,176 @@
+"""The push policy: rate limit, retry with backoff, split and dead-letter; the only retry loop.
+
+Contract (design §7): `deliver(records)` returns once every record is either accepted by
+Ometria or dead-lettered. Transient failures (transport, timeout, 5xx, 429) are retried for as
+long as it takes, with exponential backoff and full jitter, honouring `Retry-After`; meanwhile the
+outbox offset is not committed, so the outbox holds the backlog and a crash re-sends the batch.
+That makes delivery at-least-once; records carry stable ids, so a re-send is an upsert. A
+request Ometria refuses permanently (4xx) is split in halves until the bad records are alone;
+those go to the outbox dead-letter topic with the answer, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
+
+from stream.dlq import DeadLetter
+from stream.ometria.batching import plan_requests
+from stream.ometria.client import OmetriaClient, PushResult
+from stream.ometria.errors import Permanent, Retryable
+from stream.ometria.records import MAX_RECORD_BYTES, encode
+
+logger = logging.getLogger(__name__)
+
+# Spacing requests a little wider than 1/rate keeps a strict sliding-window limit on
+# Ometria's side from counting one request too many when network delays bunch them up.
+RATE_MARGIN = 1.05
+
+
+class DeadLetterSink(Protocol):
+    async def __call__(self, letter: DeadLetter) -> None: ...
+
+
+@dataclass
+class DeliveryStats:
+    requests: int = 0
+    records_accepted: int = 0
+    retries: int = 0
+    throttled: int = 0
+    dead_lettered: int = 0
+    rejected_reported: int = 0
+
+
+class Delivery:
+    """Sends outbox records to Ometria under the account's rate limit."""
+
+    def __init__(
+        self,
+        client: OmetriaClient,
+        *,
+        max_requests_per_second: float,
+        dead_letter: DeadLetterSink,
+        backoff_max: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._limiter = AsyncLimiter(1, RATE_MARGIN / max_requests_per_second)
+        self._dead_letter = dead_letter
+        self._backoff = wait_random_exponential(multiplier=0.5, max=backoff_max)
+        self._sleep = sleep
+        self.stats = DeliveryStats()
+
+    async def deliver(self, records: list[dict[str, Any]]) -> None:
+        """Deliver a batch of outbox records (see the module contract)."""
+        plan = plan_requests(records)
+        for record in plan.too_large:
+            await self._bury(
+                [record],
+                "RecordTooLarge",
+                f"the record is {len(encode(record))} bytes; Ometria accepts at most "
+                f"{MAX_RECORD_BYTES} per record",
+            )
+        for request in plan.requests:
+            await self._send(request)
+
+    async def _send(self, records: list[dict[str, Any]]) -> None:
+        try:
+            result = await self._push_with_retries(records)
+        except Permanent as exc:
+            if len(records) > 1:
+                middle = len(records) // 2
+                await self._send(records[:middle])
+                await self._send(records[middle:])
+                return
+            await self._bury(
+                records,
+                "Permanent",
+                f"Ometria refused the record with {exc.status_code}",
+                {"status": str(exc.status_code), "body": exc.body},
+            )
+            return
+        self.stats.records_accepted += result.accepted
+        if result.rejected:
+            # Ometria validates asynchronously; a copy of the batch lets someone inspect it.
+            self.stats.rejected_reported += result.rejected
+            logger.warning(
+                "Ometria rejected %d of %d records (request %s); batch copied to the dead-letter "
+                "topic, details at GET /v2/push/_errors",
+                result.rejected,
+                len(records),
+                result.request_id,
+            )
+            await self._bury(
+                records,
+                "Rejected",
+                f"Ometria accepted the request but rejected {result.rejected} of "
+                f"{len(records)} records",
+                {"status": str(result.status_code), "request_id": str(result.request_id)},
+            )
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        delay = self._backoff(state)
+        if isinstance(error, Retryable) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.stats.retries += 1
+        if isinstance(error, Retryable) and error.status_code == 429:
+            self.stats.throttled += 1
+        delay = state.next_action.sleep if state.next_action else 0.0
+        logger.warning(
+            "push attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, delay
+        )
+
+    async def _push_with_retries(self, records: list[dict[str, Any]]) -> PushResult:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Retryable),
+            wait=self._wait,
+            stop=stop_never,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self._limiter:
+                    self.stats.requests += 1
+                    return await self._client.push(records)
+        raise AssertionError("unreachable: stop_never retries until success")  # pragma: no cover
+
+    async def _bury(
+        self,
+        records: list[dict[str, Any]],
+        error_class: str,
+        reason: str,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        for record in records:
+            self.stats.dead_lettered += 1
+            await self._dead_letter(
+                DeadLetter(
+                    stage="push",
+                    error_class=error_class,
+                    reason=reason,
+                    key=str(record.get("identity_account_id") or record.get("id", "")).encode(),
+                    value=encode(record),
+                    failed_at=datetime.now(UTC),
+                    details=details or {},
+                )
+            )

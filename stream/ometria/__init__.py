@@ -1,0 +1,1 @@
+"""Ometria push API: record models, the contact mapping, and the HTTP client."""

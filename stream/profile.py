@@ -1,0 +1,294 @@
+"""A customer's loyalty profile and the pure fold of one event into it (design §4).
+
+The fold is idempotent (an event id already applied changes nothing), order-tolerant (a late
+event never rolls a snapshot field back; deltas apply once) and deterministic. Each snapshot
+field remembers the stamp `<occurred_at UTC>|<event_id>` of the event that set it; a value is
+replaced only by a strictly newer stamp, so any interleaving yields the same profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.events import (
+    Balance,
+    BirthdayUpdated,
+    CustomerEnrolled,
+    CustomerUpdated,
+    LoyaltyEvent,
+    PointsEarned,
+    PointsRedeemed,
+    ReferralCompleted,
+    RewardUsed,
+    TierChanged,
+)
+
+# Enough to absorb producer retries and crash redeliveries, small enough for a table value.
+RECENT_EVENT_IDS = 256
+MAX_DELTAS = 256
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Delta = tuple[str, int, str]  # (stamp, points, credits) of one change of balance
+
+
+class PointsState(_Value):
+    """Counters plus the balance ledger.
+
+    The balance is the newest platform snapshot (`base_*`, set by an event's `balance`) plus
+    every delta newer than it. Deltas are kept so that a snapshot arriving late can still be
+    combined with the newer deltas already seen; beyond `MAX_DELTAS` the oldest are folded
+    into the base.
+    """
+
+    balance: int = 0
+    pending: int = 0
+    spent: int = 0
+    lifetime: int = 0
+    credits: str = "0"
+    base_points: int = 0
+    base_credits: str = "0"
+    base_as_of: str = ""
+    deltas: tuple[Delta, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Spendable plus pending points (LoyaltyLion's "total points")."""
+        return self.balance + self.pending
+
+
+class LastReward(_Value):
+    name: str
+    code: str
+    expires_at: datetime | None = None
+
+
+class TierState(_Value):
+    name: str | None = None
+    previous: str | None = None
+    expires_at: datetime | None = None
+    progress: str | None = None
+    next: str | None = None
+    progress_to_next: str | None = None
+    progress_to_renew: str | None = None
+    forecast: str | None = None
+
+
+class Profile(_Value):
+    """Everything known about one customer; values are replaced, never mutated."""
+
+    customer_id: str
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    loyalty_status: str | None = None
+    enrolled_at: datetime | None = None
+    blocked: bool = False
+    referral_code: str | None = None
+    referral_url: str | None = None
+    insights_segment: str | None = None
+    tags: tuple[str, ...] = ()
+    date_of_birth: str | None = None
+    points: PointsState = PointsState()
+    rewards_claimed: int = 0
+    rewards_used: int = 0
+    last_reward: LastReward | None = None
+    tier: TierState = TierState()
+    referrals_completed: int = 0
+    # Bookkeeping: the stamp that set each snapshot field, recently applied event ids, and
+    # the last contact record sent (so an unchanged contact is not sent again).
+    as_of: dict[str, str] = Field(default_factory=dict)
+    recent_event_ids: tuple[str, ...] = ()
+    last_contact: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-able table value."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Profile:
+        return cls.model_validate(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """The outcome of folding one event: the new profile, and whether the event was new."""
+
+    profile: Profile
+    applied: bool
+
+
+def stamp_of(event: LoyaltyEvent) -> str:
+    """The order of an event: event time (UTC, fixed width) then event id as a tie-break."""
+    at = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{at}|{event.event_id}"
+
+
+class _Draft:
+    """Collects the updates one event makes, applying the snapshot and delta rules."""
+
+    def __init__(self, profile: Profile, stamp: str) -> None:
+        self.profile = profile
+        self.stamp = stamp
+        self.updates: dict[str, Any] = {}
+        self.as_of = dict(profile.as_of)
+
+    def newer(self, field: str) -> bool:
+        return self.stamp > self.as_of.get(field, "")
+
+    def snapshot(self, field: str, value: Any) -> None:
+        """Set a field unless a newer event already set it; None means "not given"."""
+        if value is not None and self.newer(field):
+            self.updates[field] = value
+            self.as_of[field] = self.stamp
+
+    def current(self, field: str) -> Any:
+        return self.updates.get(field, getattr(self.profile, field))
+
+    def add(self, field: str, amount: int) -> None:
+        self.updates[field] = self.current(field) + amount
+
+    def points(self, **changes: Any) -> None:
+        self.updates["points"] = self.current("points").model_copy(update=changes)
+
+    def _ledger(self, points: int, credits: Decimal, as_of: str, deltas: list[Delta]) -> None:
+        while len(deltas) > MAX_DELTAS:
+            as_of, more_points, more_credits = deltas.pop(0)
+            points += more_points
+            credits += Decimal(more_credits)
+        self.points(
+            base_points=points,
+            base_credits=str(credits),
+            base_as_of=as_of,
+            deltas=tuple(deltas),
+            balance=points + sum(d[1] for d in deltas),
+            credits=str(credits + sum((Decimal(d[2]) for d in deltas), Decimal(0))),
+        )
+
+    def balance_delta(self, points: int, credits: Decimal | None) -> None:
+        """Record a change of balance unless the balance snapshot already includes it."""
+        state: PointsState = self.current("points")
+        if self.stamp <= state.base_as_of:
+            return
+        deltas = sorted((*state.deltas, (self.stamp, points, str(credits or 0))))
+        self._ledger(state.base_points, Decimal(state.base_credits), state.base_as_of, deltas)
+
+    def balance_snapshot(self, balance: Balance | None) -> bool:
+        """Take the platform's balance after this event; True when it accounts for the event."""
+        state: PointsState = self.current("points")
+        if balance is None:
+            return False
+        if self.stamp <= state.base_as_of:
+            return True  # an older snapshot: the newer one already includes this event
+        older = [d for d in state.deltas if d[0] <= self.stamp]
+        newer = [d for d in state.deltas if d[0] > self.stamp]
+        credits = (
+            balance.credits
+            if balance.credits is not None
+            else Decimal(state.base_credits) + sum((Decimal(d[2]) for d in older), Decimal(0))
+        )
+        self._ledger(balance.points, credits, self.stamp, newer)
+        return True
+
+    def build(self, event_id: str) -> Profile:
+        recent = (*self.profile.recent_event_ids, event_id)[-RECENT_EVENT_IDS:]
+        return self.profile.model_copy(
+            update={**self.updates, "as_of": self.as_of, "recent_event_ids": recent}
+        )
+
+
+def fold(profile: Profile | None, event: LoyaltyEvent) -> Folded:
+    """Fold one event into a customer's profile (None: the customer is new)."""
+    base = profile if profile is not None else Profile(customer_id=event.customer.id)
+    if event.event_id in base.recent_event_ids:
+        return Folded(base, applied=False)
+    draft = _Draft(base, stamp_of(event))
+    customer = event.customer
+    draft.snapshot("email", customer.email)
+    draft.snapshot("first_name", customer.first_name)
+    draft.snapshot("last_name", customer.last_name)
+    match event:
+        case CustomerEnrolled():
+            _enrolled(draft, event)
+        case CustomerUpdated():
+            _updated(draft, event)
+        case PointsEarned():
+            _points_earned(draft, event)
+        case PointsRedeemed():
+            _points_redeemed(draft, event)
+        case RewardUsed():
+            draft.add("rewards_used", 1)
+        case TierChanged():
+            _tier_changed(draft, event)
+        case ReferralCompleted():
+            draft.add("referrals_completed", 1)
+        case BirthdayUpdated():
+            draft.snapshot("date_of_birth", event.data.date_of_birth)
+    return Folded(draft.build(event.event_id), applied=True)
+
+
+def _enrolled(draft: _Draft, event: CustomerEnrolled) -> None:
+    data = event.data
+    draft.snapshot("loyalty_status", data.loyalty_status)
+    draft.snapshot("enrolled_at", data.enrolled_at or event.occurred_at.astimezone(UTC))
+    draft.snapshot("referral_code", data.referral_code)
+    draft.snapshot("referral_url", data.referral_url)
+    draft.snapshot("date_of_birth", data.date_of_birth)
+
+
+def _updated(draft: _Draft, event: CustomerUpdated) -> None:
+    data = event.data
+    for field in ("email", "first_name", "last_name", "loyalty_status", "blocked"):
+        draft.snapshot(field, getattr(data, field))
+    draft.snapshot("referral_url", data.referral_url)
+    draft.snapshot("insights_segment", data.insights_segment)
+    draft.snapshot("tags", tuple(data.tags) if data.tags is not None else None)
+
+
+def _points_earned(draft: _Draft, event: PointsEarned) -> None:
+    data = event.data
+    if data.pending:
+        draft.points(pending=draft.current("points").pending + data.points)
+    else:
+        draft.points(lifetime=draft.current("points").lifetime + data.points)
+        if not draft.balance_snapshot(data.balance):
+            draft.balance_delta(data.points, data.credits)
+
+
+def _points_redeemed(draft: _Draft, event: PointsRedeemed) -> None:
+    data = event.data
+    draft.points(spent=draft.current("points").spent + data.points)
+    draft.add("rewards_claimed", 1)
+    reward = LastReward(name=data.reward.name, code=data.code, expires_at=data.expires_at)
+    draft.snapshot("last_reward", reward)
+    if not draft.balance_snapshot(data.balance):
+        spent_credits = -data.credits if data.credits is not None else None
+        draft.balance_delta(-data.points, spent_credits)
+
+
+def _tier_changed(draft: _Draft, event: TierChanged) -> None:
+    data = event.data
+    # The tier fields travel together: a newer change replaces the whole group.
+    tier = TierState(
+        name=data.tier,
+        previous=data.previous_tier,
+        expires_at=data.tier_expires_at,
+        progress=_text(data.progress),
+        next=data.next_tier,
+        progress_to_next=_text(data.progress_to_next),
+        progress_to_renew=_text(data.progress_to_renew),
+        forecast=data.forecast_tier,
+    )
+    draft.snapshot("tier", tier)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)

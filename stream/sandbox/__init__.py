@@ -1,0 +1,10 @@
+"""Local stand-in for Ometria's push API that enforces its documented rules (§10).
+
+Run it with `python -m stream sandbox`; tests start it in-process with `running_sandbox`.
+"""
+
+from stream.sandbox.cli import main
+from stream.sandbox.config import SandboxConfig
+from stream.sandbox.server import build_app, running_sandbox
+
+__all__ = ["SandboxConfig", "build_app", "main", "running_sandbox"]

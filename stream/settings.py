@@ -1,0 +1,208 @@
+"""The one configuration object, read from `STREAM_*` environment variables (nested with `__`)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "STREAM_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; the message names each variable and how to fix it."""
+
+
+def parse_duration(value: object) -> object:
+    """Accept `90`, `1.5s`, `30m`, `24h`, `7d` as well as what pydantic takes (ISO 8601)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        number, unit = match.groups()
+        return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
+    return value
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+
+
+class OmetriaSettings(_Section):
+    api_key: SecretStr | None = Field(
+        default=None, description="Ometria Data API key (push rights). Never logged."
+    )
+    api_key_file: Path | None = Field(
+        default=None, description="File holding the API key (a mounted Kubernetes Secret)."
+    )
+    base_url: AnyHttpUrl = Field(
+        default=AnyHttpUrl("https://api.ometria.com"),
+        description="Ometria API root; `/v2/push` is appended.",
+    )
+    enabled: bool = Field(
+        default=True, description="false = keep folding state but hold the outbox (pause)."
+    )
+    collection: str = Field(default="loyalty", min_length=1, description="Contact @collection.")
+    max_requests_per_second: float = Field(
+        default=4.0, gt=0, le=100, description="Push requests per second for this worker."
+    )
+    flush_interval: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=1), description="Longest wait before a partial batch is sent."
+    )
+    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=10), description="HTTP timeout for one push request."
+    )
+
+    _durations = field_validator("flush_interval", "timeout", mode="before")(parse_duration)
+
+    @model_validator(mode="after")
+    def _read_key_file(self) -> OmetriaSettings:
+        if self.api_key is None and self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read the API key file {self.api_key_file}: {exc.strerror}"
+                ) from None
+            object.__setattr__(self, "api_key", SecretStr(key))
+        return self
+
+    def require_api_key(self) -> SecretStr:
+        """The key for the `X-Ometria-Auth` header; raises SettingsError if none is set."""
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise SettingsError(
+                "STREAM_OMETRIA__API_KEY is not set: set it (or STREAM_OMETRIA__API_KEY_FILE), "
+                "or set STREAM_OMETRIA__ENABLED=false to hold the outbox."
+            )
+        return self.api_key
+
+
+class TopicSettings(_Section):
+    events: str = Field(default="loyalty.events", description="Input topic of loyalty events.")
+    dead_letter: str = Field(default="loyalty.events.dlq", description="Rejected input events.")
+    outbox: str = Field(default="ometria.outbox", description="Records waiting to be pushed.")
+    outbox_dead_letter: str = Field(
+        default="ometria.outbox.dlq", description="Records Ometria refused."
+    )
+    partitions: int = Field(
+        default=8, ge=1, le=1000, description="Partitions of the events and outbox topics."
+    )
+    replication_factor: int = Field(default=1, ge=1, le=10, description="For created topics.")
+
+
+class MappingSettings(_Section):
+    preset: Literal["rivo", "loyaltylion"] = Field(
+        default="rivo", description="Contact mapping preset."
+    )
+    file: Path | None = Field(default=None, description="A user mapping file (later issue).")
+
+
+class TriggerSettings(_Section):
+    tier_order: Annotated[list[str], NoDecode] = Field(
+        default=["Bronze", "Silver", "Gold", "Platinum"],
+        description="Tier names, lowest first, to tell an upgrade from a downgrade.",
+    )
+    horizon: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Only events younger than this fire campaigns (replays do not).",
+    )
+    disabled: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Comma-separated event types not to send."
+    )
+
+    _lists = field_validator("tier_order", "disabled", mode="before")(_split_commas)
+    _durations = field_validator("horizon", mode="before")(parse_duration)
+
+
+class Settings(BaseSettings):
+    """Everything the worker and the CLI need; read once, frozen."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    app_id: str = Field(
+        default="loyalty-stream", min_length=1, description="Faust app id and consumer group."
+    )
+    store: str = Field(default="memory://", description="Table store: memory:// or rocksdb://.")
+    data_dir: Path = Field(default=Path("./.run/data"), description="Faust data directory.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Faust web server port.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    kafka: KafkaSettings = KafkaSettings()
+    ometria: OmetriaSettings = OmetriaSettings()
+    topics: TopicSettings = TopicSettings()
+    mapping: MappingSettings = MappingSettings()
+    triggers: TriggerSettings = TriggerSettings()
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if not value.startswith(("memory://", "rocksdb://")):
+            raise ValueError("must be memory:// or rocksdb://")
+        return value
+
+
+_SECRET_FIELDS = {"api_key", "api_key_file"}
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) for part in loc if not isinstance(part, int)]
+    return ENV_PREFIX + "__".join(parts).upper()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Render a pydantic error as one line per environment variable, secrets never echoed."""
+    lines = []
+    for item in error.errors():
+        loc = item["loc"]
+        name = _env_name(loc)
+        shown: Any = item.get("input")
+        # Echo only scalar inputs of non-secret fields: a section's dict may hold the API key.
+        secret = bool(_SECRET_FIELDS & {str(part) for part in loc})
+        plain = isinstance(shown, str | int | float | bool)
+        value = f" (got {shown!r})" if plain and not secret else ""
+        lines.append(f"{name}: {item['msg']}{value}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; raise SettingsError naming the bad variables."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

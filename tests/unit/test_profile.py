@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.profile import Profile, fold, stamp_of
+from tests.conftest import make_event
+
+
+def fold_all(events, profile=None) -> Profile:
+    for event in events:
+        profile = fold(profile, event).profile
+    return profile
+
+
+def test_fold_first_event_creates_profile_for_its_customer(event):
+    profile = fold(None, event("points.earned", {"points": 5}, customer_id="c9")).profile
+    assert profile.customer_id == "c9"
+    assert profile.points.balance == 5
+
+
+def test_fold_same_event_twice_counts_points_once(event):
+    earned = event("points.earned", {"points": 50})
+    once = fold(None, earned).profile
+    again = fold(once, earned)
+    assert again.applied is False
+    assert again.profile == once
+    assert again.profile.points.balance == 50
+
+
+def test_fold_redeem_moves_points_to_spent_and_counts_reward(event):
+    profile = fold_all(
+        [
+            event("points.earned", {"points": 150}, at=1),
+            event(
+                "points.redeemed",
+                {"redemption_id": "r1", "code": "C1", "points": 100, "reward": {"name": "£10"}},
+                at=2,
+            ),
+            event("reward.used", {"redemption_id": "r1", "code": "C1"}, at=3),
+        ]
+    )
+    assert (profile.points.balance, profile.points.spent, profile.points.lifetime) == (50, 100, 150)
+    assert (profile.rewards_claimed, profile.rewards_used) == (1, 1)
+    assert profile.last_reward is not None
+    assert profile.last_reward.code == "C1"
+
+
+def test_fold_pending_points_do_not_count_as_balance(event):
+    profile = fold(None, event("points.earned", {"points": 30, "pending": True})).profile
+    assert (profile.points.balance, profile.points.pending) == (0, 30)
+
+
+def test_fold_platform_balance_wins_over_arithmetic(event):
+    profile = fold_all(
+        [
+            event("points.earned", {"points": 10}, at=1),
+            event(
+                "points.earned", {"points": 5, "balance": {"points": 500, "credits": "3.5"}}, at=2
+            ),
+        ]
+    )
+    assert profile.points.balance == 500
+    assert profile.points.credits == "3.5"
+
+
+def test_fold_late_delta_older_than_balance_snapshot_leaves_balance(event):
+    snapshot = event("points.earned", {"points": 5, "balance": {"points": 500}}, at=10)
+    late = event("points.earned", {"points": 7}, at=5)
+    profile = fold_all([snapshot, late])
+    assert profile.points.balance == 500  # the snapshot already includes the older event
+    assert profile.points.lifetime == 12
+
+
+def test_fold_late_tier_change_does_not_roll_tier_back(event):
+    gold = event("tier.changed", {"tier": "Gold", "previous_tier": "Silver"}, at=10)
+    silver = event("tier.changed", {"tier": "Silver", "previous_tier": "Bronze"}, at=5)
+    assert fold_all([gold, silver]).tier.name == "Gold"
+    assert fold_all([silver, gold]).tier.name == "Gold"
+
+
+def test_fold_event_without_email_keeps_the_known_email(event):
+    profile = fold_all(
+        [
+            event("customer.enrolled", {}, email="a@example.com", at=1),
+            event("points.earned", {"points": 1}, at=2),
+        ]
+    )
+    assert profile.email == "a@example.com"
+
+
+def test_fold_profile_round_trips_through_table_json(event):
+    profile = fold_all(
+        [
+            event("customer.enrolled", {"date_of_birth": "03-15"}, email="a@example.com"),
+            event("tier.changed", {"tier": "Gold", "progress": "12.5"}, at=1),
+        ]
+    )
+    assert Profile.from_json(profile.to_json()) == profile
+
+
+# --- property: any interleaving with duplicates gives the reference model's profile ---------
+
+EMAILS = ["a@example.com", "b@example.com", None]
+TIERS = ["Bronze", "Silver", "Gold"]
+
+
+@st.composite
+def histories(draw):
+    count = draw(st.integers(min_value=1, max_value=25))
+    events = []
+    for n in range(count):
+        at = draw(st.integers(min_value=0, max_value=20))  # collisions test the id tie-break
+        kind = draw(st.sampled_from(["earn", "earn_snapshot", "pending", "redeem", "tier"]))
+        email = draw(st.sampled_from(EMAILS))
+        common = {"event_id": f"ev{n}", "at": at, "email": email}
+        points = draw(st.integers(min_value=0, max_value=1000))
+        if kind == "earn":
+            events.append(make_event("points.earned", {"points": points}, **common))
+        elif kind == "earn_snapshot":
+            balance = draw(st.integers(min_value=0, max_value=5000))
+            data = {"points": points, "balance": {"points": balance}}
+            events.append(make_event("points.earned", data, **common))
+        elif kind == "pending":
+            events.append(
+                make_event("points.earned", {"points": points, "pending": True}, **common)
+            )
+        elif kind == "redeem":
+            data = {
+                "redemption_id": f"r{n}",
+                "code": "C",
+                "points": points,
+                "reward": {"name": "x"},
+            }
+            events.append(make_event("points.redeemed", data, **common))
+        else:
+            events.append(
+                make_event("tier.changed", {"tier": draw(st.sampled_from(TIERS))}, **common)
+            )
+    return events
+
+
+def reference(events):
+    """The profile fields as a simple model defines them over the distinct events."""
+    ordered = sorted({e.event_id: e for e in events}.values(), key=stamp_of)
+    snapshots = [e for e in ordered if getattr(e.data, "balance", None) is not None]
+    base, since = (
+        (snapshots[-1].data.balance.points, stamp_of(snapshots[-1])) if snapshots else (0, "")
+    )
+    balance = base
+    for e in ordered:
+        if stamp_of(e) <= since:
+            continue
+        if e.type == "points.earned" and not e.data.pending:
+            balance += e.data.points
+        elif e.type == "points.redeemed":
+            balance -= e.data.points
+    emails = [e.customer.email for e in ordered if e.customer.email]
+    tiers = [e.data.tier for e in ordered if e.type == "tier.changed"]
+    earned = [e for e in ordered if e.type == "points.earned"]
+    redeemed = [e for e in ordered if e.type == "points.redeemed"]
+    return {
+        "balance": balance,
+        "pending": sum(e.data.points for e in earned if e.data.pending),
+        "lifetime": sum(e.data.points for e in earned if not e.data.pending),
+        "spent": sum(e.data.points for e in redeemed),
+        "rewards_claimed": len(redeemed),
+        "email": emails[-1] if emails else None,
+        "tier": tiers[-1] if tiers else None,
+    }
+
+
+def observed(profile: Profile):
+    return {
+        "balance": profile.points.balance,
+        "pending": profile.points.pending,
+        "lifetime": profile.points.lifetime,
+        "spent": profile.points.spent,
+        "rewards_claimed": profile.rewards_claimed,
+        "email": profile.email,
+        "tier": profile.tier.name,
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), events=histories())
+def test_fold_any_interleaving_with_duplicates_matches_reference(data, events):
+    duplicates = data.draw(st.lists(st.sampled_from(events), max_size=10))
+    stream = data.draw(st.permutations(events + duplicates))
+    assert observed(fold_all(stream)) == reference(events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), events=histories())
+def test_fold_replaying_into_empty_state_is_deterministic(data, events):
+    first = fold_all(data.draw(st.permutations(events)))
+    second = fold_all(data.draw(st.permutations(events)))
+    assert first.model_copy(update={"recent_event_ids": ()}) == second.model_copy(
+        update={"recent_event_ids": ()}
+    )
+    assert Decimal(first.points.credits) == Decimal(second.points.credits)
