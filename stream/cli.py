@@ -39,10 +39,10 @@ def _worker(_: argparse.Namespace) -> int:
     return 0  # pragma: no cover - execute_from_commandline exits
 
 
-def _sandbox(args: argparse.Namespace) -> int:
+def _sandbox(argv: list[str]) -> int:
     from stream.sandbox import main as sandbox_main
 
-    return sandbox_main(list(args.rest))
+    return sandbox_main(argv)
 
 
 async def _produce(settings: Settings, events: list[dict[str, Any]]) -> None:
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:
+        return _sandbox(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faust
+
 from stream.app import app
 from stream.settings import get_settings
 
@@ -9,8 +11,8 @@ customer_to_profile = app.Table(
     "customer_to_profile",
     default=None,
     partitions=get_settings().topics.partitions,
-    key_type=str,
-    key_serializer="raw",
-    value_serializer="json",
+    schema=faust.Schema(
+        key_type=str, value_type=dict, key_serializer="raw", value_serializer="json"
+    ),
     help="Latest loyalty profile of every customer, keyed like the input topic.",
 )
