@@ -11,8 +11,6 @@ customer_to_profile = app.Table(
     "customer_to_profile",
     default=None,
     partitions=get_settings().topics.partitions,
-    schema=faust.Schema(
-        key_type=str, value_type=dict, key_serializer="raw", value_serializer="json"
-    ),
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     help="Latest loyalty profile of every customer, keyed like the input topic.",
 )

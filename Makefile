@@ -1,0 +1,64 @@
+# loyalty-stream — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run stop test lint fmt typecheck unit kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=python3.11)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev,rocksdb]'
+	@touch $@
+	@echo "venv: $(VENV) ready"
+
+venv: $(STAMP) ## Create the virtualenv and install the package with dev tools
+
+run: $(STAMP) ## Start Kafka, the Ometria stand-in and the worker; send samples; show what Ometria got
+	@bash deploy/local/run.sh
+
+stop: ## Stop the worker and stand-in started by `make run` (Kafka keeps running)
+	@bash deploy/local/run.sh stop
+
+test: $(STAMP) ## The whole suite: lint, types, unit and integration tests (starts Kafka itself)
+	@bash deploy/local/test.sh
+
+unit: $(STAMP) ## Only the tests that need no broker
+	@$(PY) -m pytest -q -m "not integration"
+
+lint: $(STAMP) ## ruff lint and format check
+	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+fmt: $(STAMP) ## Format and auto-fix with ruff
+	@$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+typecheck: $(STAMP) ## mypy --strict on stream/
+	@$(PY) -m mypy stream
+
+kafka-up: ## Start the local Apache Kafka (idempotent)
+	@bash deploy/local/kafka.sh up
+
+kafka-down: ## Stop the local Apache Kafka (idempotent)
+	@bash deploy/local/kafka.sh down
+
+kafka-reset: ## Stop Kafka and wipe its data (keeps the jars)
+	@bash deploy/local/kafka.sh reset
+
+kafka-status: ## Is the local Kafka running?
+	@bash deploy/local/kafka.sh status || true
+
+sandbox: $(STAMP) ## Run the Ometria stand-in in the foreground
+	@$(PY) -m stream sandbox
+
+worker: $(STAMP) ## Run the worker in the foreground (configure with STREAM_* variables)
+	@$(PY) -m stream worker
+
+clean: ## Remove run state and caches (not the venv or the Kafka jars)
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,209 @@
+"""Integration fixtures: the real Kafka broker, the Ometria stand-in and a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.sandbox import SandboxConfig, running_sandbox
+
+BOOTSTRAP = os.environ.get(
+    "STREAM_KAFKA__BOOTSTRAP_SERVERS", os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+)
+REPO = Path(__file__).resolve().parents[2]
+READY = "Worker]: Ready"
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Names:
+    """Unique topic names and app id, so tests never share state on the one broker."""
+
+    run: str
+
+    @property
+    def app_id(self) -> str:
+        return f"it-{self.run}"
+
+    @property
+    def events(self) -> str:
+        return f"it-{self.run}.events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"it-{self.run}.events.dlq"
+
+    @property
+    def outbox(self) -> str:
+        return f"it-{self.run}.outbox"
+
+    @property
+    def outbox_dead_letter(self) -> str:
+        return f"it-{self.run}.outbox.dlq"
+
+
+@pytest.fixture
+def names() -> Names:
+    return Names(uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[str]:
+    # A generous rate so tests measure behaviour, not the throttle (throttling has its own tests).
+    async with running_sandbox(
+        SandboxConfig(port=0, api_key="it-secret-key-7f3a", rate_limit=50)
+    ) as url:
+        yield url
+
+
+class Worker:
+    """`python -m stream worker` as a child process with its own environment and log."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self._ready_before = 0
+
+    def start(self) -> None:
+        # A restarted worker appends to the same log: readiness is one more "Ready" line.
+        self._ready_before = self.text().count(READY) if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "stream", "worker"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.log.parent,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self.text()[-3000:]
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{tail}")
+            if self.text().count(READY) > self._ready_before:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
+    env.update(
+        {
+            "STREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "STREAM_APP_ID": names.app_id,
+            "STREAM_TOPICS__EVENTS": names.events,
+            "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,
+            "STREAM_TOPICS__OUTBOX": names.outbox,
+            "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
+            "STREAM_TOPICS__PARTITIONS": "3",
+            "STREAM_OMETRIA__BASE_URL": sandbox,
+            "STREAM_OMETRIA__API_KEY": "it-secret-key-7f3a",
+            "STREAM_OMETRIA__FLUSH_INTERVAL": "0.2s",
+            "STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND": "20",
+            "STREAM_WEB_PORT": str(free_port()),
+            "STREAM_DATA_DIR": str(tmp_path / "data"),
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+    process = Worker(worker_env, tmp_path / "worker.log")
+    yield process
+    if process.process is not None:
+        process.stop()
+
+
+@pytest.fixture
+async def producer() -> AsyncIterator[AIOKafkaProducer]:
+    client = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    await client.start()
+    yield client
+    await client.stop()
+
+
+async def read_topic(topic: str, expected: int, timeout: float = 30.0):
+    """Every record of a topic, from the start, once at least `expected` have arrived."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + timeout
+        while not partitions and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        assignment = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(assignment)
+        await consumer.seek_to_beginning(*assignment)
+        records = []
+        while len(records) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for items in batch.values():
+                records.extend(items)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def poll(fetch, done, timeout: float = 90.0, interval: float = 0.25):
+    """Call `fetch()` until `done(result)` or the deadline; return the last result."""
+    deadline = time.monotonic() + timeout
+    result = await fetch()
+    while not done(result) and time.monotonic() < deadline:
+        await asyncio.sleep(interval)
+        result = await fetch()
+    return result
+
+
+async def sandbox_get(url: str, path: str):
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        response = await http.get(path)
+        response.raise_for_status()
+        return response.json()

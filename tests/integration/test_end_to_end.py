@@ -1,0 +1,197 @@
+"""End to end: events on the real broker → the worker process → the Ometria stand-in over HTTP."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from stream.dlq import read_headers
+from tests.integration.conftest import poll, read_topic, sandbox_get
+
+CUSTOMERS_WITH_EMAIL = 24
+CUSTOMERS_WITHOUT_EMAIL = 4
+
+
+def _event(event_id, event_type, customer, data, at):
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "occurred_at": at.isoformat(),
+        "source": "rivo",
+        "customer": customer,
+        "data": data,
+    }
+
+
+def build_story(seed: int):
+    """Events for many customers, and what Ometria should end up with, computed independently."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    events, expected, earned_events = [], {}, 0
+    for n in range(CUSTOMERS_WITH_EMAIL + CUSTOMERS_WITHOUT_EMAIL):
+        cid = f"{900000 + n}"
+        has_email = n < CUSTOMERS_WITH_EMAIL
+        customer = {"id": cid, "first_name": f"Name{n}"}
+        if has_email:
+            customer["email"] = f"customer{n}@example.com"
+        at = now - timedelta(minutes=30)
+        mine = [
+            _event(f"{cid}-enrol", "customer.enrolled", customer, {"loyalty_status": "member"}, at)
+        ]
+        balance = 0
+        for k in range(rng.randint(1, 4)):
+            points = rng.randint(1, 200)
+            balance += points
+            at += timedelta(seconds=1)
+            mine.append(
+                _event(f"{cid}-earn-{k}", "points.earned", {"id": cid}, {"points": points}, at)
+            )
+            earned_events += has_email
+        if n % 3 == 0:
+            at += timedelta(seconds=1)
+            data = {"previous_tier": "Bronze", "tier": "Silver"}
+            mine.append(_event(f"{cid}-tier", "tier.changed", {"id": cid}, data, at))
+        if n % 4 == 0 and balance >= 10:
+            at += timedelta(seconds=1)
+            balance -= 10
+            data = {
+                "redemption_id": f"r{n}",
+                "code": f"CODE{n}",
+                "points": 10,
+                "reward": {"name": "£5 off"},
+            }
+            mine.append(_event(f"{cid}-redeem", "points.redeemed", {"id": cid}, data, at))
+        # The producer retries one event: the same event_id arrives twice.
+        mine.append(mine[1])
+        events.extend(mine)
+        if has_email:
+            expected[cid] = {
+                "email": customer["email"],
+                "rivoPointsBalance": balance,
+                "rivoVipTierName": "Silver" if n % 3 == 0 else None,
+            }
+    return events, expected, earned_events
+
+
+async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_events(
+    names, sandbox, worker, producer
+):
+    events, expected, earned_events = build_story(seed=7)
+    worker.start()
+    await worker.wait_ready()
+    for event in events:
+        await producer.send(
+            names.events, key=event["customer"]["id"].encode(), value=orjson.dumps(event)
+        )
+    # Bad input must not stop the stream: unparsable bytes and an event keyed by someone else.
+    await producer.send(names.events, key=b"900000", value=b"{not json")
+    stray = _event(
+        "stray",
+        "reward.used",
+        {"id": "900001"},
+        {"redemption_id": "r", "code": "C"},
+        datetime.now(UTC),
+    )
+    await producer.send(names.events, key=b"900002", value=orjson.dumps(stray))
+    await producer.flush()
+
+    def complete(contacts):
+        got = {c["id"]: c for c in contacts["contacts"]}
+        return all(
+            cid in got
+            and got[cid]["properties"].get("rivoPointsBalance") == want["rivoPointsBalance"]
+            for cid, want in expected.items()
+        )
+
+    contacts = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), complete)
+    got = {c["id"]: c for c in contacts["contacts"]}
+    assert set(got) == set(expected), "exactly the customers with an email become contacts"
+    for cid, want in expected.items():
+        contact = got[cid]
+        assert contact["email"] == want["email"]
+        assert contact["customer_id"] == cid
+        assert contact["@collection"] == "loyalty"
+        assert contact["properties"]["rivoPointsBalance"] == want["rivoPointsBalance"]
+        assert contact["properties"]["rivoLoyaltyStatus"] == "member"
+        assert contact["properties"].get("rivoVipTierName") == want["rivoVipTierName"]
+        assert "marketing_optin" not in contact
+
+    custom = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/events"),
+        lambda body: (
+            sum(e["event_type"] == "loyalty_points_earned" for e in body["events"]) >= earned_events
+        ),
+    )
+    by_type: dict[str, int] = {}
+    for event in custom["events"]:
+        by_type[event["event_type"]] = by_type.get(event["event_type"], 0) + 1
+    assert by_type["loyalty_points_earned"] == earned_events, "a duplicated event fires once"
+    assert by_type["loyalty_tier_upgraded"] == sum(
+        1 for n in range(CUSTOMERS_WITH_EMAIL) if n % 3 == 0
+    )
+    assert by_type["loyalty_reward_claimed"] == sum(
+        1 for n in range(CUSTOMERS_WITH_EMAIL) if n % 4 == 0
+    )
+
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["max_records_in_a_request"] <= 100
+    assert stats["mixed_type_requests"] == 0
+    assert stats["records_rejected"] == 0
+    assert set(stats["by_status"]) == {"202"}
+
+    dead = await read_topic(names.dead_letter, expected=2)
+    assert len(dead) == 2
+    by_value = {record.value: read_headers(record.headers) for record in dead}
+    assert by_value[b"{not json"]["error_class"] == "UnparsableJSON"
+    assert by_value[b"{not json"]["source.topic"] == names.events
+    mismatch = by_value[orjson.dumps(stray)]
+    assert mismatch["error_class"] == "KeyMismatch"
+    assert "key events by customer id" in mismatch["reason"]
+
+    assert worker.stop() == 0
+    log = worker.text()
+    assert "it-secret-key-7f3a" not in log
+    assert "customer0@example.com" not in log
+
+
+async def test_worker_restart_recovers_profiles_and_counts_points_once(
+    names, sandbox, worker, producer
+):
+    now = datetime.now(UTC)
+    customer = {"id": "777", "email": "restart@example.com"}
+    first = [
+        _event("r-enrol", "customer.enrolled", customer, {}, now),
+        _event(
+            "r-earn-1", "points.earned", {"id": "777"}, {"points": 100}, now + timedelta(seconds=1)
+        ),
+    ]
+    worker.start()
+    await worker.wait_ready()
+    for event in first:
+        await producer.send_and_wait(names.events, key=b"777", value=orjson.dumps(event))
+
+    def balance_is(value):
+        def check(body):
+            return any(c["properties"].get("rivoPointsBalance") == value for c in body["contacts"])
+
+        return check
+
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), balance_is(100))
+    assert worker.stop() == 0
+
+    # After a restart the table comes back from its changelog: a redelivered event is still
+    # recognised, and a new one adds to the recovered balance.
+    worker.start()
+    await worker.wait_ready()
+    again = [
+        first[1],
+        _event(
+            "r-earn-2", "points.earned", {"id": "777"}, {"points": 5}, now + timedelta(seconds=2)
+        ),
+    ]
+    for event in again:
+        await producer.send_and_wait(names.events, key=b"777", value=orjson.dumps(event))
+    contacts = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), balance_is(105))
+    assert contacts["contacts"][0]["properties"]["rivoPointsBalance"] == 105
