@@ -94,7 +94,7 @@ class Worker:
         # A restarted worker appends to the same log: readiness is one more "Ready" line.
         self._ready_before = self.text().count(READY) if self.log.exists() else 0
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(  # noqa: S603
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "stream", "worker"],
                 env=self.env,
                 stdout=out,
