@@ -1,4 +1,4 @@
-"""`python -m stream <command>`: worker, sandbox, send-sample."""
+"""`python -m stream <command>`: worker, sandbox, send-sample, schemas."""
 
 from __future__ import annotations
 
@@ -114,6 +114,16 @@ def _show_sandbox(url: str, customer_ids: list[str], timeout: float) -> int:
     return 0
 
 
+def _schemas(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stream.schemas import write
+
+    for path in write(Path(args.out)):
+        print(f"schemas: wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stream", description="Loyalty events from Kafka to Ometria."
@@ -129,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--timeout", type=float, default=60.0)
     sample.set_defaults(run=_send_sample)
+    schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
+    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    schemas.set_defaults(run=_schemas)
     return parser
 
 

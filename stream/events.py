@@ -23,6 +23,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -43,8 +44,6 @@ class InvalidEvent(Exception):
 
 def _decimal_string(value: object) -> Decimal:
     # Money travels as a decimal string so no float rounding happens on the way.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
     if not isinstance(value, str) or not _DECIMAL.match(value):
         raise ValueError("expected a decimal string such as '25.50'")
     try:
@@ -69,8 +68,18 @@ def _email(value: str) -> str:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_decimal_string), PlainSerializer(str, return_type=str)]
-MonthDay = Annotated[str, StringConstraints(max_length=10), AfterValidator(_month_day)]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _DECIMAL.pattern, "examples": ["25.50"]}),
+]
+MonthDay = Annotated[
+    str,
+    StringConstraints(max_length=10),
+    AfterValidator(_month_day),
+    WithJsonSchema({"type": "string", "pattern": _MONTH_DAY.pattern, "examples": ["03-15"]}),
+]
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
 ]
