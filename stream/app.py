@@ -22,7 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         processing_guarantee="at_least_once",
         # Every partition of the input must have a table partition (co-partitioning).
-        topic_partitions=settings.topics.partitions,
+        topic_partitions=settings.topics.partition_count,
         topic_replication_factor=settings.topics.replication_factor,
         # A new consumer group starts from the oldest event: the table is the whole history.
         consumer_auto_offset_reset="earliest",

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from stream.settings import Settings, SettingsError, get_settings
+from stream.settings import Settings, SettingsError, get_settings, use_settings
 
 
 def _worker(_: argparse.Namespace) -> int:
@@ -25,9 +25,12 @@ def _worker(_: argparse.Namespace) -> int:
     # Faust runs on this loop too; asyncio.run() would close it before the worker starts.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    created = loop.run_until_complete(ensure_topics(settings))
-    if created:
-        print(f"worker: created topics {', '.join(created)}", file=sys.stderr)
+    report = loop.run_until_complete(ensure_topics(settings))
+    if report.created:
+        print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
+    if settings.topics.partitions != report.partitions:
+        topics = settings.topics.model_copy(update={"partitions": report.partitions})
+        use_settings(settings.model_copy(update={"topics": topics}))
 
     import faust
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "STREAM_"
+DEFAULT_PARTITIONS = 8
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -109,9 +109,18 @@ class TopicSettings(_Section):
     outbox_dead_letter: str = Field(
         default="ometria.outbox.dlq", description="Records Ometria refused."
     )
-    partitions: int = Field(
-        default=8, ge=1, le=1000, description="Partitions of the events and outbox topics."
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Partitions of the topics the worker creates; default: those of the events "
+        f"topic when it exists, else {DEFAULT_PARTITIONS}.",
     )
+
+    @property
+    def partition_count(self) -> int:
+        return self.partitions or DEFAULT_PARTITIONS
+
     replication_factor: int = Field(default=1, ge=1, le=10, description="For created topics.")
 
 
@@ -202,7 +211,18 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(describe_validation_error(exc)) from None
 
 
-@lru_cache(maxsize=1)
+_current: Settings | None = None
+
+
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return load_settings()
+    """The process-wide settings, read once (Faust's module-level app needs them at import)."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> None:
+    """Replace the process-wide settings; only before `stream.app` is imported."""
+    global _current
+    _current = settings

@@ -10,7 +10,7 @@ from stream.settings import get_settings
 customer_to_profile = app.Table(
     "customer_to_profile",
     default=None,
-    partitions=get_settings().topics.partitions,
+    partitions=get_settings().topics.partition_count,
     schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
     help="Latest loyalty profile of every customer, keyed like the input topic.",
 )

@@ -22,44 +22,52 @@ class TopicSpec:
     configs: dict[str, str]
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+@dataclass(frozen=True, slots=True)
+class TopicsReport:
+    created: list[str]
+    partitions: int  # of the events topic, which the profile table must match
+
+
+def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
     topics = settings.topics
     dead = {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}
     return [
-        TopicSpec(topics.events, topics.partitions, {}),
-        TopicSpec(topics.outbox, topics.partitions, {}),
-        TopicSpec(topics.dead_letter, topics.partitions, dead),
-        TopicSpec(topics.outbox_dead_letter, topics.partitions, dead),
+        TopicSpec(topics.events, partitions, {}),
+        TopicSpec(topics.outbox, partitions, {}),
+        TopicSpec(topics.dead_letter, partitions, dead),
+        TopicSpec(topics.outbox_dead_letter, partitions, dead),
     ]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; return the names created.
+async def ensure_topics(settings: Settings) -> TopicsReport:
+    """Create missing topics and learn the events topic's partition count.
 
     Raises:
-        SettingsError: the events topic exists with another partition count than configured
-            (the profile table must be partitioned exactly like its input).
+        SettingsError: STREAM_TOPICS__PARTITIONS is set and differs from the partitions of an
+            existing events topic (the profile table must be partitioned like its input).
     """
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
     )
     await admin.start()
     try:
-        specs = topic_specs(settings)
         existing = set(await admin.list_topics())
-        present = [s.name for s in specs if s.name in existing]
-        described = await admin.describe_topics(present) if present else []
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
         events = settings.topics.events
-        if events in counts and counts[events] != settings.topics.partitions:
-            raise SettingsError(
-                f"topic {events} has {counts[events]} partitions but STREAM_TOPICS__PARTITIONS="
-                f"{settings.topics.partitions}; set STREAM_TOPICS__PARTITIONS={counts[events]} "
-                "(the profile table is partitioned like its input)"
-            )
+        configured = settings.topics.partitions
+        partitions = settings.topics.partition_count
+        if events in existing:
+            (described,) = await admin.describe_topics([events])
+            partitions = len(described["partitions"])
+            if configured is not None and configured != partitions:
+                raise SettingsError(
+                    f"topic {events} has {partitions} partitions but STREAM_TOPICS__PARTITIONS="
+                    f"{configured}; set STREAM_TOPICS__PARTITIONS={partitions} or leave it unset "
+                    "(the profile table is partitioned like its input)"
+                )
+        specs = topic_specs(settings, partitions)
         missing = [spec for spec in specs if spec.name not in existing]
         if not missing:
-            return []
+            return TopicsReport([], partitions)
         response = await admin.create_topics(
             [
                 NewTopic(
@@ -79,6 +87,6 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 raise for_code(code)(f"cannot create topic {name}")
             created.append(name)
             logger.info("created topic %s", name)
-        return created
+        return TopicsReport(created, partitions)
     finally:
         await admin.close()
