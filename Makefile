@@ -14,8 +14,9 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=python3.11)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev,rocksdb]'
+	@# pip's and setuptools' chatter goes to a log, shown only when the install fails.
+	@$(PY) -m pip install --upgrade pip -e '.[dev,rocksdb]' > $(VENV)/pip.log 2>&1 \
+		|| { tail -40 $(VENV)/pip.log; exit 1; }
 	@touch $@
 	@echo "venv: $(VENV) ready"
 
