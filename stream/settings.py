@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 ENV_PREFIX = "STREAM_"
 DEFAULT_PARTITIONS = 8
@@ -80,15 +81,17 @@ class OmetriaSettings(_Section):
 
     _durations = field_validator("flush_interval", "timeout", mode="before")(parse_duration)
 
+    @field_validator("api_key_file")
+    @classmethod
+    def _key_file_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no readable file at {value}; mount the Secret or fix the path")
+        return value
+
     @model_validator(mode="after")
     def _read_key_file(self) -> OmetriaSettings:
         if self.api_key is None and self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(
-                    f"cannot read the API key file {self.api_key_file}: {exc.strerror}"
-                ) from None
+            key = self.api_key_file.read_text(encoding="utf-8").strip()
             object.__setattr__(self, "api_key", SecretStr(key))
         return self
 
@@ -180,7 +183,7 @@ class Settings(BaseSettings):
         return value
 
 
-_SECRET_FIELDS = {"api_key", "api_key_file"}
+_SECRET_WORDS = ("key", "secret", "password", "token")
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
@@ -195,10 +198,12 @@ def describe_validation_error(error: ValidationError) -> str:
         loc = item["loc"]
         name = _env_name(loc)
         shown: Any = item.get("input")
-        # Echo only scalar inputs of non-secret fields: a section's dict may hold the API key.
-        secret = bool(_SECRET_FIELDS & {str(part) for part in loc})
+        # Echo only scalar inputs of known, non-secret fields: a section's dict may hold the API
+        # key, and a misspelt variable (extra_forbidden) may be a misspelt key.
+        secret = any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
         plain = isinstance(shown, str | int | float | bool)
-        value = f" (got {shown!r})" if plain and not secret else ""
+        known = item["type"] != "extra_forbidden"
+        value = f" (got {shown!r})" if plain and known and not secret else ""
         lines.append(f"{name}: {item['msg']}{value}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
@@ -209,6 +214,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+    except PydanticSettingsError as exc:
+        # e.g. a section variable (STREAM_OMETRIA='{...') that is not valid JSON
+        raise SettingsError(f"invalid configuration: {exc}") from None
 
 
 _current: Settings | None = None

@@ -73,7 +73,7 @@ def _tier_changed(
 ) -> Fired | None:
     data = event.data
     previous = data.previous_tier or (before.tier.name if before else None)
-    if previous is None or previous == data.tier:
+    if previous is None or previous.casefold() == data.tier.casefold():
         return None
     direction = data.direction or _direction(previous, data.tier, config.tier_order)
     name = {"up": "loyalty_tier_upgraded", "down": "loyalty_tier_downgraded"}.get(

@@ -95,7 +95,7 @@ class OmetriaClient:
         except httpx.TimeoutException as exc:
             raise Retryable(f"push timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise Retryable(f"push failed to connect: {type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"push failed: {type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise Retryable(

@@ -1,0 +1,253 @@
+"""Delivery: retries, bisection and dead-lettering over a real client and a scripted Ometria."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+
+from stream.delivery import Delivery
+from stream.dlq import DeadLetter
+from stream.ometria.client import OmetriaClient
+from stream.ometria.records import MAX_RECORD_BYTES, encode
+
+API_KEY = "k-SECRET-123"
+
+Reply = Callable[[list[dict[str, Any]]], httpx.Response]
+
+
+def contact(record_id: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "@type": "contact",
+        "@collection": "loyalty",
+        "id": record_id,
+        "customer_id": record_id,
+        "email": f"{record_id}@example.com",
+        "properties": properties,
+    }
+
+
+def accepted(records: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.Response(
+        202, json={"status": "OK", "request_id": "req-1", "accepted": len(records), "rejected": 0}
+    )
+
+
+def status(code: int, **headers: str) -> Reply:
+    return lambda records: httpx.Response(code, json={"error": f"status {code}"}, headers=headers)
+
+
+class FakeOmetria:
+    """A scripted Ometria: answers from `script` in turn, then `default`; keeps what it got."""
+
+    def __init__(self) -> None:
+        self.script: list[Reply] = []
+        self.default: Reply = accepted
+        self.bodies: list[list[dict[str, Any]]] = []
+        self.accepted: list[dict[str, Any]] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        records = orjson.loads(request.content)
+        self.bodies.append(records)
+        reply = self.script.pop(0) if self.script else self.default
+        response = reply(records)
+        if response.status_code < 300:
+            self.accepted.extend(records)
+        return response
+
+
+@pytest.fixture
+def ometria() -> FakeOmetria:
+    return FakeOmetria()
+
+
+@pytest.fixture
+async def client(ometria):
+    async with OmetriaClient(
+        "https://ometria.test", SecretStr(API_KEY), transport=httpx.MockTransport(ometria.handle)
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def dead_letters() -> list[DeadLetter]:
+    return []
+
+
+@pytest.fixture
+def delivery(client, sleeps, dead_letters) -> Delivery:
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        dead_letters.append(letter)
+
+    return Delivery(client, max_requests_per_second=1000, dead_letter=dead_letter, sleep=sleep)
+
+
+async def test_deliver_accepted_batch_sends_one_request_without_retries(
+    delivery, ometria, sleeps, dead_letters
+):
+    records = [contact("c1"), contact("c2")]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [records]
+    assert delivery.stats.records_accepted == 2
+    assert (delivery.stats.requests, delivery.stats.retries) == (1, 0)
+    assert sleeps == []
+    assert dead_letters == []
+
+
+async def test_deliver_transient_503_three_times_then_accepted_retries_and_delivers(
+    delivery, ometria, sleeps, dead_letters
+):
+    ometria.script = [status(503)] * 3
+    records = [contact("c1"), contact("c2")]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [records] * 4
+    assert ometria.accepted == records
+    assert delivery.stats.retries == 3
+    assert delivery.stats.requests == 4
+    assert delivery.stats.records_accepted == 2
+    assert dead_letters == []
+    assert len(sleeps) == 3
+    assert all(0 <= delay <= 60 for delay in sleeps)
+
+
+async def test_deliver_transport_error_retried_until_accepted(
+    delivery, ometria, sleeps, dead_letters
+):
+    def refuse(records: list[dict[str, Any]]) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    ometria.script = [refuse, refuse]
+
+    await delivery.deliver([contact("c1")])
+
+    assert ometria.accepted == [contact("c1")]
+    assert delivery.stats.retries == 2
+    assert len(sleeps) == 2
+    assert dead_letters == []
+
+
+async def test_deliver_throttled_with_retry_after_waits_at_least_that_long(
+    delivery, ometria, sleeps, dead_letters
+):
+    ometria.script = [status(429, **{"Retry-After": "7"})]
+
+    await delivery.deliver([contact("c1")])
+
+    assert sleeps[0] >= 7
+    assert len(sleeps) == 1
+    assert delivery.stats.throttled == 1
+    assert ometria.accepted == [contact("c1")]
+    assert dead_letters == []
+
+
+async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_record(
+    delivery, ometria, sleeps, dead_letters
+):
+    def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
+        if any(record["id"] == "bad" for record in records):
+            return httpx.Response(400, text='{"error": "invalid email for bad"}')
+        return accepted(records)
+
+    ometria.default = refuse_bad
+    records = [contact("a"), contact("b"), contact("bad"), contact("d")]
+
+    await delivery.deliver(records)
+
+    assert sorted(record["id"] for record in ometria.accepted) == ["a", "b", "d"]
+    assert delivery.stats.records_accepted == 3
+    (letter,) = dead_letters
+    assert letter.value == encode(contact("bad"))
+    assert letter.stage == "push"
+    assert letter.error_class == "Permanent"
+    assert dict(letter.details) == {"status": "400", "body": '{"error": "invalid email for bad"}'}
+    assert "400" in letter.reason
+    assert sleeps == []
+
+
+async def test_deliver_accepted_with_rejections_dead_letters_batch_copy_and_warns(
+    delivery, ometria, dead_letters, caplog
+):
+    ometria.script = [
+        lambda records: httpx.Response(
+            202, json={"status": "OK", "request_id": "req-9", "accepted": 1, "rejected": 2}
+        )
+    ]
+    records = [contact("c1"), contact("c2"), contact("c3")]
+
+    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+        await delivery.deliver(records)
+
+    assert [letter.value for letter in dead_letters] == [encode(r) for r in records]
+    assert {letter.error_class for letter in dead_letters} == {"Rejected"}
+    assert dict(dead_letters[0].details) == {"status": "202", "request_id": "req-9"}
+    assert delivery.stats.rejected_reported == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "rejected 2 of 3" in warnings[0].getMessage()
+    assert "req-9" in warnings[0].getMessage()
+
+
+async def test_deliver_oversized_record_dead_lettered_others_sent(delivery, ometria, dead_letters):
+    big = contact("big", note="x" * (MAX_RECORD_BYTES + 1))
+    records = [contact("c1"), big, contact("c2")]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [[contact("c1"), contact("c2")]]
+    (letter,) = dead_letters
+    assert letter.error_class == "RecordTooLarge"
+    assert letter.stage == "push"
+    assert letter.value == encode(big)
+    assert str(MAX_RECORD_BYTES) in letter.reason
+
+
+async def test_deliver_coalesces_contact_versions_before_sending(delivery, ometria):
+    await delivery.deliver([contact("c1", v=1), contact("c1", v=2)])
+
+    assert ometria.bodies == [[contact("c1", v=2)]]
+
+
+async def test_deliver_dead_letters_carry_record_json_and_never_the_api_key(
+    delivery, ometria, dead_letters, caplog
+):
+    def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
+        if any(record["id"] == "bad" for record in records):
+            return httpx.Response(403, text="forbidden")
+        return httpx.Response(202, json={"accepted": len(records), "rejected": 1})
+
+    ometria.script = [status(503), status(429, **{"Retry-After": "1"})]
+    ometria.default = refuse_bad
+    big = contact("big", note="x" * (MAX_RECORD_BYTES + 1))
+    records = [contact("good"), contact("bad"), big]
+
+    with caplog.at_level(logging.DEBUG):
+        await delivery.deliver(records)
+
+    assert {letter.error_class for letter in dead_letters} == {
+        "RecordTooLarge",
+        "Permanent",
+        "Rejected",
+    }
+    for letter in dead_letters:
+        assert orjson.loads(letter.value) in records
+        assert letter.key == orjson.loads(letter.value)["id"].encode()
+        assert API_KEY.encode() not in letter.value
+        assert all(API_KEY.encode() not in value for _, value in letter.headers())
+    assert API_KEY not in caplog.text
