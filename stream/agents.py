@@ -18,7 +18,7 @@ from stream.delivery import Delivery
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
 from stream.ometria.client import OmetriaClient
-from stream.ometria.mapping import load_preset
+from stream.ometria.mapping import load_mapping
 from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
 from stream.settings import get_settings
@@ -30,18 +30,21 @@ from stream.topics import (
     ometria_outbox_topic,
     outbox_dead_letter_topic,
 )
-from stream.triggers import TriggerConfig
+from stream.triggers import RewardCost, TriggerConfig
 
 logger = logging.getLogger(__name__)
 
 settings = get_settings()
+mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
 rules = SyncRules(
-    mapping=load_preset(settings.mapping.preset),
+    mapping=mapping,
     collection=settings.ometria.collection,
     triggers=TriggerConfig(
         tier_order=tuple(settings.triggers.tier_order),
         horizon=settings.triggers.horizon,
         disabled=frozenset(settings.triggers.disabled),
+        rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
+        options=mapping.triggers,
     ),
 )
 

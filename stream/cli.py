@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
+from stream.ometria.mapping import MappingError
 from stream.settings import Settings, SettingsError, get_settings, use_settings
 
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)
-    except SettingsError as exc:
+    except (SettingsError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return result

@@ -62,6 +62,23 @@ def _month_day(value: str) -> str:
     return f"{month:02d}-{day:02d}"
 
 
+def _id_text(value: object) -> object:
+    # Platforms such as Rivo use numeric ids; they are identifiers, so keep them as text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _amount(value: object) -> Decimal:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Decimal(str(value))
+    return _decimal_string(value)
+
+
+def _reward_name(value: object) -> object:
+    return {"name": value} if isinstance(value, str) else value
+
+
 def _email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("expected an email address")
@@ -83,7 +100,22 @@ MonthDay = Annotated[
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
 ]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_amount),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {"anyOf": [{"type": "number"}, {"type": "string", "pattern": _DECIMAL.pattern}]}
+    ),
+]
+Id = Annotated[
+    str,
+    BeforeValidator(_id_text),
+    StringConstraints(min_length=1, max_length=128),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]}
+    ),
+]
 Name = Annotated[str, StringConstraints(max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=2048)]
 Points = Annotated[int, Field(ge=0, le=10**12)]
@@ -116,7 +148,7 @@ class Reward(_Tolerant):
     id: Id | None = None
     name: Name
     reward_type: Name | None = None
-    value: Name | None = None
+    value: Name | int | float | None = None
 
 
 class EnrolledData(_Tolerant):
@@ -167,20 +199,56 @@ class TierChangedData(_Tolerant):
     previous_tier: Name | None = None
     direction: Literal["up", "down"] | None = None
     tier_expires_at: AwareDatetime | None = None
-    progress: Money | None = None
+    progress: Amount | None = None
     next_tier: Name | None = None
-    progress_to_next: Money | None = None
-    progress_to_renew: Money | None = None
+    progress_to_next: Amount | None = None
+    progress_to_renew: Amount | None = None
     forecast_tier: Name | None = None
 
 
 class ReferralCompletedData(_Tolerant):
     referred_customer_id: Id | None = None
-    reward: Reward | None = None
+    reward: Annotated[Reward, BeforeValidator(_reward_name)] | None = None
 
 
 class BirthdayUpdatedData(_Tolerant):
     date_of_birth: MonthDay
+
+
+class PointsApprovedData(_Tolerant):
+    points: Points
+    balance: Balance | None = None
+
+
+class PointsExpiredData(_Tolerant):
+    points: Points
+    reason: Text | None = None
+    balance: Balance | None = None
+
+
+class PointsAdjustedData(_Tolerant):
+    points: Annotated[int, Field(ge=-(10**12), le=10**12)]
+    reason: Text | None = None
+    balance: Balance | None = None
+
+
+class PointsExpiringData(_Tolerant):
+    points: Points
+    expires_at: AwareDatetime
+
+
+class MembershipStartedData(_Tolerant):
+    membership_tier_id: Id
+    source: Name | None = None
+    started_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+
+
+class MembershipCancelledData(_Tolerant):
+    membership_tier_id: Id | None = None
+    source: Name | None = None
+    cancellation_policy: Name | None = None
+    ends_at: AwareDatetime | None = None
 
 
 class _Envelope(_Strict):
@@ -234,6 +302,36 @@ class BirthdayUpdated(_Envelope):
     data: BirthdayUpdatedData
 
 
+class PointsApproved(_Envelope):
+    type: Literal["points.approved"]
+    data: PointsApprovedData
+
+
+class PointsExpired(_Envelope):
+    type: Literal["points.expired"]
+    data: PointsExpiredData
+
+
+class PointsAdjusted(_Envelope):
+    type: Literal["points.adjusted"]
+    data: PointsAdjustedData
+
+
+class PointsExpiring(_Envelope):
+    type: Literal["points.expiring"]
+    data: PointsExpiringData
+
+
+class MembershipStarted(_Envelope):
+    type: Literal["membership.started"]
+    data: MembershipStartedData
+
+
+class MembershipCancelled(_Envelope):
+    type: Literal["membership.cancelled"]
+    data: MembershipCancelledData
+
+
 LoyaltyEvent = Annotated[
     CustomerEnrolled
     | CustomerUpdated
@@ -242,10 +340,17 @@ LoyaltyEvent = Annotated[
     | RewardUsed
     | TierChanged
     | ReferralCompleted
-    | BirthdayUpdated,
+    | BirthdayUpdated
+    | PointsApproved
+    | PointsExpired
+    | PointsAdjusted
+    | PointsExpiring
+    | MembershipStarted
+    | MembershipCancelled,
     Field(discriminator="type"),
 ]
-EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(LoyaltyEvent)
+# mypy sees an Annotated union used as a value as `UnionType`, which pydantic accepts.
+EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(LoyaltyEvent)  # type: ignore[arg-type]
 EVENT_TYPES: tuple[str, ...] = (
     "customer.enrolled",
     "customer.updated",
@@ -255,6 +360,12 @@ EVENT_TYPES: tuple[str, ...] = (
     "tier.changed",
     "referral.completed",
     "birthday.updated",
+    "points.approved",
+    "points.expired",
+    "points.adjusted",
+    "points.expiring",
+    "membership.started",
+    "membership.cancelled",
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,13 @@ from stream.events import (
     CustomerEnrolled,
     CustomerUpdated,
     LoyaltyEvent,
+    MembershipCancelled,
+    MembershipStarted,
+    PointsAdjusted,
+    PointsApproved,
     PointsEarned,
+    PointsExpired,
+    PointsExpiring,
     PointsRedeemed,
     ReferralCompleted,
     RewardUsed,
@@ -103,6 +109,14 @@ class Profile(_Value):
     last_reward: LastReward | None = None
     tier: TierState = TierState()
     referrals_completed: int = 0
+    points_expire_at: datetime | None = None
+    expiring_points: int | None = None
+    membership_status: Literal["active", "cancelled"] | None = None
+    membership_tier_id: str | None = None
+    membership_source: str | None = None
+    membership_started_at: datetime | None = None
+    membership_ends_at: datetime | None = None
+    membership_cancellation_policy: str | None = None
     # Bookkeeping: the stamp that set each snapshot field, recently applied event ids, and
     # the last contact record sent (so an unchanged contact is not sent again).
     as_of: dict[str, str] = Field(default_factory=dict)
@@ -146,7 +160,12 @@ class _Draft:
 
     def snapshot(self, field: str, value: Any) -> None:
         """Set a field unless a newer event already set it; None means "not given"."""
-        if value is not None and self.newer(field):
+        if value is not None:
+            self.assign(field, value)
+
+    def assign(self, field: str, value: Any) -> None:
+        """Set a field, even to None, unless a newer event already set it."""
+        if self.newer(field):
             self.updates[field] = value
             self.as_of[field] = self.stamp
 
@@ -232,6 +251,21 @@ def fold(profile: Profile | None, event: LoyaltyEvent) -> Folded:
             draft.add("referrals_completed", 1)
         case BirthdayUpdated():
             draft.snapshot("date_of_birth", event.data.date_of_birth)
+        case PointsApproved():
+            _points_approved(draft, event)
+        case PointsExpired():
+            if not draft.balance_snapshot(event.data.balance):
+                draft.balance_delta(-event.data.points, None)
+        case PointsAdjusted():
+            if not draft.balance_snapshot(event.data.balance):
+                draft.balance_delta(event.data.points, None)
+        case PointsExpiring():
+            draft.snapshot("points_expire_at", event.data.expires_at)
+            draft.snapshot("expiring_points", event.data.points)
+        case MembershipStarted():
+            _membership_started(draft, event)
+        case MembershipCancelled():
+            _membership_cancelled(draft, event)
     return Folded(draft.build(event.event_id), applied=True)
 
 
@@ -272,6 +306,34 @@ def _points_redeemed(draft: _Draft, event: PointsRedeemed) -> None:
     if not draft.balance_snapshot(data.balance):
         spent_credits = -data.credits if data.credits is not None else None
         draft.balance_delta(-data.points, spent_credits)
+
+
+def _points_approved(draft: _Draft, event: PointsApproved) -> None:
+    points = event.data.points
+    now = draft.current("points")
+    draft.points(pending=now.pending - points, lifetime=now.lifetime + points)
+    if not draft.balance_snapshot(event.data.balance):
+        draft.balance_delta(points, None)
+
+
+def _membership_started(draft: _Draft, event: MembershipStarted) -> None:
+    data = event.data
+    draft.snapshot("membership_status", "active")
+    draft.snapshot("membership_tier_id", data.membership_tier_id)
+    draft.snapshot("membership_source", data.source)
+    draft.snapshot("membership_started_at", data.started_at or event.occurred_at)
+    # A (re)start supersedes an earlier cancellation's end.
+    draft.assign("membership_ends_at", data.ends_at)
+    draft.assign("membership_cancellation_policy", None)
+
+
+def _membership_cancelled(draft: _Draft, event: MembershipCancelled) -> None:
+    data = event.data
+    draft.snapshot("membership_status", "cancelled")
+    draft.snapshot("membership_tier_id", data.membership_tier_id)
+    draft.snapshot("membership_source", data.source)
+    draft.assign("membership_ends_at", data.ends_at)
+    draft.assign("membership_cancellation_policy", data.cancellation_policy)
 
 
 def _tier_changed(draft: _Draft, event: TierChanged) -> None:

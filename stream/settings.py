@@ -38,10 +38,12 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def _comma_items(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _split_commas(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+    return _comma_items(value) if isinstance(value, str) else value
 
 
 class _Section(BaseModel):
@@ -131,7 +133,9 @@ class MappingSettings(_Section):
     preset: Literal["rivo", "loyaltylion"] = Field(
         default="rivo", description="Contact mapping preset."
     )
-    file: Path | None = Field(default=None, description="A user mapping file (later issue).")
+    file: Path | None = Field(
+        default=None, description="A user mapping file (TOML or JSON); replaces the preset."
+    )
 
 
 class TriggerSettings(_Section):
@@ -146,8 +150,26 @@ class TriggerSettings(_Section):
     disabled: Annotated[list[str], NoDecode] = Field(
         default=[], description="Comma-separated event types not to send."
     )
+    rewards: Annotated[dict[str, int], NoDecode] = Field(
+        default={},
+        description="Rewards for loyalty_reward_available, as `name=points,name=points`.",
+    )
 
     _lists = field_validator("tier_order", "disabled", mode="before")(_split_commas)
+
+    @field_validator("rewards", mode="before")
+    @classmethod
+    def _name_points(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = {}
+        for item in _comma_items(value):
+            name, sep, points = item.rpartition("=")
+            if not sep or not name.strip() or not points.strip().isdigit():
+                raise ValueError(f"expected name=points pairs such as '£5 off=500', got {item!r}")
+            pairs[name.strip()] = int(points)
+        return pairs
+
     _durations = field_validator("horizon", mode="before")(parse_duration)
 
 

@@ -8,13 +8,15 @@ rule, so a redelivered event re-sends the same id (an upsert, not a second event
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stream.events import (
     LoyaltyEvent,
+    MembershipCancelled,
     PointsEarned,
+    PointsExpiring,
     PointsRedeemed,
     ReferralCompleted,
     RewardUsed,
@@ -27,10 +29,27 @@ DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
 
 
 @dataclass(frozen=True, slots=True)
+class TriggerOptions:
+    """A user's choices for one rule: off, another event type, or fewer properties."""
+
+    enabled: bool = True
+    event_type: str | None = None
+    properties: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RewardCost:
+    name: str
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
 class TriggerConfig:
     tier_order: tuple[str, ...] = DEFAULT_TIER_ORDER
     horizon: timedelta = timedelta(hours=24)
     disabled: frozenset[str] = frozenset()
+    rewards: tuple[RewardCost, ...] = ()
+    options: dict[str, TriggerOptions] = field(default_factory=dict)
 
 
 Fired = tuple[str, dict[str, Scalar]]
@@ -105,21 +124,73 @@ def _referral_completed(event: ReferralCompleted, _: Any, after: Profile, __: An
     }
 
 
+def _membership_cancelled(event: MembershipCancelled, *_: Any) -> Fired:
+    ends = event.data.ends_at
+    return "loyalty_membership_cancelled", {
+        "membership_tier_id": event.data.membership_tier_id,
+        "cancellation_policy": event.data.cancellation_policy,
+        "ends_at": ends.isoformat() if ends else None,
+    }
+
+
+def _points_expiring(event: PointsExpiring, _: Any, after: Profile, __: Any) -> Fired:
+    return "loyalty_points_expiring", {
+        "points": event.data.points,
+        "expires_at": event.data.expires_at.isoformat(),
+        "points_balance": after.points.balance,
+    }
+
+
 _RULES: dict[str, Rule] = {
     "points.earned": _points_earned,
     "points.redeemed": _reward_claimed,
     "reward.used": _reward_used,
     "tier.changed": _tier_changed,
     "referral.completed": _referral_completed,
+    "membership.cancelled": _membership_cancelled,
+    "points.expiring": _points_expiring,
 }
+RULE_NAMES = (
+    "loyalty_points_earned",
+    "loyalty_reward_claimed",
+    "loyalty_reward_used",
+    "loyalty_tier_upgraded",
+    "loyalty_tier_downgraded",
+    "loyalty_tier_changed",
+    "loyalty_referral_completed",
+    "loyalty_membership_cancelled",
+    "loyalty_reward_available",
+    "loyalty_points_expiring",
+)
 
 
-def _flat(properties: dict[str, Scalar]) -> dict[str, Scalar]:
+def _rewards_available(
+    before: Profile | None, after: Profile, config: TriggerConfig
+) -> list[tuple[str, str, dict[str, Scalar]]]:
+    """A reward becomes available when the balance crosses its cost upwards (each crossing)."""
+    old = before.points.balance if before else 0
+    new = after.points.balance
+    return [
+        (
+            "loyalty_reward_available",
+            _slug(reward.name),
+            {"reward_name": reward.name, "reward_points": reward.points, "points_balance": new},
+        )
+        for reward in config.rewards
+        if old < reward.points <= new
+    ]
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.casefold()).strip("-")
+
+
+def _flat(properties: dict[str, Scalar], keep: frozenset[str] | None) -> dict[str, Scalar]:
     # Ometria caps string properties at 512 characters; None says nothing, so leave it out.
     return {
         key: value[:MAX_PROPERTY_CHARS] if isinstance(value, str) else value
         for key, value in properties.items()
-        if value is not None
+        if value is not None and (keep is None or key in keep)
     }
 
 
@@ -131,21 +202,28 @@ def custom_events(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The custom events an applied event fires (none when too old or no email is known)."""
-    rule = _RULES.get(event.type)
-    if rule is None or not after.email:
+    if not after.email:
         return []
     if now.astimezone(UTC) - event.occurred_at.astimezone(UTC) > config.horizon:
         return []
-    fired = rule(event, before, after, config)
-    if fired is None or fired[0] in config.disabled:
-        return []
-    event_type, properties = fired
-    record = CustomEvent(
-        id=f"{event.event_id}:{event_type}",
-        timestamp=event.occurred_at,
-        event_type=event_type,
-        identity_email=after.email,
-        identity_account_id=after.customer_id,
-        properties=_flat(properties),
-    )
-    return [record.to_json()]
+    fired: list[tuple[str, str, dict[str, Scalar]]] = []
+    rule = _RULES.get(event.type)
+    if rule is not None and (result := rule(event, before, after, config)) is not None:
+        fired.append((result[0], "", result[1]))
+    fired.extend(_rewards_available(before, after, config))
+    records = []
+    for name, suffix, properties in fired:
+        options = config.options.get(name, TriggerOptions())
+        if name in config.disabled or not options.enabled:
+            continue
+        # The id follows the rule, not its configured name, so renaming never re-sends.
+        record = CustomEvent(
+            id=f"{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),
+            timestamp=event.occurred_at,
+            event_type=options.event_type or name,
+            identity_email=after.email,
+            identity_account_id=after.customer_id,
+            properties=_flat(properties, options.properties),
+        )
+        records.append(record.to_json())
+    return records

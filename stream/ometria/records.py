@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -42,6 +41,10 @@ class Contact(_Record):
     country_id: str | None = None
     timezone: str | None = None
     timestamp_acquired: AwareDatetime | None = None
+    # Only ever set by a user mapping that opts in to consent (`consent = true`).
+    marketing_optin: (
+        Literal["EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED"] | None
+    ) = None
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
@@ -66,8 +69,3 @@ class CustomEvent(_Record):
 def encode(record: dict[str, Any]) -> bytes:
     """The one JSON encoding of a record (sorted keys, so equal records are equal bytes)."""
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
-
-
-def event_time(value: datetime) -> str:
-    """ISO 8601 with an explicit offset, as Ometria's examples use."""
-    return value.isoformat()
