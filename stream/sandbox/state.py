@@ -66,6 +66,7 @@ class Faults:
     latency_ms: float = 0.0
     retry_after: int | None = None
     reject_ids: frozenset[str] = frozenset()
+    refuse_ids: frozenset[str] = frozenset()  # a request holding one of these gets a 400
     queue_size_remaining: int | None = None
 
     @classmethod
@@ -95,6 +96,7 @@ class Faults:
             "latency_ms": self.latency_ms,
             "retry_after": self.retry_after,
             "reject_ids": sorted(self.reject_ids),
+            "refuse_ids": sorted(self.refuse_ids),
             "queue_size_remaining": self.queue_size_remaining,
         }
 
@@ -172,6 +174,12 @@ def _set_reject_ids(faults: Faults, value: object, now: float) -> Faults:
     return replace(faults, reject_ids=frozenset(str(item) for item in value))
 
 
+def _set_refuse_ids(faults: Faults, value: object, now: float) -> Faults:
+    if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+        raise InvalidFaults("refuse_ids must be a list of record id strings")
+    return replace(faults, refuse_ids=frozenset(value))
+
+
 def _set_queue_size_remaining(faults: Faults, value: object, now: float) -> Faults:
     remaining = _whole("queue_size_remaining", value, nullable=True)
     return replace(faults, queue_size_remaining=remaining)
@@ -185,6 +193,7 @@ _FAULT_SETTERS: Final[Mapping[str, Callable[[Faults, object, float], Faults]]] =
     "latency_ms": _set_latency_ms,
     "retry_after": _set_retry_after,
     "reject_ids": _set_reject_ids,
+    "refuse_ids": _set_refuse_ids,
     "queue_size_remaining": _set_queue_size_remaining,
 }
 _FAULT_FIELDS: Final = frozenset(_FAULT_SETTERS)
@@ -292,6 +301,10 @@ class SandboxState:
             batch = check_batch(incoming.body, max_records=self._config.max_records)
         except InvalidBatch as exc:
             return self._finish(incoming, _error(400, str(exc)))
+        refused = sorted({str(record_id(r)) for r in batch.records} & faults.refuse_ids)
+        if refused:
+            message = f"Sandbox fault: record {refused[0]} refused as told"
+            return self._finish(incoming, _error(400, message))
         accepted, rejected = self._store(batch.records, batch.record_type, incoming.request_id)
         headers: dict[str, str] = {}
         if faults.queue_size_remaining is not None:
