@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiolimiter import AsyncLimiter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -32,12 +31,9 @@ from stream.ometria.batching import plan_requests
 from stream.ometria.client import OmetriaClient, PushResult
 from stream.ometria.errors import Permanent, Retryable
 from stream.ometria.records import MAX_RECORD_BYTES, encode
+from stream.pacing import Pacer
 
 logger = logging.getLogger(__name__)
-
-# Spacing requests a little wider than 1/rate keeps a strict sliding-window limit on
-# Ometria's side from counting one request too many when network delays bunch them up.
-RATE_MARGIN = 1.05
 
 
 class DeadLetterSink(Protocol):
@@ -65,9 +61,10 @@ class Delivery:
         dead_letter: DeadLetterSink,
         backoff_max: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self._client = client
-        self._limiter = AsyncLimiter(1, RATE_MARGIN / max_requests_per_second)
+        self.pacer = pacer or Pacer(max_requests_per_second)
         self._dead_letter = dead_letter
         self._backoff = wait_random_exponential(multiplier=0.5, max=backoff_max)
         self._sleep = sleep
@@ -149,9 +146,16 @@ class Delivery:
         )
         async for attempt in retrying:
             with attempt:
-                async with self._limiter:
-                    self.stats.requests += 1
-                    return await self._client.push(records)
+                await self.pacer.wait()
+                self.stats.requests += 1
+                try:
+                    result = await self._client.push(records)
+                except Retryable as exc:
+                    if exc.status_code == 429:
+                        self.pacer.throttled(exc.retry_after)
+                    raise
+                self.pacer.accepted(result.queue_remaining)
+                return result
         raise AssertionError("unreachable: stop_never retries until success")  # pragma: no cover
 
     async def _bury(

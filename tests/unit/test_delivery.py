@@ -15,6 +15,7 @@ from stream.delivery import Delivery
 from stream.dlq import DeadLetter
 from stream.ometria.client import OmetriaClient
 from stream.ometria.records import MAX_RECORD_BYTES, encode
+from stream.pacing import Pacer
 
 API_KEY = "k-SECRET-123"
 
@@ -84,15 +85,39 @@ def dead_letters() -> list[DeadLetter]:
     return []
 
 
+class FakeClock:
+    """Time that moves only when the pacer sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.waits.append(delay)
+        self.now += delay
+
+
 @pytest.fixture
-def delivery(client, sleeps, dead_letters) -> Delivery:
+def pacer_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def delivery(client, sleeps, dead_letters, pacer_clock) -> Delivery:
     async def sleep(delay: float) -> None:
         sleeps.append(delay)
+        pacer_clock.now += delay  # the backoff passes the same time the pacer sees
 
     async def dead_letter(letter: DeadLetter) -> None:
         dead_letters.append(letter)
 
-    return Delivery(client, max_requests_per_second=1000, dead_letter=dead_letter, sleep=sleep)
+    pacer = Pacer(4, clock=pacer_clock, sleep=pacer_clock.sleep)
+    return Delivery(
+        client, max_requests_per_second=4, dead_letter=dead_letter, sleep=sleep, pacer=pacer
+    )
 
 
 async def test_deliver_accepted_batch_sends_one_request_without_retries(
