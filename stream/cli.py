@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 import uuid
@@ -35,9 +36,11 @@ def _worker(_: argparse.Namespace) -> int:
 
     import faust
 
-    from stream import agents  # noqa: F401 - registers the agents on the app
+    from stream import agents, web  # noqa: F401 - registers the agents and views on the app
     from stream.app import app
 
+    # One line per push request is noise at INFO; failures are logged by the delivery policy.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits

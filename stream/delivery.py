@@ -26,6 +26,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from stream import metrics
 from stream.dlq import DeadLetter
 from stream.ometria.batching import plan_requests
 from stream.ometria.client import OmetriaClient, PushResult
@@ -103,6 +104,7 @@ class Delivery:
         if result.rejected:
             # Ometria validates asynchronously; a copy of the batch lets someone inspect it.
             self.stats.rejected_reported += result.rejected
+            metrics.RECORDS_REJECTED.inc(result.rejected)
             logger.warning(
                 "Ometria rejected %d of %d records (request %s); batch copied to the dead-letter "
                 "topic, details at GET /v2/push/_errors",
@@ -128,8 +130,10 @@ class Delivery:
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         self.stats.retries += 1
+        metrics.PUSH_RETRIES.inc()
         if isinstance(error, Retryable) and error.status_code == 429:
             self.stats.throttled += 1
+            metrics.PUSH_THROTTLED.inc()
         delay = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
             "push attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, delay
@@ -148,13 +152,19 @@ class Delivery:
             with attempt:
                 await self.pacer.wait()
                 self.stats.requests += 1
+                metrics.BATCH_RECORDS.observe(len(records))
                 try:
                     result = await self._client.push(records)
-                except Retryable as exc:
-                    if exc.status_code == 429:
+                except (Retryable, Permanent) as exc:
+                    metrics.PUSH_REQUESTS.labels(str(exc.status_code or "error")).inc()
+                    if isinstance(exc, Retryable) and exc.status_code == 429:
                         self.pacer.throttled(exc.retry_after)
+                    metrics.PUSH_RATE.set(self.pacer.rate)
                     raise
+                metrics.PUSH_REQUESTS.labels(str(result.status_code)).inc()
+                metrics.RECORDS_PUSHED.labels(str(records[0].get("@type"))).inc(result.accepted)
                 self.pacer.accepted(result.queue_remaining)
+                metrics.PUSH_RATE.set(self.pacer.rate)
                 return result
         raise AssertionError("unreachable: stop_never retries until success")  # pragma: no cover
 
@@ -167,6 +177,7 @@ class Delivery:
     ) -> None:
         for record in records:
             self.stats.dead_lettered += 1
+            metrics.DEAD_LETTERS.labels("push", error_class).inc()
             await self._dead_letter(
                 DeadLetter(
                     stage="push",

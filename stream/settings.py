@@ -80,8 +80,14 @@ class OmetriaSettings(_Section):
     timeout: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(seconds=10), description="HTTP timeout for one push request."
     )
+    errors_poll_interval: Annotated[timedelta, Field(ge=timedelta(0))] = Field(
+        default=timedelta(seconds=60),
+        description="How often to read Ometria's record errors list; 0 = never.",
+    )
 
-    _durations = field_validator("flush_interval", "timeout", mode="before")(parse_duration)
+    _durations = field_validator(
+        "flush_interval", "timeout", "errors_poll_interval", mode="before"
+    )(parse_duration)
 
     @field_validator("api_key_file")
     @classmethod

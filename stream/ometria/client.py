@@ -82,6 +82,37 @@ class OmetriaClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def errors(self) -> list[dict[str, Any]]:
+        """Ometria's newest record errors (`GET /v2/push/_errors`, at most 100, account-wide).
+
+        Raises:
+            Retryable: transport failure, timeout, 5xx or 429.
+            Permanent: any other non-2xx answer.
+        """
+        try:
+            response = await self._http.get("/v2/push/_errors")
+        except httpx.HTTPError as exc:
+            raise Retryable(f"errors list failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Retryable(
+                f"Ometria answered {response.status_code}", status_code=response.status_code
+            )
+        if not 200 <= response.status_code < 300:
+            raise Permanent(
+                f"Ometria refused the errors list: {response.status_code}",
+                status_code=response.status_code,
+                body=response.text[:BODY_EXCERPT_CHARS],
+            )
+        try:
+            entries = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return []
+        return (
+            [entry for entry in entries if isinstance(entry, dict)]
+            if isinstance(entries, list)
+            else []
+        )
+
     async def push(self, records: list[dict[str, Any]]) -> PushResult:
         """POST one request of records of one type.
 

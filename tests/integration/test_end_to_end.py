@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 
 from stream.dlq import read_headers
@@ -149,6 +150,29 @@ async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_event
     mismatch = by_value[orjson.dumps(stray)]
     assert mismatch["error_class"] == "KeyMismatch"
     assert "key events by customer id" in mismatch["reason"]
+
+    web = f"http://127.0.0.1:{worker.env['STREAM_WEB_PORT']}"
+    async with httpx.AsyncClient(base_url=web, timeout=10) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/readyz")).json()["ready"] is True
+        exposition = (await http.get("/metrics")).text
+    metrics = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line and not line.startswith("#")
+    }
+    applied = sum(
+        v
+        for k, v in metrics.items()
+        if k.startswith("loyalty_events_total{") and 'outcome="applied"' in k
+    )
+    assert applied == len({e["event_id"] for e in events})
+    assert metrics['loyalty_events_total{outcome="duplicate",type="points.earned"}'] == (
+        CUSTOMERS_WITH_EMAIL + CUSTOMERS_WITHOUT_EMAIL
+    )
+    assert metrics['loyalty_dead_letters_total{error_class="UnparsableJSON",stage="parse"}'] == 1
+    assert metrics['ometria_records_pushed_total{type="contact"}'] >= len(expected)
+    assert metrics["ometria_push_latency_seconds_count"] > 0
 
     assert worker.stop() == 0
     log = worker.text()

@@ -1,0 +1,61 @@
+"""Prometheus metrics of the worker (served at /metrics by the Faust web server)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "loyalty_events",
+    "Loyalty events read, by type and outcome (applied, duplicate, invalid, failed).",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "loyalty_dead_letters",
+    "Records sent to a dead-letter topic, by stage (parse, push) and error class.",
+    ["stage", "error_class"],
+    registry=REGISTRY,
+)
+RECORDS_PUSHED = Counter(
+    "ometria_records_pushed",
+    "Records Ometria accepted, by record type.",
+    ["type"],
+    registry=REGISTRY,
+)
+PUSH_REQUESTS = Counter(
+    "ometria_push_requests",
+    "Push requests by HTTP status (or 'error' when no answer came).",
+    ["status"],
+    registry=REGISTRY,
+)
+PUSH_RETRIES = Counter("ometria_push_retries", "Push attempts retried.", registry=REGISTRY)
+PUSH_THROTTLED = Counter(
+    "ometria_push_throttled", "Push requests answered 429 Too Many Requests.", registry=REGISTRY
+)
+RECORDS_REJECTED = Counter(
+    "ometria_records_rejected",
+    "Records Ometria accepted the request for but reported as rejected.",
+    registry=REGISTRY,
+)
+ERRORS_REPORTED = Counter(
+    "ometria_errors_reported",
+    "New entries seen on Ometria's GET /v2/push/_errors list.",
+    registry=REGISTRY,
+)
+BATCH_RECORDS = Histogram(
+    "ometria_push_batch_records",
+    "Records per push request.",
+    buckets=(1, 5, 10, 25, 50, 75, 100),
+    registry=REGISTRY,
+)
+PUSH_LATENCY = Histogram(
+    "ometria_push_latency_seconds",
+    "From the loyalty event's time to Ometria accepting its records.",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 86400),
+    registry=REGISTRY,
+)
+PUSH_RATE = Gauge(
+    "ometria_push_rate", "Push requests per second the pacer allows now.", registry=REGISTRY
+)
