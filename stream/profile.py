@@ -290,7 +290,9 @@ def _updated(draft: _Draft, event: CustomerUpdated) -> None:
 def _points_earned(draft: _Draft, event: PointsEarned) -> None:
     data = event.data
     if data.pending:
+        # Pending points are not spendable yet, but a balance snapshot still wins.
         draft.points(pending=draft.current("points").pending + data.points)
+        draft.balance_snapshot(data.balance)
     else:
         draft.points(lifetime=draft.current("points").lifetime + data.points)
         if not draft.balance_snapshot(data.balance):

@@ -7,6 +7,8 @@ rule, so a redelivered event re-sends the same id (an upsert, not a second event
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -150,18 +152,24 @@ _RULES: dict[str, Rule] = {
     "membership.cancelled": _membership_cancelled,
     "points.expiring": _points_expiring,
 }
-RULE_NAMES = (
-    "loyalty_points_earned",
-    "loyalty_reward_claimed",
-    "loyalty_reward_used",
-    "loyalty_tier_upgraded",
-    "loyalty_tier_downgraded",
-    "loyalty_tier_changed",
-    "loyalty_referral_completed",
-    "loyalty_membership_cancelled",
-    "loyalty_reward_available",
-    "loyalty_points_expiring",
-)
+_TIER = ("tier", "previous_tier", "next_tier", "tier_expires_at")
+# Every rule and the properties it can send (a user mapping may keep a subset).
+RULE_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "loyalty_points_earned": ("points", "pending", "action", "points_balance"),
+    "loyalty_reward_claimed": (
+        "reward_name", "reward_code", "reward_value", "reward_type", "expires_at",
+        "points_spent", "points_balance",
+    ),
+    "loyalty_reward_used": ("reward_code", "redemption_id", "order_id"),
+    "loyalty_tier_upgraded": _TIER,
+    "loyalty_tier_downgraded": _TIER,
+    "loyalty_tier_changed": _TIER,
+    "loyalty_referral_completed": ("referred_customer_id", "reward_name", "referrals_completed"),
+    "loyalty_membership_cancelled": ("membership_tier_id", "cancellation_policy", "ends_at"),
+    "loyalty_reward_available": ("reward_name", "reward_points", "points_balance"),
+    "loyalty_points_expiring": ("points", "expires_at", "points_balance"),
+}  # fmt: skip
+RULE_NAMES = tuple(RULE_PROPERTIES)
 
 
 def _rewards_available(
@@ -173,7 +181,7 @@ def _rewards_available(
     return [
         (
             "loyalty_reward_available",
-            _slug(reward.name),
+            _reward_key(reward.name),
             {"reward_name": reward.name, "reward_points": reward.points, "points_balance": new},
         )
         for reward in config.rewards
@@ -181,8 +189,12 @@ def _rewards_available(
     ]
 
 
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in name.casefold()).strip("-")
+def _reward_key(name: str) -> str:
+    """A readable, unique id part for a reward: '£5 off' → '5-off-1a2b3c4d'."""
+    slug = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in name.casefold())
+    slug = re.sub("-+", "-", slug).strip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]  # '£5 off' and '$5 off' differ
+    return f"{slug}-{digest}" if slug else digest
 
 
 def _flat(properties: dict[str, Scalar], keep: frozenset[str] | None) -> dict[str, Scalar]:

@@ -12,16 +12,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream.ometria.records import CONTACT_BUILTINS, MAX_EVENT_TYPE_CHARS, Contact, Scalar
 from stream.profile import Profile
-from stream.triggers import RULE_NAMES, TriggerOptions
+from stream.triggers import RULE_NAMES, RULE_PROPERTIES, TriggerOptions
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -30,6 +31,11 @@ PRESETS = ("rivo", "loyaltylion")
 CONSENT_FIELDS = frozenset({"marketing_optin", "@force_optin", "channels"})
 RESERVED_TARGETS = frozenset({"id", "customer_id", "email", "@collection", "@type", "properties"})
 OPTIN_VALUES = frozenset({"EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED"})
+# Built-in contact fields that take a fixed set of values.
+ENUM_TARGETS = {"marketing_optin": OPTIN_VALUES, "gender": frozenset({"m", "f", "o"})}
+TEXT_BUILTINS = frozenset(
+    {"prefix", "firstname", "middlename", "lastname", "phone_number", "country_id", "timezone"}
+)
 # Profile fields that hold a month and day only (the platforms drop the year).
 MONTH_DAY_SOURCES = frozenset({"date_of_birth"})
 _DATE_TOKENS = re.compile(r"YYYY|MM|DD")
@@ -47,6 +53,8 @@ class FieldRule:
     transform: Transform | None = None
     format: str | None = None
     values: tuple[tuple[str, Scalar], ...] = ()
+    only_mapped: bool = False  # an enum target: a value without a mapping is left out
+    as_text: bool = False  # a text built-in: whatever the source, write text
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,8 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
             f'{origin}: no fields; add [[field]] entries (target, source) or extends = "rivo"'
         )
     rules = {rule.target: rule for rule in base.fields} if base else {}
+    if parsed.remove and base is None:
+        raise MappingError(f'{origin}, remove: needs extends = "rivo" or "loyaltylion"')
     for target in parsed.remove:
         if rules.pop(target, None) is None:
             raise MappingError(f"{origin}, remove: {target!r} is not in preset {parsed.extends}")
@@ -154,6 +164,12 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
             raise MappingError(
                 f"{origin}, [triggers.{name}]: unknown rule; use one of {', '.join(RULE_NAMES)}"
             )
+        unknown = set(options.properties or ()) - set(RULE_PROPERTIES[name])
+        if unknown:
+            raise MappingError(
+                f"{origin}, [triggers.{name}]: {name} has no properties {sorted(unknown)}; "
+                f"choose from {', '.join(RULE_PROPERTIES[name])}"
+            )
         triggers[name] = TriggerOptions(
             enabled=options.enabled,
             event_type=options.event_type,
@@ -162,6 +178,17 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
     return ContactMapping(
         name=origin, fields=tuple(rules.values()), consent=parsed.consent, triggers=triggers
     )
+
+
+_TRANSFORM_SOURCES: dict[str, frozenset[str]] = {
+    "text": frozenset({"text", "integer", "decimal", "boolean", "datetime", "month_day"}),
+    "integer": frozenset({"integer", "decimal"}),
+    "decimal": frozenset({"integer", "decimal"}),
+    "bool": frozenset({"boolean"}),
+    "date": frozenset({"datetime", "month_day"}),
+    "datetime": frozenset({"datetime"}),
+    "birthday_1940": frozenset({"month_day"}),
+}
 
 
 def _rule(where: str, entry: _FieldEntry, *, consent: bool) -> FieldRule:
@@ -177,11 +204,8 @@ def _rule(where: str, entry: _FieldEntry, *, consent: bool) -> FieldRule:
             f"{where}: consent is not sent unless the file says consent = true, and then only "
             "marketing_optin (Ometria favours opt-outs and forced values stick)"
         )
-    if target == "marketing_optin" and not set(map(str, (entry.values or {}).values())) <= (
-        OPTIN_VALUES
-    ):
-        raise MappingError(f"{where}: values must map to {', '.join(sorted(OPTIN_VALUES))}")
-    if not _resolvable(source):
+    kind = source_kind(source)
+    if kind is None:
         raise MappingError(
             f"{where}: source {source!r} is not a profile field (e.g. points.balance, tier.name)"
         )
@@ -189,27 +213,97 @@ def _rule(where: str, entry: _FieldEntry, *, consent: bool) -> FieldRule:
     fmt = entry.format
     if fmt is not None and transform != "date":
         raise MappingError(f'{where}: format applies to transform = "date" only')
+    if transform is not None and kind not in _TRANSFORM_SOURCES[transform]:
+        fits = ", ".join(t for t, kinds in _TRANSFORM_SOURCES.items() if kind in kinds)
+        raise MappingError(
+            f"{where}: transform {transform!r} does not apply to {source} ({kind}); use one of "
+            f"{fits} or none"
+        )
     if transform == "date":
         fmt = fmt or "YYYY-MM-DD"
-        if source in MONTH_DAY_SOURCES and "YYYY" in fmt:
+        if kind == "month_day" and "YYYY" in fmt:
             raise MappingError(
                 f'{where}: {source} has no year; use a fixed year such as format = "1940-MM-DD"'
             )
+    if target in ENUM_TARGETS:
+        allowed = ENUM_TARGETS[target]
+        if not entry.values or not {str(v) for v in entry.values.values()} <= allowed:
+            raise MappingError(
+                f"{where}: {target} takes only {', '.join(sorted(allowed))}; give values = "
+                "{...} mapping the source's values to them (unmapped values are left out)"
+            )
+    if target == "date_of_birth" and not (
+        transform in ("date", "birthday_1940") and (fmt or "YYYY-MM-DD").count("-") == 2
+    ):
+        raise MappingError(
+            f'{where}: date_of_birth must be YYYY-MM-DD; use transform = "birthday_1940" or '
+            '"date" with a YYYY-MM-DD format'
+        )
+    if target == "timestamp_acquired" and kind != "datetime":
+        raise MappingError(f"{where}: timestamp_acquired needs a date-time source")
     values = tuple((str(k), v) for k, v in (entry.values or {}).items())
-    return FieldRule(target=target, source=source, transform=transform, format=fmt, values=values)
+    return FieldRule(
+        target=target,
+        source=source,
+        transform=transform,
+        format=fmt,
+        values=values,
+        only_mapped=target in ENUM_TARGETS,
+        as_text=target in TEXT_BUILTINS,
+    )
 
 
-def _resolvable(source: str) -> bool:
+SourceKind = Literal["text", "integer", "decimal", "boolean", "datetime", "month_day"]
+# Bookkeeping is the product's, not the customer's data.
+_HIDDEN = frozenset(
+    {"as_of", "recent_event_ids", "last_contact", "deltas", "base_points", "base_credits",
+     "base_as_of"}
+)  # fmt: skip
+# Decimal amounts kept as exact text in the profile.
+_DECIMAL_SOURCES = frozenset(
+    {"points.credits", "tier.progress", "tier.progress_to_next", "tier.progress_to_renew"}
+)
+
+
+def _kind_of(annotation: Any) -> SourceKind | None:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        annotation = args[0]
+    if get_origin(annotation) is Literal or annotation is str:
+        return "text"
+    if annotation is bool:
+        return "boolean"
+    if annotation is int:
+        return "integer"
+    if annotation is datetime:
+        return "datetime"
+    return None
+
+
+def source_kind(source: str) -> SourceKind | None:
+    """What a dotted profile field holds, or None when it is not a mappable value."""
+    if source in MONTH_DAY_SOURCES:
+        return "month_day"
+    if source in _DECIMAL_SOURCES:
+        return "decimal"
     owner: Any = Profile
-    for part in source.split("."):
+    parts = source.split(".")
+    for number, part in enumerate(parts):
+        if part in _HIDDEN or part.startswith("_"):
+            return None
+        last = number == len(parts) - 1
         fields = getattr(owner, "model_fields", {})
         if part in fields:
-            owner = fields[part].annotation
-        elif isinstance(getattr(owner, part, None), property):
-            owner = None
+            annotation = fields[part].annotation
+        elif isinstance(prop := getattr(owner, part, None), property) and prop.fget:
+            annotation = get_type_hints(prop.fget).get("return")
         else:
-            return False
-    return True
+            return None
+        if last:
+            return _kind_of(annotation)
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        owner = args[0] if args else annotation
+    return None
 
 
 def _lookup(profile: Profile, source: str) -> Any:
@@ -238,11 +332,18 @@ def _write(value: Any, rule: FieldRule) -> Scalar:
     mapped = dict(rule.values)
     if _key(value) in mapped:
         return mapped[_key(value)]
+    if rule.only_mapped:
+        return None
+    written = _transform(value, rule)
+    return str(written) if rule.as_text and written is not None else written
+
+
+def _transform(value: Any, rule: FieldRule) -> Scalar:
     match rule.transform:
         case "text":
             return str(value)
         case "integer":
-            return int(Decimal(str(value)))
+            return int(Decimal(str(value)).to_integral_value(ROUND_HALF_UP))
         case "decimal":
             return float(Decimal(str(value)))
         case "bool":
@@ -272,6 +373,8 @@ def map_contact(
         if value is None:
             continue
         written = _write(value, rule)
+        if written is None:
+            continue
         if rule.target in CONTACT_BUILTINS:
             builtins[rule.target] = written
         else:

@@ -1,4 +1,8 @@
-"""Golden cases: input events → the exact Ometria records expected, per preset."""
+"""Golden cases: input events → the exact Ometria records expected, per preset or user mapping.
+
+A case names a `"preset"`, a `"mapping_file"` (resolved next to the case; it wins over the
+preset, as `STREAM_MAPPING__FILE` does), or both. Trigger options come from the mapping.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import orjson
 import pytest
 
 from stream.events import parse_event
-from stream.ometria.mapping import load_preset
+from stream.ometria.mapping import load_mapping
 from stream.sync import SyncRules, sync_event
 from stream.triggers import TriggerConfig
 
@@ -17,10 +21,16 @@ GOLDEN = Path(__file__).parents[2] / "golden"
 CASES = sorted(GOLDEN.glob("*/*.json"))
 
 
+def mapping_of(path: Path, case: dict):
+    file = case.get("mapping_file")
+    return load_mapping(case.get("preset", "rivo"), path.parent / file if file else None)
+
+
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_case_produces_exactly_the_expected_records(path):
     case = orjson.loads(path.read_bytes())
-    rules = SyncRules(load_preset(case["preset"]), "loyalty", TriggerConfig())
+    mapping = mapping_of(path, case)
+    rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
     now = datetime.fromisoformat(case["now"])
     profile, records = None, []
     for doc in case["events"]:
@@ -30,5 +40,14 @@ def test_golden_case_produces_exactly_the_expected_records(path):
     assert records == case["expected"]
 
 
-def test_golden_cases_cover_every_preset():
-    assert {p.parent.name for p in CASES} >= {"rivo", "loyaltylion"}
+@pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_golden_case_names_a_preset_or_an_existing_mapping_file(path):
+    case = orjson.loads(path.read_bytes())
+    assert "preset" in case or "mapping_file" in case
+    if "mapping_file" in case:
+        assert (path.parent / case["mapping_file"]).is_file()
+
+
+def test_golden_cases_cover_every_preset_and_a_user_mapping():
+    assert {p.parent.name for p in CASES} >= {"rivo", "loyaltylion", "user"}
+    assert not [p for p in CASES if p.name.endswith(".mapping.json")]
