@@ -25,6 +25,7 @@ from stream.ometria.mapping import load_mapping
 from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
 from stream.settings import get_settings
+from stream.skips import SkipWatch
 from stream.sync import SyncRules, sync_event
 from stream.tables import customer_to_profile
 from stream.topics import (
@@ -85,6 +86,28 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Non
     )
 
 
+skip_watch = SkipWatch()
+
+
+@app.on_partitions_assigned.connect
+async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    skip_watch.reset()
+
+
+async def _repair_skips(message: Any) -> None:
+    """Seek back when the consumer skipped records of this partition (see stream.skips)."""
+    seek_to = skip_watch.check(message.tp, message.offset)
+    if seek_to is not None:
+        logger.warning(
+            "%s[%s] jumped from offset %s to %s; reading the skipped records again",
+            message.topic,
+            message.partition,
+            seek_to - 1,
+            message.offset,
+        )
+        await app.consumer.seek(message.tp, seek_to)
+
+
 async def _sync_one(message: Any) -> None:
     try:
         event = parse_event(message.value)
@@ -121,6 +144,7 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
     """Fold each loyalty event into its customer's profile and queue the Ometria records."""
     async for event in stream.events():
         message = event.message
+        await _repair_skips(message)
         try:
             await _sync_one(message)
         except Exception as exc:
@@ -156,6 +180,7 @@ async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
         async for events in batches:
             records: list[dict[str, Any]] = []
             for event in events:
+                await _repair_skips(event.message)
                 try:
                     records.append(orjson.loads(event.value))
                 except orjson.JSONDecodeError as exc:

@@ -27,6 +27,9 @@ def create_app(settings: Settings) -> faust.App:
         # A new consumer group starts from the oldest event: the table is the whole history.
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A crashed worker's partitions move on after this; Faust's own default is 60 s.
+        broker_session_timeout=settings.kafka.session_timeout.total_seconds(),
+        broker_heartbeat_interval=settings.kafka.session_timeout.total_seconds() / 10,
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.web_port,

@@ -1,4 +1,4 @@
-"""`python -m stream <command>`: worker, sandbox, send-sample, schemas."""
+"""`python -m stream <command>`: worker, sandbox, send-sample, redrive, schemas."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ def _worker(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.ometria.enabled:
         settings.ometria.require_api_key()
-    from stream.topology import ensure_topics
+    from stream.topology import ensure_committed_offsets, ensure_topics
 
     # Faust runs on this loop too; asyncio.run() would close it before the worker starts.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     report = loop.run_until_complete(ensure_topics(settings))
+    loop.run_until_complete(ensure_committed_offsets(settings))
     if report.created:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if settings.topics.partitions != report.partitions:
@@ -137,6 +138,29 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from stream.redrive import Filters, redrive
+
+    filters = Filters(
+        error_class=args.error_class,
+        reason_contains=args.reason,
+        key=args.key,
+        since=_aware(datetime.fromisoformat(args.since)) if args.since else None,
+        limit=args.limit,
+    )
+    report = asyncio.run(redrive(get_settings(), args.which, filters, dry_run=args.dry_run))
+    verb = "would publish" if args.dry_run else "published"
+    print(
+        f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
+        f"{report.matched} matched, {verb} {report.matched if args.dry_run else report.published}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stream", description="Loyalty events from Kafka to Ometria."
@@ -152,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--timeout", type=float, default=60.0)
     sample.set_defaults(run=_send_sample)
+    redrive = commands.add_parser(
+        "redrive", help="re-publish dead letters after a fix (see --help for filters)"
+    )
+    redrive.add_argument(
+        "which", choices=["events", "outbox"], help="loyalty.events.dlq or ometria.outbox.dlq"
+    )
+    redrive.add_argument("--error-class", help="only letters of this error class")
+    redrive.add_argument("--reason", help="only letters whose reason contains this text")
+    redrive.add_argument("--key", help="only letters with this record key (customer id)")
+    redrive.add_argument("--since", help="only letters that failed at or after this ISO time")
+    redrive.add_argument("--limit", type=int, help="at most this many letters")
+    redrive.add_argument("--dry-run", action="store_true", help="list, publish nothing")
+    redrive.set_defaults(run=_redrive)
     schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)

@@ -54,6 +54,12 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
+    session_timeout: Annotated[timedelta, Field(ge=timedelta(seconds=6))] = Field(
+        default=timedelta(seconds=30),
+        description="How long a silent worker keeps its partitions before the group moves them.",
+    )
+
+    _durations = field_validator("session_timeout", mode="before")(parse_duration)
 
 
 class OmetriaSettings(_Section):

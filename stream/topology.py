@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import OffsetAndMetadata
 
 from stream.settings import Settings, SettingsError
 
@@ -90,3 +92,65 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
         return TopicsReport(created, partitions)
     finally:
         await admin.close()
+
+
+async def partition_ids(settings: Settings, topic: str) -> list[int]:
+    """The partitions of a topic (none if it does not exist)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
+    )
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            return []
+        (described,) = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in described["partitions"])
+    finally:
+        await admin.close()
+
+
+async def ensure_committed_offsets(settings: Settings) -> int:
+    """Give every partition the worker consumes a committed offset (its earliest) if it has none.
+
+    Faust seeks to the committed offsets after recovering its tables, while its streams may
+    already be running; for a partition with no committed offset that seek drops the records
+    fetched so far without moving back, so they are skipped until the next restart. A worker
+    killed before its first commit leaves exactly that behind. Committing the earliest offsets
+    up front, while the group is empty, closes the gap. Returns how many were committed.
+    """
+    topics = [settings.topics.events, settings.topics.outbox]
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
+    )
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    wanted = [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in await partition_ids(settings, topic)
+        if TopicPartition(topic, partition) not in committed
+    ]
+    if not wanted:
+        return 0
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        earliest = await consumer.beginning_offsets(wanted)
+        await consumer.commit(
+            {tp: OffsetAndMetadata(offset, "") for tp, offset in earliest.items()}
+        )
+    except KafkaError as exc:
+        # A running member owns the group and commits for itself.
+        logger.info("initial offsets not committed (%s); the group is active", exc)
+        return 0
+    finally:
+        await consumer.stop()
+    return len(wanted)

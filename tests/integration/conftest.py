@@ -135,6 +135,7 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
     env.update(
         {
             "STREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
+            "STREAM_KAFKA__SESSION_TIMEOUT": "10s",
             "STREAM_APP_ID": names.app_id,
             "STREAM_TOPICS__EVENTS": names.events,
             "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,

@@ -1,0 +1,192 @@
+"""Delivery under Ometria's failures, against the real broker and the stand-in over HTTP."""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+
+from stream.dlq import read_headers
+from stream.redrive import Filters, redrive
+from stream.settings import load_settings
+from tests.integration.conftest import BOOTSTRAP, poll, read_topic, sandbox_get
+
+API_KEY = "it-secret-key-7f3a"
+
+
+def story(customers: int, prefix: str):
+    """Each customer enrols and earns twice, now: (events, expected balances, event ids)."""
+    now = datetime.now(UTC)
+    events, balances, custom_ids = [], {}, set()
+    for n in range(customers):
+        cid = f"{prefix}{n}"
+        events.append(
+            {
+                "event_id": f"{cid}-enrol",
+                "type": "customer.enrolled",
+                "occurred_at": now.isoformat(),
+                "customer": {"id": cid, "email": f"{cid}@example.com"},
+                "data": {},
+            }
+        )
+        for k, points in enumerate((10 + n, 5)):
+            event_id = f"{cid}-earn-{k}"
+            events.append(
+                {
+                    "event_id": event_id,
+                    "type": "points.earned",
+                    "occurred_at": (now + timedelta(seconds=k + 1)).isoformat(),
+                    "customer": {"id": cid},
+                    "data": {"points": points},
+                }
+            )
+            custom_ids.add(f"{event_id}:loyalty_points_earned")
+        balances[cid] = 15 + n
+    return events, balances, custom_ids
+
+
+async def produce(producer, topic, events):
+    for event in events:
+        key = event["customer"]["id"].encode()
+        await producer.send(topic, key=key, value=orjson.dumps(event))
+    await producer.flush()
+
+
+async def set_faults(sandbox: str, **faults) -> None:
+    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
+        (await http.put("/_sandbox/faults", json=faults)).raise_for_status()
+
+
+async def clear_faults(sandbox: str) -> None:
+    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
+        (await http.delete("/_sandbox/faults")).raise_for_status()
+
+
+def all_delivered(balances):
+    def check(body):
+        got = {c["id"]: c["properties"].get("rivoPointsBalance") for c in body["contacts"]}
+        return all(got.get(cid) == balance for cid, balance in balances.items())
+
+    return check
+
+
+async def assert_everything_delivered_once_per_id(sandbox, balances, custom_ids):
+    contacts = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances)
+    )
+    got = {c["id"]: c["properties"].get("rivoPointsBalance") for c in contacts["contacts"]}
+    assert got == balances
+    events = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/events"),
+        lambda body: {e["id"] for e in body["events"]} >= custom_ids,
+    )
+    # At least once, under a stable id: a retry re-sends the same id, never a new one.
+    assert {e["id"] for e in events["events"]} == custom_ids
+
+
+async def test_thirty_second_outage_delays_but_loses_nothing(names, sandbox, worker, producer):
+    events, balances, custom_ids = story(60, "out")
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events[: len(events) // 2])
+    await set_faults(sandbox, fail_for_seconds=30, fail_status=503)
+    await produce(producer, names.events, events[len(events) // 2 :])
+
+    await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["by_status"].get("503", 0) > 0, "the outage was real"
+    assert stats["records_rejected"] == 0
+
+
+def busiest_second(times: list[datetime]) -> int:
+    return max(
+        sum(1 for t in times if start <= t < start + timedelta(seconds=1)) for start in times
+    )
+
+
+async def test_429_storm_backs_off_to_the_allowed_rate_and_loses_nothing(
+    names, sandbox, worker_env, worker, producer
+):
+    worker.env["STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND"] = "8"
+    await set_faults(sandbox, rate_limit=2)
+    events, balances, custom_ids = story(150, "storm")
+    worker.start()
+    await worker.wait_ready()
+    for start in range(0, len(events), 45):  # a steady stream, many small batches
+        await produce(producer, names.events, events[start : start + 45])
+
+    await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)
+    log = (await sandbox_get(sandbox, "/_sandbox/requests"))["requests"]
+    throttled = [r for r in log if r["status"] == 429]
+    assert throttled, "the worker met the storm"
+    last_429 = max(datetime.fromisoformat(r["received_at"]) for r in throttled)
+    after = [datetime.fromisoformat(r["received_at"]) for r in log]
+    after = [t for t in after if t > last_429]
+    assert len(after) >= 5, "enough traffic after backing off to judge the rate"
+    assert busiest_second(after) <= 2
+    assert len(throttled) <= 6, f"backed off rather than hammering: {len(throttled)} times 429"
+
+
+async def test_refused_record_is_dead_lettered_and_the_rest_of_its_batch_goes_on(
+    names, sandbox, worker, producer
+):
+    events, balances, custom_ids = story(30, "perm")
+    bad = "perm7"
+    await set_faults(sandbox, refuse_ids=[bad])
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events)
+
+    good = {cid: b for cid, b in balances.items() if cid != bad}
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(good))
+    letters = await read_topic(names.outbox_dead_letter, expected=1)
+    assert letters
+    for letter in letters:
+        record = orjson.loads(letter.value)
+        headers = read_headers(letter.headers)
+        assert (record["@type"], record["id"]) == ("contact", bad)
+        assert headers["error_class"] == "Permanent"
+        assert headers["status"] == "400"
+        assert "refused" in headers["body"]
+        assert API_KEY.encode() not in letter.value + b"".join(v for _, v in letter.headers)
+    contacts = (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"]
+    assert bad not in {c["id"] for c in contacts}
+    assert {
+        e["id"] for e in (await sandbox_get(sandbox, "/_sandbox/events"))["events"]
+    } >= custom_ids
+
+    # The fix: Ometria takes the record again; a redrive delivers what was dead-lettered.
+    await clear_faults(sandbox)
+    settings = load_settings(
+        kafka={"bootstrap_servers": BOOTSTRAP},
+        topics={"outbox": names.outbox, "outbox_dead_letter": names.outbox_dead_letter},
+    )
+    dry = await redrive(
+        settings, "outbox", Filters(error_class="Permanent"), dry_run=True, show=str
+    )
+    assert (dry.scanned, dry.matched, dry.published) == (len(letters), len(letters), 0)
+    report = await redrive(
+        settings, "outbox", Filters(error_class="Permanent"), dry_run=False, show=str
+    )
+    assert report.published == len(letters)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
+
+
+async def test_sigkill_mid_delivery_then_restart_delivers_every_record_with_stable_ids(
+    names, sandbox, worker, producer
+):
+    events, balances, custom_ids = story(40, "kill")
+    await set_faults(sandbox, latency_ms=1500)  # every push is still in flight for a while
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/stats"), lambda s: s["requests"] >= 1)
+    worker.stop(signal.SIGKILL)
+    await clear_faults(sandbox)
+    # The killed member stays in the group until its session times out; the new worker waits.
+    worker.start()
+    await worker.wait_ready(timeout=120)
+
+    await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)
