@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from stream.kafka_auth import faust_credentials
 from stream.settings import Settings, get_settings
 
 
@@ -17,6 +18,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=brokers,
+        broker_credentials=faust_credentials(settings.kafka),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,

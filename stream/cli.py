@@ -56,10 +56,11 @@ def _sandbox(argv: list[str]) -> int:
 async def _produce(settings: Settings, events: list[dict[str, Any]]) -> None:
     from aiokafka import AIOKafkaProducer
 
+    from stream.kafka_auth import client_options
     from stream.topology import ensure_topics
 
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     await producer.start()
     try:
         for event in events:

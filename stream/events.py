@@ -349,8 +349,7 @@ LoyaltyEvent = Annotated[
     | MembershipCancelled,
     Field(discriminator="type"),
 ]
-# mypy sees an Annotated union used as a value as `UnionType`, which pydantic accepts.
-EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(LoyaltyEvent)  # type: ignore[arg-type]
+EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(LoyaltyEvent)
 EVENT_TYPES: tuple[str, ...] = (
     "customer.enrolled",
     "customer.updated",

@@ -17,6 +17,7 @@ from typing import Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.dlq import HEADER_PREFIX, read_headers
+from stream.kafka_auth import client_options
 from stream.settings import Settings
 from stream.topology import partition_ids
 
@@ -65,10 +66,10 @@ async def redrive(
     """Re-publish the matching dead letters of one dead-letter topic (see the module doc)."""
     topics = settings.topics
     source = topics.dead_letter if which == "events" else topics.outbox_dead_letter
-    servers = settings.kafka.bootstrap_servers
-    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    options = client_options(settings.kafka)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     # Created only to publish: an unstarted client would still warn when collected.
-    producer = None if dry_run else AIOKafkaProducer(bootstrap_servers=servers, acks="all")
+    producer = None if dry_run else AIOKafkaProducer(**options, acks="all")
     await consumer.start()
     scanned = matched = published = 0
     try:

@@ -59,7 +59,49 @@ class KafkaSettings(_Section):
         description="How long a silent worker keeps its partitions before the group moves them.",
     )
 
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to reach the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism (with SASL_PLAINTEXT or SASL_SSL)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    sasl_password_file: Path | None = Field(
+        default=None, description="File holding the SASL password (a mounted Secret)."
+    )
+    ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle to verify the brokers (default: system CAs)."
+    )
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+
     _durations = field_validator("session_timeout", mode="before")(parse_duration)
+
+    @field_validator("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no readable file at {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaSettings:
+        if self.sasl_password is None and self.sasl_password_file is not None:
+            password = self.sasl_password_file.read_text(encoding="utf-8").strip()
+            object.__setattr__(self, "sasl_password", SecretStr(password))
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"{self.security_protocol} needs STREAM_KAFKA__SASL_USERNAME and "
+                "STREAM_KAFKA__SASL_PASSWORD (or STREAM_KAFKA__SASL_PASSWORD_FILE)"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "set both STREAM_KAFKA__SSL_CERTFILE and STREAM_KAFKA__SSL_KEYFILE, or neither"
+            )
+        return self
 
 
 class OmetriaSettings(_Section):

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import OffsetAndMetadata
 
+from stream.kafka_auth import client_options
 from stream.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
             existing events topic (the profile table must be partitioned like its input).
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
+        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
     )
     await admin.start()
     try:
@@ -97,7 +98,7 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
 async def partition_ids(settings: Settings, topic: str) -> list[int]:
     """The partitions of a topic (none if it does not exist)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
+        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
     )
     await admin.start()
     try:
@@ -120,7 +121,7 @@ async def ensure_committed_offsets(settings: Settings) -> int:
     """
     topics = [settings.topics.events, settings.topics.outbox]
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap_servers, client_id=f"{settings.app_id}-admin"
+        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
     )
     await admin.start()
     try:
@@ -136,7 +137,7 @@ async def ensure_committed_offsets(settings: Settings) -> int:
     if not wanted:
         return 0
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_options(settings.kafka),
         group_id=settings.app_id,
         enable_auto_commit=False,
     )
