@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 import uuid
@@ -39,10 +38,12 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream import agents, web  # noqa: F401 - registers the agents and views on the app
     from stream.app import app
+    from stream.logging import logging_config
 
-    # One line per push request is noise at INFO; failures are logged by the delivery policy.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level.upper())
+    config = logging_config(settings.log_level, fmt=settings.log_format, emails=settings.log_emails)
+    worker = faust.Worker(
+        app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
+    )
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits
 

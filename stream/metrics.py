@@ -59,3 +59,14 @@ PUSH_LATENCY = Histogram(
 PUSH_RATE = Gauge(
     "ometria_push_rate", "Push requests per second the pacer allows now.", registry=REGISTRY
 )
+CONSUMER_LAG = Gauge(
+    "loyalty_consumer_lag",
+    "Records not yet committed, per partition this worker consumes (end offset - committed).",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "ometria_outbox_backlog",
+    "Outbox records this worker has not yet delivered (its outbox partitions' lag).",
+    registry=REGISTRY,
+)

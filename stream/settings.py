@@ -245,6 +245,16 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./.run/data"), description="Faust data directory.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust web server port.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line; text: for a terminal."
+    )
+    log_emails: Literal["hashed", "clear"] = Field(
+        default="hashed", description="Customers' emails in log lines: hashed or in clear."
+    )
+    profile_api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for GET /profiles/{customer_id}; the endpoint is off without.",
+    )
     kafka: KafkaSettings = KafkaSettings()
     ometria: OmetriaSettings = OmetriaSettings()
     topics: TopicSettings = TopicSettings()

@@ -80,6 +80,7 @@ async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_event
     names, sandbox, worker, producer
 ):
     events, expected, earned_events = build_story(seed=7)
+    worker.env["STREAM_PROFILE_API_TOKEN"] = "it-profile-token"
     worker.start()
     await worker.wait_ready()
     for event in events:
@@ -156,6 +157,18 @@ async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_event
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).json()["ready"] is True
         exposition = (await http.get("/metrics")).text
+        denied = await http.get("/profiles/900000")
+        assert denied.status_code == 401
+        answer = await http.get(
+            "/profiles/900000", headers={"Authorization": "Bearer it-profile-token"}
+        )
+        assert answer.status_code == 200
+        profile = answer.json()
+        assert profile["profile"]["points"]["balance"] == expected["900000"]["rivoPointsBalance"]
+        assert (
+            profile["last_contact"]["properties"]["rivoPointsBalance"]
+            == (expected["900000"]["rivoPointsBalance"])
+        )
     metrics = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in exposition.splitlines()
@@ -173,11 +186,22 @@ async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_event
     assert metrics['loyalty_dead_letters_total{error_class="UnparsableJSON",stage="parse"}'] == 1
     assert metrics['ometria_records_pushed_total{type="contact"}'] >= len(expected)
     assert metrics["ometria_push_latency_seconds_count"] > 0
+    assert metrics["ometria_outbox_backlog"] >= 0
+    assert any(k.startswith("loyalty_consumer_lag{") for k in metrics)
 
     assert worker.stop() == 0
     log = worker.text()
     assert "it-secret-key-7f3a" not in log
     assert "customer0@example.com" not in log
+    assert "it-profile-token" not in log
+    # Structured logs: every line our loggers write is a JSON object.
+    ours = [
+        orjson.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and '"logger": "stream' in line
+    ]
+    assert ours, "the worker logs its dead letters as JSON lines"
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in ours)
 
 
 async def test_worker_restart_recovers_profiles_and_counts_points_once(
