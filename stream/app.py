@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import faust
 
 from stream.kafka_auth import faust_credentials
@@ -35,7 +37,10 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.web_port,
-        web_host="0.0.0.0",  # noqa: S104 - probes and metrics come from outside the pod
+        # Listen on every interface (probes and scrapes come from outside the pod) but tell
+        # other workers a name they can reach, for /profiles requests routed to a key's owner.
+        web_bind="0.0.0.0",  # noqa: S104
+        web_host=settings.web_host or socket.gethostname(),
         web_enabled=True,
     )
 

@@ -244,6 +244,11 @@ class Settings(BaseSettings):
     store: str = Field(default="memory://", description="Table store: memory:// or rocksdb://.")
     data_dir: Path = Field(default=Path("./.run/data"), description="Faust data directory.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Faust web server port.")
+    web_host: str | None = Field(
+        default=None,
+        description="Name other workers reach this one by (routed /profiles look-ups); "
+        "default: the host name.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one object per line; text: for a terminal."
@@ -255,6 +260,18 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for GET /profiles/{customer_id}; the endpoint is off without.",
     )
+    profile_api_token_file: Path | None = Field(
+        default=None, description="File holding the profiles API token (a mounted Secret)."
+    )
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Settings:
+        path = self.profile_api_token_file
+        if self.profile_api_token is None and path is not None and path.is_file():
+            token = path.read_text(encoding="utf-8").strip()
+            object.__setattr__(self, "profile_api_token", SecretStr(token) if token else None)
+        return self
+
     kafka: KafkaSettings = KafkaSettings()
     ometria: OmetriaSettings = OmetriaSettings()
     topics: TopicSettings = TopicSettings()
