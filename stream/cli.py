@@ -1,4 +1,4 @@
-"""`python -m stream <command>`: worker, sandbox, send-sample, redrive, schemas."""
+"""`python -m stream <command>`: worker, sandbox, send-sample, redrive, backfill, schemas."""
 
 from __future__ import annotations
 
@@ -140,6 +140,38 @@ def _schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from stream.backfill import backfill, changelog_topic
+    from stream.ometria.mapping import load_mapping
+
+    settings = get_settings()
+    mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
+    source = settings.topics.events if args.from_events else changelog_topic(settings)
+    with Progress(transient=True) as progress:
+        task = progress.add_task(f"reading {source}", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = asyncio.run(
+            backfill(
+                settings,
+                mapping,
+                dry_run=args.dry_run,
+                from_events=args.from_events,
+                progress=advance,
+            )
+        )
+    verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
+    print(
+        f"{args.command}: {report.profiles} profiles, {verb} {report.contacts} contacts "
+        f"({report.without_email} without an email)"
+    )
+    return 0
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -191,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--limit", type=int, help="at most this many letters")
     redrive.add_argument("--dry-run", action="store_true", help="list, publish nothing")
     redrive.set_defaults(run=_redrive)
+    backfill = commands.add_parser(
+        "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    backfill.set_defaults(run=_backfill, from_events=False)
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild every contact from the events topic itself and queue it (table untouched)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    replay.set_defaults(run=_backfill, from_events=True)
     schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)

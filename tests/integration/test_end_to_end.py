@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
+from stream.backfill import backfill
 from stream.dlq import read_headers
-from tests.integration.conftest import poll, read_topic, sandbox_get
+from stream.ometria.mapping import load_preset
+from stream.settings import load_settings
+from tests.integration.conftest import BOOTSTRAP, poll, read_topic, sandbox_get
 
 CUSTOMERS_WITH_EMAIL = 24
 CUSTOMERS_WITHOUT_EMAIL = 4
@@ -243,3 +246,48 @@ async def test_worker_restart_recovers_profiles_and_counts_points_once(
         await producer.send_and_wait(names.events, key=b"777", value=orjson.dumps(event))
     contacts = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), balance_is(105))
     assert contacts["contacts"][0]["properties"]["rivoPointsBalance"] == 105
+
+
+async def test_backfill_resends_every_contact_after_ometria_lost_them(
+    names, sandbox, worker, producer
+):
+    now = datetime.now(UTC)
+    customers = {f"bf{n}": 10 * (n + 1) for n in range(12)}
+    worker.start()
+    await worker.wait_ready()
+    for cid, points in customers.items():
+        enrol = _event(
+            f"{cid}-e", "customer.enrolled", {"id": cid, "email": f"{cid}@example.com"}, {}, now
+        )
+        earn = _event(f"{cid}-p", "points.earned", {"id": cid}, {"points": points}, now)
+        for event in (enrol, earn):
+            await producer.send_and_wait(names.events, key=cid.encode(), value=orjson.dumps(event))
+    guest = _event("bfg-e", "customer.enrolled", {"id": "bfg"}, {}, now)
+    await producer.send_and_wait(names.events, key=b"bfg", value=orjson.dumps(guest))
+
+    def all_there(body):
+        got = {c["id"]: c["properties"].get("rivoPointsBalance") for c in body["contacts"]}
+        return got == customers
+
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_there)
+    async with httpx.AsyncClient(base_url=sandbox) as http:
+        (await http.post("/_sandbox/reset")).raise_for_status()
+    settings = load_settings(
+        kafka={"bootstrap_servers": BOOTSTRAP},
+        app_id=names.app_id,
+        topics={"events": names.events, "outbox": names.outbox},
+    )
+    dry = await backfill(settings, load_preset("rivo"), dry_run=True)
+    assert (dry.profiles, dry.contacts, dry.without_email) == (13, 12, 1)
+    replayed = await backfill(settings, load_preset("rivo"), dry_run=True, from_events=True)
+    assert (replayed.profiles, replayed.contacts) == (13, 12), "the events give the same profiles"
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["contacts"] == 0, (
+        "a dry run queues nothing"
+    )
+
+    report = await backfill(settings, load_preset("rivo"), dry_run=False)
+    assert report.contacts == 12
+    body = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_there)
+    assert all_there(body)
+    events = (await sandbox_get(sandbox, "/_sandbox/events"))["events"]
+    assert events == [], "a backfill sends contacts only, never campaign events"

@@ -1,0 +1,145 @@
+"""Queue every known customer's contact for Ometria again: `backfill` and `replay`.
+
+`backfill` ("Sync Customers") reads the profile table's changelog (compacted: the latest profile
+per customer); `replay` rebuilds the profiles from the events topic itself, with the same pure
+fold, without touching the workers' table (for when the table is suspect). Both map each profile
+with the mapping in force and put the contacts on the outbox, where the workers push them with
+the usual batching and rate limit. Custom events are never re-sent: campaigns do not re-fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.events import InvalidEvent, parse_event
+from stream.kafka_auth import client_options
+from stream.ometria.mapping import ContactMapping, map_contact
+from stream.ometria.records import encode
+from stream.profile import Profile, fold
+from stream.settings import Settings
+from stream.topology import partition_ids
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    profiles: int
+    contacts: int
+    without_email: int
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The Faust changelog topic of the `customer_to_profile` table."""
+    return f"{settings.app_id}-customer_to_profile-changelog"
+
+
+async def _read_topic(
+    settings: Settings,
+    topic: str,
+    handle: Callable[[Any], None],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Feed every record of a topic, from the start to its end as of now, to `handle`."""
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    if not partitions:
+        return
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
+        done = 0
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        handle(record)
+                        done += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        await consumer.stop()
+
+
+async def read_profiles(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The latest stored profile of every customer, read from the table's changelog."""
+    profiles: dict[str, dict[str, Any]] = {}
+
+    def keep(record: Any) -> None:
+        if record.key is None:
+            return
+        # Faust writes the str key with the raw codec, so it is the id's bytes.
+        customer = record.key.decode("utf-8")
+        if record.value is None:
+            profiles.pop(customer, None)  # deleted
+        else:
+            profiles[customer] = orjson.loads(record.value)
+
+    await _read_topic(settings, changelog_topic(settings), keep, progress)
+    return profiles
+
+
+async def replay_profiles(
+    settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every customer's profile folded from the events topic; invalid records are skipped."""
+    profiles: dict[str, Profile] = {}
+
+    def fold_in(record: Any) -> None:
+        try:
+            event = parse_event(record.value)
+        except InvalidEvent:
+            return  # the workers dead-lettered it already
+        customer = event.customer.id
+        profiles[customer] = fold(profiles.get(customer), event).profile
+
+    await _read_topic(settings, settings.topics.events, fold_in, progress)
+    return {customer: profile.to_json() for customer, profile in profiles.items()}
+
+
+async def backfill(
+    settings: Settings,
+    mapping: ContactMapping,
+    *,
+    dry_run: bool,
+    from_events: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackfillReport:
+    """Queue the contact of every profile with an email on the outbox (see the module doc)."""
+    read = replay_profiles if from_events else read_profiles
+    profiles = await read(settings, progress)
+    contacts = []
+    for customer, stored in profiles.items():
+        contact = map_contact(Profile.from_json(stored), mapping, settings.ometria.collection)
+        if contact is not None:
+            contacts.append((customer, contact))
+    if contacts and not dry_run:
+        producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+        await producer.start()
+        try:
+            outbox = settings.topics.outbox
+            delivered = [
+                await producer.send(outbox, key=customer.encode(), value=encode(contact))
+                for customer, contact in contacts
+            ]
+            # Every send must be acknowledged: a failed one raises here instead of vanishing.
+            await asyncio.gather(*delivered)
+        finally:
+            await producer.stop()
+    return BackfillReport(
+        profiles=len(profiles), contacts=len(contacts), without_email=len(profiles) - len(contacts)
+    )
