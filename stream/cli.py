@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+from aiokafka.errors import KafkaError
 
 from stream.ometria.mapping import MappingError
 from stream.settings import Settings, SettingsError, get_settings, use_settings
@@ -250,4 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        # e.g. a wrong SASL password or an unreachable broker, before Faust starts.
+        cause = f" (caused by {exc.__cause__!r})" if exc.__cause__ else ""
+        print(
+            f"error: cannot use Kafka at {get_settings().kafka.bootstrap_servers}: "
+            f"{exc!r}{cause}; check STREAM_KAFKA__* settings",
+            file=sys.stderr,
+        )
+        return 3
     return result

@@ -6,9 +6,18 @@
 #   bash deploy/local/kafka.sh up       start (idempotent), wait until it answers
 #   bash deploy/local/kafka.sh down     stop (idempotent)
 #   bash deploy/local/kafka.sh reset    down + wipe data (keeps jars)
-#   bash deploy/local/kafka.sh status   print whether it is running
+#   bash deploy/local/kafka.sh status   print whether it is running (exit 0 only when both
+#                                       listeners answer)
+#
+# Listeners: PLAINTEXT on KAFKA_PORT (also used between broker and controller) and
+# SASL_PLAINTEXT on KAFKA_SASL_PORT with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one local
+# user (no authorizer: any authenticated user may do anything). The PLAIN user lives in the
+# listener's JAAS config; the SCRAM credentials are (re)written with Kafka's ConfigCommand on
+# every 'up', so brokers formatted before the SASL listener existed get them too.
 #
 # Env: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
+#      KAFKA_SASL_PORT (default KAFKA_PORT+2), KAFKA_SASL_USER (default loyalty),
+#      KAFKA_SASL_PASSWORD (default loyalty-secret; local test credential, not a secret),
 #      KAFKA_START_TIMEOUT seconds (default 60), KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m),
 #      KAFKA_PYTHON (python with aiokafka for the readiness check; default <repo>/.venv/bin/python),
 #      KAFKA_MVN_ARGS extra args for mvn (e.g. -Dmaven.repo.local=/tmp/m2).
@@ -28,6 +37,9 @@ STAMP="$LIBS/.complete"
 HOST=127.0.0.1
 PORT="${KAFKA_PORT:-9092}"
 CTRL_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+SASL_PORT="${KAFKA_SASL_PORT:-$((PORT + 2))}"
+SASL_USER="${KAFKA_SASL_USER:-loyalty}"
+SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-loyalty-secret}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 PYTHON="${KAFKA_PYTHON:-$REPO/.venv/bin/python}"
@@ -35,6 +47,15 @@ REL_LOG="${LOG#"$REPO"/}"
 
 say() { echo "kafka: $*"; }
 die() { echo "kafka: error: $*" >&2; exit 1; }
+
+# The user and password go into a JAAS line ("...") and a ConfigCommand value ([password=...]).
+check_sasl_credentials() {
+  local user_ok='^[A-Za-z0-9._-]+$' password_ok='^[A-Za-z0-9._~!@#$%^&*()+:;?/<>{}|-]+$'
+  [[ "$SASL_USER" =~ $user_ok ]] \
+    || die "KAFKA_SASL_USER must be letters, digits, '.', '_' or '-' (got '$SASL_USER')"
+  [[ "$SASL_PASSWORD" =~ $password_ok ]] \
+    || die "KAFKA_SASL_PASSWORD must be non-empty, without quotes, backslashes, commas, '=', brackets or spaces"
+}
 
 # PID from the pid file if that process is alive, else empty.
 pid_from_file() {
@@ -86,11 +107,17 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CTRL_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CTRL_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,CONTROLLER://$HOST:$CTRL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
+# SASL for clients only (inter-broker and controller traffic stay on PLAINTEXT); no authorizer.
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$DATA
 num.partitions=1
 default.replication.factor=1
@@ -172,14 +199,89 @@ EOF
   fi
 }
 
+# (Re)write the SCRAM-SHA-256/512 credentials of the local user; idempotent. One call per
+# mechanism: KRaft refuses to alter one user's credentials twice in the same request.
+ensure_scram_user() {
+  local mechanism out
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    if ! out="$(java_cmd kafka.admin.ConfigCommand --bootstrap-server "$HOST:$PORT" --alter \
+      --add-config "$mechanism=[password=$SASL_PASSWORD]" \
+      --entity-type users --entity-name "$SASL_USER" 2>&1)"; then
+      echo "$out" | grep -vF -- "$SASL_PASSWORD" | grep -vE '^\[.*\] INFO ' | tail -n 20 >&2 || true
+      die "could not create the $mechanism credential of user '$SASL_USER'"
+    fi
+  done
+}
+
+have_aiokafka() { [[ -x "$PYTHON" ]] && "$PYTHON" -c 'import aiokafka' 2>/dev/null; }
+
+# Every SASL mechanism authenticates as the local user on the SASL listener (needs aiokafka).
+sasl_logins_work() {
+  KAFKA_SASL_PASSWORD="$SASL_PASSWORD" "$PYTHON" - "$HOST:$SASL_PORT" "$SASL_USER" \
+    >/dev/null 2>&1 <<'EOF'
+import asyncio, os, sys
+from aiokafka.admin import AIOKafkaAdminClient
+
+async def main():
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=sys.argv[1], request_timeout_ms=3000,
+            security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism,
+            sasl_plain_username=sys.argv[2], sasl_plain_password=os.environ["KAFKA_SASL_PASSWORD"],
+        )
+        await admin.start()
+        try:
+            await admin.describe_cluster()
+        finally:
+            await admin.close()
+
+asyncio.run(asyncio.wait_for(main(), 15))
+EOF
+}
+
+# After the broker answers on PLAINTEXT: make sure the SCRAM user exists with this password
+# (skipped when all three logins already work), then wait until SASL logins work.
+sasl_ready() {
+  local deadline=$((SECONDS + START_TIMEOUT))
+  if ! have_aiokafka; then
+    ensure_scram_user
+    port_open "$SASL_PORT" || die "nothing listens on $HOST:$SASL_PORT (see $LOG)"
+    return 0
+  fi
+  sasl_logins_work && return 0
+  ensure_scram_user
+  # The credential reaches the broker through the metadata log, a moment after the call returns.
+  until sasl_logins_work; do
+    if ((SECONDS >= deadline)); then
+      die "SASL logins as '$SASL_USER' on $HOST:$SASL_PORT fail after ${START_TIMEOUT}s (see $LOG)"
+    fi
+    sleep 0.5
+  done
+}
+
 cmd_up() {
   local pid lp
   pid="$(pid_from_file)"
   lp="$(listener_pid)"
+  check_sasl_credentials
   if [[ -n "$lp" ]] || port_open "$PORT"; then
     [[ -n "$pid" ]] || pid="${lp:-?}"
-    say "already running on $HOST:$PORT (pid $pid)"
+    if ! port_open "$SASL_PORT"; then
+      # Started by an older kafka.sh (or another checkout): no SASL listener. Not restarted
+      # here, since another checkout's or a test run's broker may be in use.
+      die "a broker is running on $HOST:$PORT (pid $pid) without the SASL_PLAINTEXT listener on $HOST:$SASL_PORT (started by an older kafka.sh?); restart it: '$0 down && $0 up' (if 'down' says 'not running', stop pid $pid from the checkout that started it)"
+    fi
+    # The PLAIN user is fixed when the broker starts: a changed user/password needs a restart.
+    if [[ -n "$(pid_from_file)" && -f "$PROPS" ]] && ! grep -qF -- "user_$SASL_USER=\"$SASL_PASSWORD\";" "$PROPS"; then
+      die "the running broker (pid $pid) was started with another KAFKA_SASL_USER/KAFKA_SASL_PASSWORD; restart it: '$0 down && $0 up'"
+    fi
+    ensure_libs
+    sasl_ready
+    say "already running on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT (pid $pid)"
     return 0
+  fi
+  if port_open "$SASL_PORT"; then
+    die "nothing listens on $HOST:$PORT but $HOST:$SASL_PORT (KAFKA_SASL_PORT) is taken by another process"
   fi
   if [[ -n "$pid" ]]; then
     # Our JVM is alive but not listening (yet): still starting, or wedged. Don't start a second one.
@@ -216,7 +318,8 @@ cmd_up() {
     fi
     sleep 0.5
   done
-  say "started Apache Kafka $(kafka_version) on $HOST:$PORT (pid $pid, log $REL_LOG)"
+  sasl_ready
+  say "started Apache Kafka $(kafka_version) on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT as '$SASL_USER' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) (pid $pid, log $REL_LOG)"
 }
 
 cmd_down() {
@@ -251,7 +354,12 @@ cmd_status() {
   pid="$(pid_from_file)"
   lp="$(listener_pid)"
   if [[ -n "$lp" ]] || port_open "$PORT"; then
-    say "running on $HOST:$PORT (pid ${pid:-${lp:-?}})"
+    if port_open "$SASL_PORT"; then
+      say "running on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT (pid ${pid:-${lp:-?}})"
+    else
+      say "running on $HOST:$PORT (pid ${pid:-${lp:-?}}) but nothing listens on SASL_PLAINTEXT $HOST:$SASL_PORT (started by an older kafka.sh?); run '$0 down && $0 up'"
+      return 1
+    fi
   elif [[ -n "$pid" ]]; then
     say "pid $pid alive but not listening on $HOST:$PORT (starting or wedged)"
     return 1

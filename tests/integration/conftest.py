@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +117,10 @@ class Worker:
             await asyncio.sleep(0.2)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.text()[-3000:]}")
 
+    async def stop_async(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Stop without blocking the event loop (the in-process stand-in must keep answering)."""
+        return await asyncio.to_thread(self.stop, sig, timeout)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         assert self.process is not None
         if self.process.poll() is None:
@@ -155,11 +159,11 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
+async def worker(worker_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Worker]:
     process = Worker(worker_env, tmp_path / "worker.log")
     yield process
     if process.process is not None:
-        process.stop()
+        await process.stop_async()
 
 
 @pytest.fixture

@@ -190,3 +190,22 @@ async def test_sigkill_mid_delivery_then_restart_delivers_every_record_with_stab
     await worker.wait_ready(timeout=120)
 
     await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)
+
+
+async def test_sigterm_during_load_stops_cleanly_and_loses_nothing(
+    names, sandbox, worker, producer
+):
+    events, balances, custom_ids = story(80, "term")
+    await set_faults(sandbox, latency_ms=300)
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/stats"), lambda s: s["requests"] >= 2)
+    # Faust finishes the batch in flight (the stand-in still answers), commits, leaves the group.
+    assert await worker.stop_async(signal.SIGTERM) == 0, "a graceful stop exits 0"
+    assert "Traceback" not in worker.text()
+    await clear_faults(sandbox)
+    worker.start()
+    await worker.wait_ready(timeout=120)
+
+    await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)

@@ -192,7 +192,7 @@ async def test_events_flow_through_kafka_to_ometria_as_contacts_and_custom_event
     assert metrics["ometria_outbox_backlog"] >= 0
     assert any(k.startswith("loyalty_consumer_lag{") for k in metrics)
 
-    assert worker.stop() == 0
+    assert await worker.stop_async() == 0
     log = worker.text()
     assert "it-secret-key-7f3a" not in log
     assert "customer0@example.com" not in log
@@ -230,7 +230,7 @@ async def test_worker_restart_recovers_profiles_and_counts_points_once(
         return check
 
     await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), balance_is(100))
-    assert worker.stop() == 0
+    assert await worker.stop_async() == 0
 
     # After a restart the table comes back from its changelog: a redelivered event is still
     # recognised, and a new one adds to the recovered balance.

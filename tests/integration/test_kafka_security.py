@@ -1,0 +1,159 @@
+"""Kafka security: the worker and the aiokafka clients over the broker's SASL_PLAINTEXT listener.
+
+`deploy/local/kafka.sh up` always starts the local broker with a SASL_PLAINTEXT listener
+(KAFKA_SASL_PORT, default 9094) for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and one user
+(KAFKA_SASL_USER / KAFKA_SASL_PASSWORD, default loyalty / loyalty-secret).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from stream.kafka_auth import client_options
+from stream.settings import Settings, load_settings
+from tests.integration.conftest import BOOTSTRAP, READY, poll, sandbox_get
+
+SASL_HOST = BOOTSTRAP.split(",")[0].strip().rsplit(":", 1)[0]
+SASL_PORT = int(os.environ.get("KAFKA_SASL_PORT", "9094"))
+SASL_BOOTSTRAP = f"{SASL_HOST}:{SASL_PORT}"
+SASL_USER = os.environ.get("KAFKA_SASL_USER", "loyalty")
+SASL_PASSWORD = os.environ.get("KAFKA_SASL_PASSWORD", "loyalty-secret")
+WRONG_PASSWORD = "not-the-password-3c9e"
+
+
+@pytest.fixture
+def sasl_listener() -> str:
+    """The SASL listener's address; fails (never skips) when nothing listens there."""
+    try:
+        socket.create_connection((SASL_HOST, SASL_PORT), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(
+            f"no SASL_PLAINTEXT listener on {SASL_BOOTSTRAP} ({exc}): start the broker with "
+            "'bash deploy/local/kafka.sh up' ('kafka.sh down && kafka.sh up' if it was started "
+            "by an older kafka.sh), or set KAFKA_SASL_PORT"
+        )
+    return SASL_BOOTSTRAP
+
+
+def sasl_env(mechanism: str, password: str, password_file: Path | None = None) -> dict[str, str]:
+    """The worker's Kafka settings for the SASL listener only."""
+    env = {
+        "STREAM_KAFKA__BOOTSTRAP_SERVERS": SASL_BOOTSTRAP,
+        "STREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "STREAM_KAFKA__SASL_MECHANISM": mechanism,
+        "STREAM_KAFKA__SASL_USERNAME": SASL_USER,
+    }
+    if password_file is None:
+        env["STREAM_KAFKA__SASL_PASSWORD"] = password
+    else:
+        password_file.write_text(password + "\n", encoding="utf-8")
+        env["STREAM_KAFKA__SASL_PASSWORD_FILE"] = str(password_file)
+    return env
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings the worker reads from `env`, read the same way in this process."""
+    with monkeypatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("STREAM_")]:
+            patch.delenv(name)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return load_settings()
+
+
+def _event(event_id: str, event_type: str, customer: dict, data: dict, at: datetime) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "occurred_at": at.isoformat(),
+            "source": "rivo",
+            "customer": customer,
+            "data": data,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "password_in_file"),
+    [("SCRAM-SHA-256", False), ("SCRAM-SHA-512", True), ("PLAIN", False)],
+)
+async def test_worker_over_sasl_delivers_contacts(
+    names, sandbox, worker, tmp_path, monkeypatch, sasl_listener, mechanism, password_in_file
+):
+    password_file = tmp_path / "kafka-password" if password_in_file else None
+    env = sasl_env(mechanism, SASL_PASSWORD, password_file)
+    worker.env.update(env)
+    settings = settings_from(env, monkeypatch)
+    options = client_options(settings.kafka)
+    assert options["bootstrap_servers"] == sasl_listener
+    assert options["security_protocol"] == "SASL_PLAINTEXT"
+    assert options["sasl_mechanism"] == mechanism
+    assert options["sasl_plain_password"] == SASL_PASSWORD
+
+    # Authenticates before the worker starts: a broken listener fails here, and clearly.
+    producer = AIOKafkaProducer(**options, acks="all")
+    await producer.start()
+    try:
+        worker.start()
+        await worker.wait_ready()
+        cid, points = "770001", 137
+        at = datetime.now(UTC) - timedelta(minutes=5)
+        customer = {"id": cid, "first_name": "Sasl", "email": "sasl.customer@example.com"}
+        enrolled = _event(
+            f"{cid}-enrol", "customer.enrolled", customer, {"loyalty_status": "member"}, at
+        )
+        later = at + timedelta(seconds=1)
+        earned = _event(f"{cid}-earn", "points.earned", {"id": cid}, {"points": points}, later)
+        await producer.send_and_wait(names.events, key=cid.encode(), value=enrolled)
+        await producer.send_and_wait(names.events, key=cid.encode(), value=earned)
+    finally:
+        await producer.stop()
+
+    def arrived(body):
+        return any(
+            c["id"] == cid and c["properties"].get("rivoPointsBalance") == points
+            for c in body["contacts"]
+        )
+
+    contacts = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), arrived)
+    assert arrived(contacts), f"no contact {cid} with {points} points: {contacts}"
+    contact = next(c for c in contacts["contacts"] if c["id"] == cid)
+    assert contact["email"] == "sasl.customer@example.com"
+
+    assert worker.process.poll() is None, f"worker died:\n{worker.text()[-3000:]}"
+    # Stop it here, off the event loop: the sandbox answers on this loop, and a push still in
+    # flight at SIGTERM would otherwise wait for it (the fixture's teardown blocks the loop).
+    await asyncio.to_thread(worker.stop)
+    log = worker.text()
+    # aiokafka logs each SASL login of the worker's Faust consumer and producer.
+    assert f"Authenticated as {SASL_USER} via {mechanism}" in log, log[-3000:]
+    assert SASL_PASSWORD not in log, "the SASL password must never be logged"
+
+
+async def test_worker_with_a_wrong_password_exits_with_an_authentication_error(
+    worker, monkeypatch, sasl_listener
+):
+    env = sasl_env("SCRAM-SHA-512", WRONG_PASSWORD)
+    worker.env.update(env)
+    assert settings_from(env, monkeypatch).kafka.bootstrap_servers == sasl_listener
+    worker.start()
+
+    async def returncode():
+        return worker.process.poll()
+
+    code = await poll(returncode, lambda rc: rc is not None, timeout=60)
+    log = worker.text()
+    assert code is not None, f"worker still running after 60s with a wrong password:\n{log[-3000:]}"
+    assert code != 0
+    assert "SaslAuthenticationFailed" in log, log[-3000:]
+    assert READY not in log
+    assert WRONG_PASSWORD not in log, "the SASL password must never be logged"
