@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import OffsetAndMetadata
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from stream.kafka_auth import client_options
 from stream.settings import Settings, SettingsError
@@ -55,44 +62,67 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        events = settings.topics.events
+        events, *others = topic_specs(settings, settings.topics.partition_count)
+        created = await _create(admin, settings, [events], existing)
+        # The table needs the events topic's own count, whoever created it and when.
+        partitions = await _partition_count(admin, events.name)
         configured = settings.topics.partitions
-        partitions = settings.topics.partition_count
-        if events in existing:
-            (described,) = await admin.describe_topics([events])
-            partitions = len(described["partitions"])
-            if configured is not None and configured != partitions:
-                raise SettingsError(
-                    f"topic {events} has {partitions} partitions but STREAM_TOPICS__PARTITIONS="
-                    f"{configured}; set STREAM_TOPICS__PARTITIONS={partitions} or leave it unset "
-                    "(the profile table is partitioned like its input)"
-                )
-        specs = topic_specs(settings, partitions)
-        missing = [spec for spec in specs if spec.name not in existing]
-        if not missing:
-            return TopicsReport([], partitions)
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    spec.name,
-                    spec.partitions,
-                    settings.topics.replication_factor,
-                    topic_configs=spec.configs,
-                )
-                for spec in missing
-            ]
-        )
-        created = []
-        for name, code, *_ in response.topic_errors:
-            if code == TopicAlreadyExistsError.errno:
-                continue  # another worker created it first
-            if code:
-                raise for_code(code)(f"cannot create topic {name}")
-            created.append(name)
-            logger.info("created topic %s", name)
+        if configured is not None and configured != partitions:
+            raise SettingsError(
+                f"topic {events.name} has {partitions} partitions but "
+                f"STREAM_TOPICS__PARTITIONS={configured}; set STREAM_TOPICS__PARTITIONS="
+                f"{partitions} or leave it unset (the profile table is partitioned like its input)"
+            )
+        others = [replace(spec, partitions=partitions) for spec in others]
+        created += await _create(admin, settings, others, existing)
         return TopicsReport(created, partitions)
     finally:
         await admin.close()
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, settings: Settings, specs: list[TopicSpec], existing: set[str]
+) -> list[str]:
+    """Create the topics not in `existing`; return those this call created."""
+    missing = [spec for spec in specs if spec.name not in existing]
+    if not missing:
+        return []
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                spec.partitions,
+                settings.topics.replication_factor,
+                topic_configs=spec.configs,
+            )
+            for spec in missing
+        ]
+    )
+    created = []
+    for name, code, *_ in response.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            continue  # created meanwhile, by a producer or another worker
+        if code:
+            raise for_code(code)(f"cannot create topic {name}")
+        created.append(name)
+        logger.info("created topic %s", name)
+    return created
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    """The partitions of an existing topic, waiting briefly for a new one's metadata."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(LookupError),
+        stop=stop_after_delay(30),
+        wait=wait_exponential(multiplier=0.1, max=1),
+        reraise=True,
+    ):
+        with attempt:
+            (described,) = await admin.describe_topics([topic])
+            if described.get("error_code") or not described["partitions"]:
+                raise LookupError(f"no metadata for topic {topic} yet")
+            return len(described["partitions"])
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def partition_ids(settings: Settings, topic: str) -> list[int]:
@@ -118,7 +148,26 @@ async def ensure_committed_offsets(settings: Settings) -> int:
     fetched so far without moving back, so they are skipped until the next restart. A worker
     killed before its first commit leaves exactly that behind. Committing the earliest offsets
     up front, while the group is empty, closes the gap. Returns how many were committed.
+
+    A fresh cluster may need a moment before it has a group coordinator, so retriable errors are
+    retried for a while; a running group (whose members commit for themselves) is left alone.
     """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, KafkaError) and exc.retriable),
+        stop=stop_after_delay(60),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await _commit_earliest(settings)
+    except KafkaError as exc:
+        logger.info("initial offsets not committed (%r); the group is active", exc)
+    return 0
+
+
+async def _commit_earliest(settings: Settings) -> int:
     topics = [settings.topics.events, settings.topics.outbox]
     admin = AIOKafkaAdminClient(
         **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
@@ -137,9 +186,7 @@ async def ensure_committed_offsets(settings: Settings) -> int:
     if not wanted:
         return 0
     consumer = AIOKafkaConsumer(
-        **client_options(settings.kafka),
-        group_id=settings.app_id,
-        enable_auto_commit=False,
+        **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -148,10 +195,6 @@ async def ensure_committed_offsets(settings: Settings) -> int:
         await consumer.commit(
             {tp: OffsetAndMetadata(offset, "") for tp, offset in earliest.items()}
         )
-    except KafkaError as exc:
-        # A running member owns the group and commits for itself.
-        logger.info("initial offsets not committed (%s); the group is active", exc)
-        return 0
     finally:
         await consumer.stop()
     return len(wanted)

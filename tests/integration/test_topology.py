@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -25,11 +28,16 @@ def _settings(names, **topics):
 
 
 async def _partitions(topic: str) -> int:
+    """A new topic's partition count, once the broker's metadata has it."""
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
-        return len(described["partitions"])
+        deadline = time.monotonic() + 30
+        while True:
+            (described,) = await admin.describe_topics([topic])
+            if described["partitions"] or time.monotonic() > deadline:
+                return len(described["partitions"])
+            await asyncio.sleep(0.1)  # polling the broker's metadata with a deadline
     finally:
         await admin.close()
 
