@@ -110,20 +110,18 @@ def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: f
             if {e.get("identity_account_id") for e in events} >= set(customer_ids):
                 break
             time.sleep(0.5)  # polling a remote state with a deadline, not synchronisation
-    table = Table(title=f"Contacts received by the Ometria stand-in ({url})")
-    for column in ("id", "email", "properties"):
-        table.add_column(column)
-    for contact in contacts:
-        props = ", ".join(f"{k}={v}" for k, v in sorted(contact.get("properties", {}).items()))
-        table.add_row(contact["id"], contact.get("email", ""), props)
-    console.print(table)
-    table = Table(title="Custom events received")
-    for column in ("event_type", "account", "properties"):
-        table.add_column(column)
-    for event in events:
-        props = ", ".join(f"{k}={v}" for k, v in sorted(event.get("properties", {}).items()))
-        table.add_row(event["event_type"], event.get("identity_account_id", ""), props)
-    console.print(table)
+
+    def show(title: str, columns: tuple[str, str], records: list[dict[str, Any]]) -> None:
+        table = Table(title=title)
+        for column in (*columns, "properties"):
+            table.add_column(column)
+        for record in records:
+            props = ", ".join(f"{k}={v}" for k, v in sorted(record.get("properties", {}).items()))
+            table.add_row(*(str(record.get(c, "")) for c in columns), props)
+        console.print(table)
+
+    show(f"Contacts received by the Ometria stand-in ({url})", ("id", "email"), contacts)
+    show("Custom events received", ("event_type", "identity_account_id"), events)
     missing = set(customer_ids) - {e.get("identity_account_id") for e in events}
     if missing:
         console.print(f"[red]still missing after {timeout:.0f}s: {', '.join(sorted(missing))}")

@@ -46,6 +46,17 @@ def _split_commas(value: object) -> object:
     return _comma_items(value) if isinstance(value, str) else value
 
 
+def _readable_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"no readable file at {value}; mount the Secret or fix the path")
+    return value
+
+
+def _secret_from(path: Path) -> SecretStr:
+    """A secret kept in a file (a mounted Kubernetes Secret), without its trailing newline."""
+    return SecretStr(path.read_text(encoding="utf-8").strip())
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,18 +89,14 @@ class KafkaSettings(_Section):
 
     _durations = field_validator("session_timeout", mode="before")(parse_duration)
 
-    @field_validator("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile")
-    @classmethod
-    def _readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no readable file at {value}")
-        return value
+    _files = field_validator("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile")(
+        _readable_file
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> KafkaSettings:
         if self.sasl_password is None and self.sasl_password_file is not None:
-            password = self.sasl_password_file.read_text(encoding="utf-8").strip()
-            object.__setattr__(self, "sasl_password", SecretStr(password))
+            object.__setattr__(self, "sasl_password", _secret_from(self.sasl_password_file))
         if self.security_protocol.startswith("SASL_") and not (
             self.sasl_username and self.sasl_password
         ):
@@ -137,18 +144,12 @@ class OmetriaSettings(_Section):
         "flush_interval", "timeout", "errors_poll_interval", mode="before"
     )(parse_duration)
 
-    @field_validator("api_key_file")
-    @classmethod
-    def _key_file_readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no readable file at {value}; mount the Secret or fix the path")
-        return value
+    _files = field_validator("api_key_file")(_readable_file)
 
     @model_validator(mode="after")
     def _read_key_file(self) -> OmetriaSettings:
         if self.api_key is None and self.api_key_file is not None:
-            key = self.api_key_file.read_text(encoding="utf-8").strip()
-            object.__setattr__(self, "api_key", SecretStr(key))
+            object.__setattr__(self, "api_key", _secret_from(self.api_key_file))
         return self
 
     def require_api_key(self) -> SecretStr:
@@ -267,9 +268,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _read_token_file(self) -> Settings:
         path = self.profile_api_token_file
+        # The token is optional: a missing file leaves the profiles API off.
         if self.profile_api_token is None and path is not None and path.is_file():
-            token = path.read_text(encoding="utf-8").strip()
-            object.__setattr__(self, "profile_api_token", SecretStr(token) if token else None)
+            token = _secret_from(path)
+            object.__setattr__(
+                self, "profile_api_token", token if token.get_secret_value() else None
+            )
         return self
 
     kafka: KafkaSettings = KafkaSettings()

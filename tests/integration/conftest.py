@@ -34,6 +34,18 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+def envelope(event_id, event_type, customer, data, at) -> dict:
+    """A loyalty event document as producers send it."""
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "occurred_at": at.isoformat(),
+        "source": "rivo",
+        "customer": customer,
+        "data": data,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

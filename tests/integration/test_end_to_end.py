@@ -12,21 +12,13 @@ from stream.backfill import backfill
 from stream.dlq import read_headers
 from stream.ometria.mapping import load_preset
 from stream.settings import load_settings
-from tests.integration.conftest import BOOTSTRAP, poll, read_topic, sandbox_get
+from tests.integration.conftest import BOOTSTRAP, envelope, poll, read_topic, sandbox_get
 
 CUSTOMERS_WITH_EMAIL = 24
 CUSTOMERS_WITHOUT_EMAIL = 4
 
 
-def _event(event_id, event_type, customer, data, at):
-    return {
-        "event_id": event_id,
-        "type": event_type,
-        "occurred_at": at.isoformat(),
-        "source": "rivo",
-        "customer": customer,
-        "data": data,
-    }
+_event = envelope
 
 
 def build_story(seed: int):

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from stream.kafka_auth import client_options
 from stream.settings import Settings, load_settings
-from tests.integration.conftest import BOOTSTRAP, READY, poll, sandbox_get
+from tests.integration.conftest import BOOTSTRAP, READY, envelope, poll, sandbox_get
 
 SASL_HOST = BOOTSTRAP.split(",")[0].strip().rsplit(":", 1)[0]
 SASL_PORT = int(os.environ.get("KAFKA_SASL_PORT", "9094"))
@@ -70,16 +70,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 
 def _event(event_id: str, event_type: str, customer: dict, data: dict, at: datetime) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": event_id,
-            "type": event_type,
-            "occurred_at": at.isoformat(),
-            "source": "rivo",
-            "customer": customer,
-            "data": data,
-        }
-    )
+    return orjson.dumps(envelope(event_id, event_type, customer, data, at))
 
 
 @pytest.mark.parametrize(
