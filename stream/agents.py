@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 
 from stream import metrics
 from stream.app import app
@@ -25,7 +26,7 @@ from stream.ometria.mapping import load_mapping
 from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
 from stream.settings import get_settings
-from stream.skips import SkipWatch
+from stream.skips import SkipWatch, committed_offsets, read_range
 from stream.sync import SyncRules, sync_event
 from stream.tables import customer_to_profile
 from stream.topics import (
@@ -91,21 +92,35 @@ skip_watch = SkipWatch()
 
 @app.on_partitions_assigned.connect
 async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    skip_watch.reset()
+    try:
+        committed = await committed_offsets(settings)
+    except KafkaError as exc:
+        logger.warning("cannot read the committed offsets (%r); first records go unchecked", exc)
+        committed = {}
+    skip_watch.reset(committed)
 
 
-async def _repair_skips(message: Any) -> None:
-    """Seek back when the consumer skipped records of this partition (see stream.skips)."""
-    seek_to = skip_watch.check(message.tp, message.offset)
-    if seek_to is not None:
-        logger.warning(
-            "%s[%s] jumped from offset %s to %s; reading the skipped records again",
-            message.topic,
-            message.partition,
-            seek_to - 1,
-            message.offset,
-        )
-        await app.consumer.seek(message.tp, seek_to)
+async def _skipped_before(message: Any) -> list[Any]:
+    """The records the consumer skipped just before this one (see stream.skips), read again.
+
+    They are read with a separate, group-less consumer: seeking Faust's own consumer back does
+    not help, as records it fetched before the seek move its read position past them again.
+    """
+    first_missing = skip_watch.check((message.topic, message.partition), message.offset)
+    if first_missing is None:
+        return []
+    missing = await read_range(
+        settings, message.topic, message.partition, first_missing, message.offset
+    )
+    logger.warning(
+        "%s[%s] jumped from offset %s to %s; read %d skipped records again",
+        message.topic,
+        message.partition,
+        first_missing - 1,
+        message.offset,
+        len(missing),
+    )
+    return missing
 
 
 async def _sync_one(message: Any) -> None:
@@ -143,15 +158,14 @@ async def _sync_one(message: Any) -> None:
 async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
     """Fold each loyalty event into its customer's profile and queue the Ometria records."""
     async for event in stream.events():
-        message = event.message
-        await _repair_skips(message)
-        try:
-            await _sync_one(message)
-        except Exception as exc:
-            # A bug must not lose the event: keep its bytes with the error for a redrive.
-            metrics.EVENTS.labels("unknown", "failed").inc()
-            logger.exception("failed to process %s offset %s", message.topic, message.offset)
-            await _dead_letter_input(message, type(exc).__name__, f"internal error: {exc}")
+        for message in [*await _skipped_before(event.message), event.message]:
+            try:
+                await _sync_one(message)
+            except Exception as exc:
+                # A bug must not lose the event: keep its bytes with the error for a redrive.
+                metrics.EVENTS.labels("unknown", "failed").inc()
+                logger.exception("failed to process %s offset %s", message.topic, message.offset)
+                await _dead_letter_input(message, type(exc).__name__, f"internal error: {exc}")
 
 
 async def _dead_letter_push(letter: DeadLetter) -> None:
@@ -180,11 +194,11 @@ async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
         async for events in batches:
             records: list[dict[str, Any]] = []
             for event in events:
-                await _repair_skips(event.message)
-                try:
-                    records.append(orjson.loads(event.value))
-                except orjson.JSONDecodeError as exc:
-                    await _dead_letter_push(_unreadable(event.value, exc))
+                for message in [*await _skipped_before(event.message), event.message]:
+                    try:
+                        records.append(orjson.loads(message.value))
+                    except orjson.JSONDecodeError as exc:
+                        await _dead_letter_push(_unreadable(message.value, exc))
             try:
                 await delivery.deliver(records)
             except Exception as exc:

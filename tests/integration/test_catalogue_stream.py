@@ -44,8 +44,8 @@ def generate(seed: int):
         for _ in range(rng.randint(2, 7)):
             kind = rng.choice(
                 ["earned", "earned", "pending", "approved", "redeemed", "expired", "adjusted",
-                 "snapshot", "tier", "birthday", "expiring", "membership", "referral", "used",
-                 "status"]
+                 "snapshot", "tier", "birthday", "expiring", "membership", "cancel", "referral",
+                 "used", "status"]
             )  # fmt: skip
             points = rng.randint(1, 300)
             if kind == "earned":
@@ -82,6 +82,9 @@ def generate(seed: int):
                 mine.append(make("points.expiring", {"points": points, "expires_at": at()}))
             elif kind == "membership":
                 mine.append(make("membership.started", {"membership_tier_id": 2229}))
+            elif kind == "cancel":
+                data = {"cancellation_policy": "end_of_period", "ends_at": at()}
+                mine.append(make("membership.cancelled", data))
             elif kind == "referral":
                 mine.append(make("referral.completed", {"reward": "£5 credit"}))
             elif kind == "used":

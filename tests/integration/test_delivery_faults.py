@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.dlq import read_headers
 from stream.redrive import Filters, redrive
@@ -52,6 +53,17 @@ async def produce(producer, topic, events):
         key = event["customer"]["id"].encode()
         await producer.send(topic, key=key, value=orjson.dumps(event))
     await producer.flush()
+
+
+async def outbox_committed(names) -> int:
+    """The sum of the worker group's committed outbox offsets."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(names.app_id)
+    finally:
+        await admin.close()
+    return sum(at.offset for tp, at in offsets.items() if tp.topic == names.outbox)
 
 
 async def set_faults(sandbox: str, **faults) -> None:
@@ -183,6 +195,8 @@ async def test_sigkill_mid_delivery_then_restart_delivers_every_record_with_stab
     await worker.wait_ready()
     await produce(producer, names.events, events)
     await poll(lambda: sandbox_get(sandbox, "/_sandbox/stats"), lambda s: s["requests"] >= 1)
+    # Kill it once it has committed some outbox progress, while later pushes are in flight.
+    await poll(lambda: outbox_committed(names), lambda total: total > 0, timeout=30)
     worker.stop(signal.SIGKILL)
     await clear_faults(sandbox)
     # The killed member stays in the group until its session times out; the new worker waits.

@@ -8,27 +8,35 @@ def test_skip_watch_consecutive_offsets_need_no_seek():
     assert [watch.check("p0", offset) for offset in range(5)] == [None] * 5
 
 
-def test_skip_watch_jump_asks_to_seek_back_to_the_first_missing_offset():
+def test_skip_watch_jump_reports_the_first_missing_offset():
     watch = SkipWatch()
     for offset in range(29):
         watch.check("p1", offset)
     assert watch.check("p1", 35) == 29
 
 
-def test_skip_watch_same_jump_again_is_let_through_as_a_genuine_gap():
+def test_skip_watch_same_offset_again_is_not_a_second_jump():
     watch = SkipWatch()
     watch.check("p1", 10)
-    assert watch.check("p1", 12) == 11  # first time: seek back
-    assert watch.check("p1", 12) is None  # a transaction marker at 11: the same jump again
+    assert watch.check("p1", 12) == 11  # reported once; the agent reads 11 itself
+    assert watch.check("p1", 12) is None  # delivered again (a redelivery): nothing new missing
     assert watch.check("p1", 13) is None
 
 
-def test_skip_watch_records_read_again_after_the_seek_are_accepted():
+def test_skip_watch_every_separate_jump_is_reported():
     watch = SkipWatch()
     watch.check("p1", 28)
     assert watch.check("p1", 35) == 29
-    # Queued records arrive first, then the re-read ones, then duplicates: no further seeks.
-    arrivals = [36, 37, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38]
+    assert watch.check("p1", 36) is None
+    assert watch.check("p1", 40) == 37  # a second skip later on is caught too
+
+
+def test_skip_watch_older_offsets_after_a_rebalance_seek_are_accepted():
+    watch = SkipWatch()
+    watch.check("p1", 28)
+    assert watch.check("p1", 35) == 29
+    # Faust seeking back re-delivers older records, then newer ones: no further jumps.
+    arrivals = [29, 30, 31, 32, 33, 34, 35, 36, 37, 38]
     assert [watch.check("p1", offset) for offset in arrivals] == [None] * len(arrivals)
 
 
@@ -45,3 +53,16 @@ def test_skip_watch_reset_forgets_positions_after_a_new_assignment():
     watch.check("p0", 5)
     watch.reset()
     assert watch.check("p0", 500) is None  # another worker read 6..499 meanwhile
+
+
+def test_skip_watch_first_record_beyond_the_committed_offset_is_a_jump():
+    watch = SkipWatch()
+    watch.reset({"p0": 30})
+    assert watch.check("p0", 34) == 30
+    assert watch.check("p1", 7) is None  # nothing committed: nothing to compare with
+
+
+def test_skip_watch_first_record_at_the_committed_offset_is_in_order():
+    watch = SkipWatch()
+    watch.reset({"p0": 30})
+    assert watch.check("p0", 30) is None
