@@ -26,7 +26,7 @@ from stream.ometria.mapping import load_mapping
 from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
 from stream.settings import get_settings
-from stream.skips import SkipWatch, committed_offsets, read_range
+from stream.skips import SkipWatch, read_range
 from stream.sync import SyncRules, sync_event
 from stream.tables import customer_to_profile
 from stream.topics import (
@@ -35,6 +35,7 @@ from stream.topics import (
     ometria_outbox_topic,
     outbox_dead_letter_topic,
 )
+from stream.topology import committed_offsets
 from stream.triggers import RewardCost, TriggerConfig
 
 logger = logging.getLogger(__name__)

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from stream.events import InvalidEvent, parse_event
 from stream.kafka_auth import client_options
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.ometria.records import encode
 from stream.profile import Profile, fold
+from stream.reading import read_to_end
 from stream.settings import Settings
-from stream.topology import partition_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,58 +38,21 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-customer_to_profile-changelog"
 
 
-async def _read_topic(
-    settings: Settings,
-    topic: str,
-    handle: Callable[[Any], None],
-    progress: Callable[[int, int], None] | None,
-) -> None:
-    """Feed every record of a topic, from the start to its end as of now, to `handle`."""
-    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
-    if not partitions:
-        return
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
-        remaining = {tp for tp in partitions if ends[tp] > starts[tp]}
-        done = 0
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        handle(record)
-                        done += 1
-                if records and records[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
-            if progress is not None:
-                progress(done, total)
-    finally:
-        await consumer.stop()
-
-
 async def read_profiles(
     settings: Settings, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, dict[str, Any]]:
     """The latest stored profile of every customer, read from the table's changelog."""
     profiles: dict[str, dict[str, Any]] = {}
 
-    def keep(record: Any) -> None:
+    async for record in read_to_end(settings, changelog_topic(settings), progress):
         if record.key is None:
-            return
+            continue
         # Faust writes the str key with the raw codec, so it is the id's bytes.
         customer = record.key.decode("utf-8")
         if record.value is None:
             profiles.pop(customer, None)  # deleted
         else:
             profiles[customer] = orjson.loads(record.value)
-
-    await _read_topic(settings, changelog_topic(settings), keep, progress)
     return profiles
 
 
@@ -99,15 +62,13 @@ async def replay_profiles(
     """Every customer's profile folded from the events topic; invalid records are skipped."""
     profiles: dict[str, Profile] = {}
 
-    def fold_in(record: Any) -> None:
+    async for record in read_to_end(settings, settings.topics.events, progress):
         try:
             event = parse_event(record.value)
         except InvalidEvent:
-            return  # the workers dead-lettered it already
+            continue  # the workers dead-lettered it already
         customer = event.customer.id
         profiles[customer] = fold(profiles.get(customer), event).profile
-
-    await _read_topic(settings, settings.topics.events, fold_in, progress)
     return {customer: profile.to_json() for customer, profile in profiles.items()}
 
 

@@ -3,8 +3,8 @@
 faust-streaming can resume a partition's fetching before it seeks back to the committed offset
 after a rebalance (its issues #216/#221 are of this kind); the records fetched in between are
 dropped and their offsets treated as a gap, so they would never be processed. An agent that
-sees an offset jump reads the missing range itself and processes it first. Each jump is checked
-once: a genuine gap (a transaction marker, a compacted record) simply reads back nothing.
+sees an offset jump reads the missing range itself and processes it first. A genuine gap (a
+transaction marker, a compacted record) simply reads back nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Hashable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.kafka_auth import client_options
 from stream.settings import Settings
@@ -23,11 +22,10 @@ READ_TIMEOUT = 30.0
 
 
 class SkipWatch:
-    """Per partition: the highest offset seen, and the jumps already repaired."""
+    """Per partition: the highest offset seen."""
 
     def __init__(self) -> None:
         self._last: dict[Hashable, int] = {}
-        self._repaired: set[tuple[Hashable, int]] = set()
 
     def reset(self, committed: dict[Hashable, int] | None = None) -> None:
         """Start over after a new assignment, from the committed offsets when known.
@@ -36,30 +34,14 @@ class SkipWatch:
         the records in between were skipped.
         """
         self._last = {partition: offset - 1 for partition, offset in (committed or {}).items()}
-        self._repaired.clear()
 
     def check(self, partition: Hashable, offset: int) -> int | None:
         """Record an offset; return the first skipped offset when records before it are missing."""
+        # The highest offset only grows, so each jump is reported once.
         last = self._last.get(partition)
         if last is None or offset > last:
             self._last[partition] = offset
-        if last is not None and offset > last + 1 and (partition, last + 1) not in self._repaired:
-            self._repaired.add((partition, last + 1))
-            return last + 1
-        return None
-
-
-async def committed_offsets(settings: Settings) -> dict[Hashable, int]:
-    """The worker group's committed offsets, keyed by (topic, partition)."""
-    admin = AIOKafkaAdminClient(**client_options(settings.kafka))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    return {
-        (tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0
-    }
+        return last + 1 if last is not None and offset > last + 1 else None
 
 
 async def read_range(

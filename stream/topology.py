@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -49,6 +51,19 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
     ]
 
 
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client for the configured cluster, closed afterwards."""
+    admin = AIOKafkaAdminClient(
+        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
+    )
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(settings: Settings) -> TopicsReport:
     """Create missing topics and learn the events topic's partition count.
 
@@ -56,11 +71,7 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
         SettingsError: STREAM_TOPICS__PARTITIONS is set and differs from the partitions of an
             existing events topic (the profile table must be partitioned like its input).
     """
-    admin = AIOKafkaAdminClient(
-        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
-    )
-    await admin.start()
-    try:
+    async with admin_client(settings) as admin:
         existing = set(await admin.list_topics())
         events, *others = topic_specs(settings, settings.topics.partition_count)
         created = await _create(admin, settings, [events], existing)
@@ -76,8 +87,6 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
         others = [replace(spec, partitions=partitions) for spec in others]
         created += await _create(admin, settings, others, existing)
         return TopicsReport(created, partitions)
-    finally:
-        await admin.close()
 
 
 async def _create(
@@ -127,17 +136,11 @@ async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
 
 async def partition_ids(settings: Settings, topic: str) -> list[int]:
     """The partitions of a topic (none if it does not exist)."""
-    admin = AIOKafkaAdminClient(
-        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
-    )
-    await admin.start()
-    try:
+    async with admin_client(settings) as admin:
         if topic not in set(await admin.list_topics()):
             return []
         (described,) = await admin.describe_topics([topic])
         return sorted(p["partition"] for p in described["partitions"])
-    finally:
-        await admin.close()
 
 
 async def ensure_committed_offsets(settings: Settings) -> int:
@@ -169,19 +172,12 @@ async def ensure_committed_offsets(settings: Settings) -> int:
 
 async def _commit_earliest(settings: Settings) -> int:
     topics = [settings.topics.events, settings.topics.outbox]
-    admin = AIOKafkaAdminClient(
-        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
-    )
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
+    committed = await committed_offsets(settings)
     wanted = [
         TopicPartition(topic, partition)
         for topic in topics
         for partition in await partition_ids(settings, topic)
-        if TopicPartition(topic, partition) not in committed
+        if (topic, partition) not in committed
     ]
     if not wanted:
         return 0
@@ -198,3 +194,10 @@ async def _commit_earliest(settings: Settings) -> int:
     finally:
         await consumer.stop()
     return len(wanted)
+
+
+async def committed_offsets(settings: Settings) -> dict[Hashable, int]:
+    """The worker group's committed offsets, keyed by (topic, partition)."""
+    async with admin_client(settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    return {(tp.topic, tp.partition): at.offset for tp, at in offsets.items() if at.offset >= 0}
