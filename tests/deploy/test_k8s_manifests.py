@@ -330,6 +330,59 @@ def test_container_secret_files_come_from_the_read_only_secret(where, pod, conta
         assert ref["key"] in SECRET["stringData"], f"{variable}: the example has no {ref['key']}"
 
 
+# --- network policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("directory", [BASE, OVERLAY], ids=rel)
+def test_network_policy_isolates_the_worker_pods_for_ingress(directory):
+    objects = RENDERED[rel(directory)]
+    policy, statefulset = find(objects, "NetworkPolicy"), find(objects, "StatefulSet")
+    assert policy["metadata"].get("namespace") == statefulset["metadata"].get("namespace")
+    selector = policy["spec"]["podSelector"]
+    assert set(selector) == {"matchLabels"}
+    (template,) = pod_templates(statefulset)
+    assert selector["matchLabels"].items() <= template["metadata"]["labels"].items()
+    # The Jobs serve nothing: they stay out of the policy.
+    for job in RENDERED[rel(directory / "jobs")]:
+        (template,) = pod_templates(job)
+        assert not selector["matchLabels"].items() <= template["metadata"]["labels"].items()
+    # A pod selected by a policy of type Ingress accepts only what some rule admits.
+    assert "Ingress" in policy["spec"]["policyTypes"]
+
+
+@pytest.mark.parametrize("directory", [BASE, OVERLAY], ids=rel)
+def test_network_policy_admits_the_web_port_only_from_monitoring_and_peers(directory):
+    objects = RENDERED[rel(directory)]
+    policy, statefulset = find(objects, "NetworkPolicy"), find(objects, "StatefulSet")
+    ((_, _, worker),) = containers([statefulset])
+    web = (int(env_value(worker, "STREAM_WEB_PORT")), "TCP")
+    sources = []
+    for rule in policy["spec"]["ingress"]:
+        # A rule without `from` admits every source, one without `ports` every port.
+        assert rule.get("from"), f"{rel(directory)}: a rule admits any source: {rule}"
+        ports = [
+            (container_port(worker, p["port"]), p.get("protocol", "TCP"))
+            for p in rule.get("ports", [])
+        ]
+        assert ports == [web]
+        sources += rule["from"]
+    monitoring, peers = sources
+    # Every pod of the namespaces with that label (an empty selector would be every namespace).
+    assert set(monitoring) == {"namespaceSelector"}
+    assert monitoring["namespaceSelector"]["matchLabels"]
+    # Without a namespaceSelector, a podSelector means pods of the policy's own namespace.
+    assert peers == {"podSelector": policy["spec"]["podSelector"]}
+
+
+def test_network_policy_base_admits_the_monitoring_namespace():
+    (monitoring, _) = [
+        rule["from"][0] for rule in find(BASE_OBJECTS, "NetworkPolicy")["spec"]["ingress"]
+    ]
+    assert monitoring["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
+
+
 # --- settings ---------------------------------------------------------------------------------
 
 
