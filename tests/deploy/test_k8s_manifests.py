@@ -374,12 +374,18 @@ def test_network_policy_admits_the_web_port_only_from_monitoring_and_peers(direc
     assert peers == {"podSelector": policy["spec"]["podSelector"]}
 
 
-def test_network_policy_base_admits_the_monitoring_namespace():
-    (monitoring, _) = [
-        rule["from"][0] for rule in find(BASE_OBJECTS, "NetworkPolicy")["spec"]["ingress"]
-    ]
+@pytest.mark.parametrize(
+    ("directory", "namespace"),
+    [
+        pytest.param(BASE, "monitoring", id=rel(BASE)),
+        pytest.param(OVERLAY, "observability", id=rel(OVERLAY)),
+    ],
+)
+def test_network_policy_admits_prometheus_from_the_monitoring_namespace(directory, namespace):
+    policy = find(RENDERED[rel(directory)], "NetworkPolicy")
+    (monitoring, _) = [rule["from"][0] for rule in policy["spec"]["ingress"]]
     assert monitoring["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+        "matchLabels": {"kubernetes.io/metadata.name": namespace}
     }
 
 
