@@ -5,9 +5,28 @@ from __future__ import annotations
 import socket
 
 import faust
+from faust.web import Web
+from faust.web.base import BlueprintManager
+from faust.web.drivers import by_url
 
 from stream.kafka_auth import faust_credentials
 from stream.settings import Settings, get_settings
+
+
+class LoyaltyApp(faust.App):
+    """A Faust app whose web server serves only the views this project declares.
+
+    Faust's built-in views answer without authentication: `/table/...` reads any table key (a
+    customer's whole profile), `/router/...` shows the cluster, `/` and the debug views show
+    internals. The settings below turn the flagged ones off; the production index at `/` has no
+    flag, so the web driver is built without it.
+    """
+
+    def _new_web(self) -> Web:
+        web: Web = by_url(self.conf.web)(self)
+        # Every blueprint Faust enables by default is one of its own views; ours are pages.
+        web.blueprints = BlueprintManager()
+        return web
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -17,7 +36,7 @@ def create_app(settings: Settings) -> faust.App:
         for server in settings.kafka.bootstrap_servers.split(",")
         if server.strip()
     ]
-    return faust.App(
+    return LoyaltyApp(
         settings.app_id,
         broker=brokers,
         broker_credentials=faust_credentials(settings.kafka),
@@ -42,6 +61,12 @@ def create_app(settings: Settings) -> faust.App:
         web_bind="0.0.0.0",  # noqa: S104
         web_host=settings.web_host or socket.gethostname(),
         web_enabled=True,
+        # No built-in view: none of them checks a token (see LoyaltyApp).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
     )
 
 

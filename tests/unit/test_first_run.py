@@ -1,0 +1,54 @@
+"""Start-up pieces that need no broker: the data directory, the web surface, topic retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from stream.cli import prepare_data_dir
+from stream.settings import SettingsError, load_settings
+from stream.topology import Retention, replay_reach, topic_specs
+
+
+def test_prepare_data_dir_creates_missing_parents(tmp_path):
+    wanted = tmp_path / "fresh" / ".run" / "data"
+    assert prepare_data_dir(wanted) == wanted
+    assert wanted.is_dir()
+
+
+def test_prepare_data_dir_under_a_file_names_the_setting(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SettingsError, match=r"STREAM_DATA_DIR=.*set STREAM_DATA_DIR"):
+        prepare_data_dir(blocker / "data")
+
+
+def test_web_server_serves_only_our_views():
+    from stream import web  # noqa: F401 - registers the views
+    from stream.app import app
+
+    assert set(app.web.views) == {"/healthz", "/readyz", "/metrics", "/profiles/{customer_id}"}
+    assert not app.web.blueprints._enabled, "no Faust blueprint (tables, router, index, stats)"
+
+
+def test_created_topics_carry_explicit_retention():
+    settings = load_settings(topics={"outbox_retention": "21d", "events_retention": "forever"})
+    specs = {spec.name: spec.configs for spec in topic_specs(settings, 8)}
+    assert specs["ometria.outbox"]["retention.ms"] == str(21 * 86400 * 1000)
+    assert specs["loyalty.events"]["retention.ms"] == "-1"
+    assert specs["loyalty.events.dlq"]["retention.ms"] == str(30 * 86400 * 1000)
+    assert all(configs["retention.bytes"] == "-1" for configs in specs.values())
+
+
+def test_outbox_retention_shorter_than_a_day_is_refused():
+    with pytest.raises(SettingsError, match="STREAM_TOPICS__OUTBOX_RETENTION"):
+        load_settings(topics={"outbox_retention": "2h"})
+
+
+def test_replay_reach_says_how_far_back_a_finite_events_topic_goes():
+    text = replay_reach("loyalty.events", Retention(timedelta(days=7), None))
+    assert text is not None
+    assert "older than 7 days" in text
+    assert "loyalty.events" in text
+    assert replay_reach("loyalty.events", Retention(None, None)) is None
