@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+import logging
+import time
 
+import httpx
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
 from stream import metrics
 from stream.app import app
 from stream.metrics import REGISTRY
+from stream.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
 from stream.settings import get_settings
 from stream.tables import customer_to_profile
+from stream.topics import loyalty_events_topic
+
+logger = logging.getLogger(__name__)
+FORWARD_TIMEOUT = 10.0
 
 
 @app.page("/healthz")
@@ -57,31 +65,73 @@ def _measure_lag() -> None:
     metrics.OUTBOX_BACKLOG.set(backlog)
 
 
-def _authorised(request: Request) -> bool:
-    token = get_settings().profile_api_token
-    if token is None:
-        return False
+def _authorised(request: Request, token: str) -> bool:
     given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 @app.page("/profiles/{customer_id}")
-@app.table_route(table=customer_to_profile, match_info="customer_id")
-async def profile(self: View, request: Request, *args: Any, **kwargs: Any) -> Response:
-    """A customer's profile and the last contact sent, from the worker that owns the key."""
-    if get_settings().profile_api_token is None:
+async def profile(self: View, request: Request, customer_id: str) -> Response:
+    """A customer's profile and the last contact sent, from the worker that owns the key.
+
+    The caller's token is checked here, before any routing. A request for a key another worker
+    owns is forwarded with a short-lived signature instead of the token (stream.peer_auth), so
+    the token never travels between pods; the owner serves a signed request itself and never
+    forwards it again.
+    """
+    secret = get_settings().profile_api_token
+    if secret is None:
         disabled = {"error": "the profiles API is off: set STREAM_PROFILE_API_TOKEN"}
         return self.json(disabled, status=404)
-    if not _authorised(request):
+    token = secret.get_secret_value()
+    # The raw (still percent-encoded) path, so the signature matches on both sides.
+    path = request.rel_url.raw_path
+    signature = request.headers.get(PEER_SIGNATURE_HEADER)
+    if signature is not None:
+        if not verify(token, request.method, path, signature, now=time.time()):
+            return self.json({"error": "invalid or expired peer signature"}, status=401)
+        return _local_profile(self, customer_id)
+    if not _authorised(request, token):
         return self.json({"error": "send Authorization: Bearer <token>"}, status=401)
-    customer_id = str(kwargs["customer_id"])
+    try:
+        # The owner of the events partition the key hashes to, with the key's bytes as producers
+        # send them: the router's table look-up (`key_store`) hashes the changelog's
+        # JSON-encoded key instead, which names the wrong worker for about half the customers.
+        owner = app.router.external_topic_key_store(loyalty_events_topic, customer_id.encode())
+    except KeyError:
+        return self.json({"error": "partition owner unknown (rebalancing); retry"}, status=503)
+    if _same_worker(owner, app.conf.canonical_url):
+        return _local_profile(self, customer_id)
+    return await _forward(self, owner, path, token, request.method)
+
+
+def _same_worker(owner: URL, me: URL) -> bool:
+    return (owner.host, owner.port) == (me.host, me.port)
+
+
+def _local_profile(view: View, customer_id: str) -> Response:
     stored = customer_to_profile.get(customer_id)
     if stored is None:
-        return self.json({"error": f"no profile for customer {customer_id}"}, status=404)
+        return view.json({"error": f"no profile for customer {customer_id}"}, status=404)
     body = {
         "customer_id": customer_id,
         "profile": stored,
         "last_contact": stored.get("last_contact"),
     }
-    return self.json(body)
+    return view.json(body)
+
+
+async def _forward(view: View, owner: URL, path: str, token: str, method: str) -> Response:
+    url = str(owner.with_path(path, encoded=True))
+    headers = {PEER_SIGNATURE_HEADER: sign(token, method, path, now=time.time())}
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as http:
+            answer = await http.request(method, url, headers=headers)
+    except httpx.HTTPError as exc:
+        logger.warning("profile request to the owning worker %s failed: %r", owner, exc)
+        return view.json({"error": "the worker that owns this customer did not answer"}, status=502)
+    return view.bytes(
+        answer.content,
+        status=answer.status_code,
+        content_type=answer.headers.get("Content-Type", "application/json").split(";")[0],
+    )
