@@ -80,7 +80,7 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Non
     )
     metrics.DEAD_LETTERS.labels("parse", error_class).inc()
     logger.warning(
-        "dead-lettered %s@%s offset %s: %s",
+        "dead-lettered %s[%s] offset %s: %s",
         message.topic,
         message.partition,
         message.offset,
