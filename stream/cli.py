@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,26 @@ from aiokafka.errors import KafkaError
 
 from stream.ometria.mapping import MappingError
 from stream.settings import Settings, SettingsError, get_settings, use_settings
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data directory with its parents and check it takes files.
+
+    Raises:
+        SettingsError: the directory cannot be created or written, naming the setting to change.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(
+            f"STREAM_DATA_DIR={path}: cannot create or write the data directory ({reason}); "
+            "set STREAM_DATA_DIR to a writable directory (in Kubernetes, the volume that holds "
+            "the table files)"
+        ) from None
+    return path
 
 
 def _worker(_: argparse.Namespace) -> int:
@@ -31,6 +54,8 @@ def _worker(_: argparse.Namespace) -> int:
     loop.run_until_complete(ensure_committed_offsets(settings))
     if report.created:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
+    if report.replay_reach:
+        print(f"worker: {report.replay_reach}", file=sys.stderr)
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
         use_settings(settings.model_copy(update={"topics": topics}))
@@ -41,7 +66,20 @@ def _worker(_: argparse.Namespace) -> int:
     from stream.app import app
     from stream.logging import logging_config
 
-    config = logging_config(settings.log_level, fmt=settings.log_format, emails=settings.log_emails)
+    email_key = settings.log_email_key
+    if email_key is None and settings.log_emails == "hashed":
+        print(
+            "worker: STREAM_LOG_EMAIL_KEY is not set: emails in logs are hashed with a random "
+            "key for this process, so the same email hashes differently after a restart or on "
+            "another worker; set STREAM_LOG_EMAIL_KEY (or _FILE) to follow a customer across them",
+            file=sys.stderr,
+        )
+    config = logging_config(
+        settings.log_level,
+        fmt=settings.log_format,
+        emails=settings.log_emails,
+        email_key=(email_key.get_secret_value().encode() if email_key else secrets.token_bytes(32)),
+    )
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
     )
@@ -130,8 +168,6 @@ def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: f
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from stream.schemas import write
 
     for path in write(Path(args.out)):
@@ -245,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         return _sandbox(argv[1:])
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "schemas":
+            prepare_data_dir(get_settings().data_dir)
         result: int = args.run(args)
     except (SettingsError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

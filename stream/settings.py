@@ -182,6 +182,31 @@ class TopicSettings(_Section):
         return self.partitions or DEFAULT_PARTITIONS
 
     replication_factor: int = Field(default=1, ge=1, le=10, description="For created topics.")
+    events_retention: Annotated[timedelta | None, Field(gt=timedelta(0))] = Field(
+        default=None,
+        description="Retention of the events topic if the worker creates it; `forever` (the "
+        "default) keeps the whole history, which replay rebuilds from.",
+    )
+    outbox_retention: Annotated[timedelta, Field(ge=timedelta(days=1))] = Field(
+        default=timedelta(days=14),
+        description="Retention of the outbox topic: the longest pause of pushing that loses "
+        "nothing.",
+    )
+    dead_letter_retention: Annotated[timedelta, Field(ge=timedelta(days=1))] = Field(
+        default=timedelta(days=30),
+        description="Retention of the dead-letter topics: the time to notice, fix and redrive.",
+    )
+
+    @field_validator("events_retention", mode="before")
+    @classmethod
+    def _forever(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"forever", "infinite", "-1"}:
+            return None
+        return parse_duration(value)
+
+    _durations = field_validator("outbox_retention", "dead_letter_retention", mode="before")(
+        parse_duration
+    )
 
 
 class MappingSettings(_Section):
@@ -257,6 +282,14 @@ class Settings(BaseSettings):
     log_emails: Literal["hashed", "clear"] = Field(
         default="hashed", description="Customers' emails in log lines: hashed or in clear."
     )
+    log_email_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the hash that stands for emails in logs; default: a random key per "
+        "process (hashes then differ between processes and restarts).",
+    )
+    log_email_key_file: Path | None = Field(
+        default=None, description="File holding the log email key (a mounted Secret)."
+    )
     profile_api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token for GET /profiles/{customer_id}; the endpoint is off without.",
@@ -266,7 +299,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _read_token_file(self) -> Settings:
+    def _read_secret_files(self) -> Settings:
         path = self.profile_api_token_file
         # The token is optional: a missing file leaves the profiles API off.
         if self.profile_api_token is None and path is not None and path.is_file():
@@ -274,7 +307,11 @@ class Settings(BaseSettings):
             object.__setattr__(
                 self, "profile_api_token", token if token.get_secret_value() else None
             )
+        if self.log_email_key is None and self.log_email_key_file is not None:
+            object.__setattr__(self, "log_email_key", _secret_from(self.log_email_key_file))
         return self
+
+    _files = field_validator("log_email_key_file")(_readable_file)
 
     kafka: KafkaSettings = KafkaSettings()
     ometria: OmetriaSettings = OmetriaSettings()

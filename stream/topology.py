@@ -6,9 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import OffsetAndMetadata
 from tenacity import (
@@ -24,8 +26,6 @@ from stream.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
-DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000  # a month to notice, fix and redrive
-
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -38,17 +38,69 @@ class TopicSpec:
 class TopicsReport:
     created: list[str]
     partitions: int  # of the events topic, which the profile table must match
+    replay_reach: str | None = None  # set when the events topic deletes old events
+
+
+def _retention(period: timedelta | None) -> dict[str, str]:
+    """Explicit time retention (never the broker's default, which may be a week)."""
+    millis = -1 if period is None else int(period.total_seconds() * 1000)
+    return {"cleanup.policy": "delete", "retention.ms": str(millis), "retention.bytes": "-1"}
 
 
 def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
     topics = settings.topics
-    dead = {"retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    dead = _retention(topics.dead_letter_retention)
     return [
-        TopicSpec(topics.events, partitions, {}),
-        TopicSpec(topics.outbox, partitions, {}),
+        TopicSpec(topics.events, partitions, _retention(topics.events_retention)),
+        TopicSpec(topics.outbox, partitions, _retention(topics.outbox_retention)),
         TopicSpec(topics.dead_letter, partitions, dead),
         TopicSpec(topics.outbox_dead_letter, partitions, dead),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a topic keeps records by time and by size; None = unbounded."""
+
+    period: timedelta | None
+    bytes_per_partition: int | None
+
+
+async def topic_retention(admin: AIOKafkaAdminClient, topic: str) -> Retention:
+    """The effective retention of an existing topic (its own or the broker's default)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    (response,) = await admin.describe_configs([resource])
+    (result,) = response.resources
+    error_code, error_message, _type, _name, entries = result[:5]
+    if error_code:
+        raise for_code(error_code)(f"cannot read the configuration of {topic}: {error_message}")
+    values = {entry[0]: entry[1] for entry in entries}
+    millis = int(values.get("retention.ms") or -1)
+    size = int(values.get("retention.bytes") or -1)
+    return Retention(
+        None if millis < 0 else timedelta(milliseconds=millis), None if size < 0 else size
+    )
+
+
+def replay_reach(topic: str, retention: Retention) -> str | None:
+    """A sentence on how far back a replay of `topic` can go, when its retention is finite."""
+    limits = []
+    if retention.period is not None:
+        limits.append(f"events older than {_human(retention.period)} are deleted (retention.ms)")
+    if retention.bytes_per_partition is not None:
+        size = retention.bytes_per_partition / 2**20
+        limits.append(f"each partition keeps at most {size:,.0f} MiB (retention.bytes)")
+    if not limits:
+        return None
+    return (
+        f"topic {topic} has finite retention: {'; '.join(limits)}. A replay or a rebuilt table "
+        "can only reach what is left; set retention.ms=-1 on it to keep the whole history"
+    )
+
+
+def _human(period: timedelta) -> str:
+    days = period.total_seconds() / 86400
+    return f"{days:g} days" if days >= 1 else f"{period.total_seconds() / 3600:g} hours"
 
 
 @asynccontextmanager
@@ -86,7 +138,8 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
             )
         others = [replace(spec, partitions=partitions) for spec in others]
         created += await _create(admin, settings, others, existing)
-        return TopicsReport(created, partitions)
+        reach = replay_reach(events.name, await topic_retention(admin, events.name))
+        return TopicsReport(created, partitions, reach)
 
 
 async def _create(

@@ -101,6 +101,7 @@ class Worker:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self._ready_before = 0
+        self.cwd: Path = log.parent
 
     def start(self) -> None:
         # A restarted worker appends to the same log: readiness is one more "Ready" line.
@@ -111,7 +112,7 @@ class Worker:
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=self.log.parent,
+                cwd=self.cwd,
             )
 
     def text(self) -> str:

@@ -75,3 +75,35 @@ async def test_ensure_topics_conflicting_partition_setting_names_the_fix(names):
     await _create(names.events, 2)
     with pytest.raises(SettingsError, match="set STREAM_TOPICS__PARTITIONS=2 or leave it unset"):
         await ensure_topics(_settings(names, partitions=5))
+
+
+async def test_created_topics_have_their_retention_on_the_broker(names):
+    from stream.topology import admin_client, topic_retention
+
+    settings = _settings(names, partitions=3, outbox_retention="20d")
+    report = await ensure_topics(settings)
+    assert report.replay_reach is None, "a created events topic keeps the whole history"
+    async with admin_client(settings) as admin:
+        outbox = await topic_retention(admin, names.outbox)
+        events = await topic_retention(admin, names.events)
+        dead = await topic_retention(admin, names.dead_letter)
+    assert outbox.period is not None
+    assert outbox.period.days == 20
+    assert events.period is None
+    assert dead.period is not None
+    assert dead.period.days == 30
+
+
+async def test_events_topic_with_finite_retention_reports_how_far_replay_reaches(names):
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        week = str(7 * 86400 * 1000)
+        await admin.create_topics(
+            [NewTopic(names.events, 3, 1, topic_configs={"retention.ms": week})]
+        )
+    finally:
+        await admin.close()
+    report = await ensure_topics(_settings(names))
+    assert report.replay_reach is not None
+    assert "older than 7 days" in report.replay_reach
