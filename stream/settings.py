@@ -288,7 +288,9 @@ class Settings(BaseSettings):
         "process (hashes then differ between processes and restarts).",
     )
     log_email_key_file: Path | None = Field(
-        default=None, description="File holding the log email key (a mounted Secret)."
+        default=None,
+        description="File holding the log email key (a mounted Secret); a missing file leaves "
+        "the random key.",
     )
     profile_api_token: SecretStr | None = Field(
         default=None,
@@ -307,11 +309,12 @@ class Settings(BaseSettings):
             object.__setattr__(
                 self, "profile_api_token", token if token.get_secret_value() else None
             )
-        if self.log_email_key is None and self.log_email_key_file is not None:
-            object.__setattr__(self, "log_email_key", _secret_from(self.log_email_key_file))
+        # Optional too: without it, emails are hashed with a random key per process.
+        key_file = self.log_email_key_file
+        if self.log_email_key is None and key_file is not None and key_file.is_file():
+            key = _secret_from(key_file)
+            object.__setattr__(self, "log_email_key", key if key.get_secret_value() else None)
         return self
-
-    _files = field_validator("log_email_key_file")(_readable_file)
 
     kafka: KafkaSettings = KafkaSettings()
     ometria: OmetriaSettings = OmetriaSettings()

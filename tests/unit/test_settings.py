@@ -201,3 +201,13 @@ def test_settings_are_frozen():
 
     with pytest.raises(ValidationError):
         settings.app_id = "changed"
+
+
+def test_log_email_key_file_is_read_when_present_and_optional_when_absent(tmp_path):
+    key_file = tmp_path / "log-email-key"
+    assert load_settings(log_email_key_file=key_file).log_email_key is None
+    key_file.write_text("k3y-for-hashing\n")
+    key = load_settings(log_email_key_file=key_file).log_email_key
+    assert key is not None
+    assert key.get_secret_value() == "k3y-for-hashing"
+    assert "k3y" not in repr(load_settings(log_email_key_file=key_file))
