@@ -1,7 +1,8 @@
 """A customer's loyalty profile and the pure fold of one event into it (design §4).
 
-The fold is idempotent (an event id already applied changes nothing), order-tolerant (a late
-event never rolls a snapshot field back; deltas apply once) and deterministic. Each snapshot
+The fold is idempotent (a record at or before the last input position applied, or a recent
+event id again, changes nothing), order-tolerant (a late event never rolls a snapshot field
+back; deltas apply once) and deterministic. Each snapshot
 field remembers the stamp `<occurred_at UTC>|<event_id>` of the event that set it; a value is
 replaced only by a strictly newer stamp, so any interleaving yields the same profile.
 """
@@ -34,8 +35,9 @@ from stream.events import (
     TierChanged,
 )
 
-# Enough to absorb producer retries and crash redeliveries, small enough for a table value.
-RECENT_EVENT_IDS = 256
+# Redeliveries are caught exactly by the input position; the ids only catch a producer that
+# sent one event twice, and such retries follow each other closely.
+RECENT_EVENT_IDS = 32
 MAX_DELTAS = 256
 
 
@@ -120,6 +122,7 @@ class Profile(_Value):
     # Bookkeeping: the stamp that set each snapshot field, recently applied event ids, and
     # the last contact record sent (so an unchanged contact is not sent again).
     as_of: dict[str, str] = Field(default_factory=dict)
+    input_offset: int = -1  # the last position applied in the customer's input partition
     recent_event_ids: tuple[str, ...] = ()
     last_contact: dict[str, Any] | None = None
 
@@ -217,16 +220,27 @@ class _Draft:
         self._ledger(balance.points, credits, self.stamp, newer)
         return True
 
-    def build(self, event_id: str) -> Profile:
+    def build(self, event_id: str, offset: int | None) -> Profile:
         recent = (*self.profile.recent_event_ids, event_id)[-RECENT_EVENT_IDS:]
+        position = self.profile.input_offset if offset is None else offset
         return self.profile.model_copy(
-            update={**self.updates, "as_of": self.as_of, "recent_event_ids": recent}
+            update={
+                **self.updates,
+                "as_of": self.as_of,
+                "recent_event_ids": recent,
+                "input_offset": position,
+            }
         )
 
 
-def fold(profile: Profile | None, event: LoyaltyEvent) -> Folded:
-    """Fold one event into a customer's profile (None: the customer is new)."""
+def fold(profile: Profile | None, event: LoyaltyEvent, offset: int | None = None) -> Folded:
+    """Fold one event into a customer's profile (None: the customer is new).
+
+    `offset`: the event's position in its input partition, when it has one.
+    """
     base = profile if profile is not None else Profile(customer_id=event.customer.id)
+    if offset is not None and offset <= base.input_offset:
+        return Folded(base, applied=False)
     if event.event_id in base.recent_event_ids:
         return Folded(base, applied=False)
     draft = _Draft(base, stamp_of(event))
@@ -266,7 +280,7 @@ def fold(profile: Profile | None, event: LoyaltyEvent) -> Folded:
             _membership_started(draft, event)
         case MembershipCancelled():
             _membership_cancelled(draft, event)
-    return Folded(draft.build(event.event_id), applied=True)
+    return Folded(draft.build(event.event_id, offset), applied=True)
 
 
 def _enrolled(draft: _Draft, event: CustomerEnrolled) -> None:

@@ -28,21 +28,51 @@ class Outcome:
     applied: bool
 
 
+def apply_event(
+    profile: Profile | None,
+    event: LoyaltyEvent,
+    rules: SyncRules,
+    now: datetime,
+    offset: int | None = None,
+) -> Outcome:
+    """Fold an event and fire its custom events; the contact is left to `contact_update`.
+
+    `offset` is the event's position in its partition (every event of a customer shares one):
+    a redelivered record, at or before the last position applied, changes nothing.
+    """
+    folded = fold(profile, event, offset=offset)
+    if not folded.applied:
+        return Outcome(folded.profile, (), applied=False)
+    fired = custom_events(event, profile, folded.profile, rules.triggers, now)
+    return Outcome(folded.profile, tuple(fired), applied=True)
+
+
+def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[str, Any] | None]:
+    """The contact to send when its mapped content changed since the last one sent, if any.
+
+    Called once per customer after any number of folded events: the contact is the customer's
+    latest, whatever happened in between.
+    """
+    contact = map_contact(profile, rules.mapping, rules.collection)
+    if contact is None or contact == profile.last_contact:
+        return profile, None
+    return profile.model_copy(update={"last_contact": contact}), contact
+
+
 def sync_event(
-    profile: Profile | None, event: LoyaltyEvent, rules: SyncRules, now: datetime
+    profile: Profile | None,
+    event: LoyaltyEvent,
+    rules: SyncRules,
+    now: datetime,
+    offset: int | None = None,
 ) -> Outcome:
     """Fold an event, then map: a contact when its content changed, and any custom events.
 
     A duplicate (already applied) event yields the profile unchanged and no records.
     """
-    folded = fold(profile, event)
-    if not folded.applied:
-        return Outcome(folded.profile, (), applied=False)
-    after = folded.profile
-    records: list[dict[str, Any]] = []
-    contact = map_contact(after, rules.mapping, rules.collection)
-    if contact is not None and contact != after.last_contact:
-        records.append(contact)
-        after = after.model_copy(update={"last_contact": contact})
-    records.extend(custom_events(event, profile, after, rules.triggers, now))
-    return Outcome(after, tuple(records), applied=True)
+    step = apply_event(profile, event, rules, now, offset)
+    if not step.applied:
+        return step
+    after, contact = contact_update(step.profile, rules)
+    records = (contact, *step.records) if contact is not None else step.records
+    return Outcome(after, records, applied=True)
