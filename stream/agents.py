@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,14 +21,17 @@ from stream.app import app
 from stream.delivery import Delivery
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
+from stream.failstop import stop_before_commit
+from stream.faust_context import set_in_event
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
 from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
+from stream.profile_cache import ProfileCache
 from stream.settings import get_settings
 from stream.skips import SkipWatch, read_range
-from stream.sync import SyncRules, sync_event
+from stream.sync import SyncRules, apply_event, contact_update
 from stream.tables import customer_to_profile
 from stream.topics import (
     events_dead_letter_topic,
@@ -40,6 +44,13 @@ from stream.triggers import RewardCost, TriggerConfig
 
 logger = logging.getLogger(__name__)
 OCCURRED_AT_HEADER = "loyalty.occurred_at"
+
+# A batch is whatever arrived within FOLD_WITHIN, at most FOLD_BATCH records: each customer's
+# profile is read and written once per batch and its contact sent once, and the broker's
+# acknowledgements are awaited once per batch instead of once per event.
+FOLD_BATCH = 2000
+FOLD_WITHIN = 0.2
+PROFILE_CACHE_SIZE = 20_000
 
 settings = get_settings()
 mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
@@ -62,7 +73,8 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v or b"")) for k, v in items]
 
 
-async def _dead_letter_input(message: Any, error_class: str, reason: str) -> None:
+async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
+    """Queue a dead letter for an input record; the returned future says when it is stored."""
     letter = DeadLetter(
         stage="parse",
         error_class=error_class,
@@ -75,7 +87,7 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Non
         source_offset=message.offset,
         original_headers=_headers(message),
     )
-    await events_dead_letter_topic.send(
+    stored = await events_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )
     metrics.DEAD_LETTERS.labels("parse", error_class).inc()
@@ -86,9 +98,14 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Non
         message.offset,
         reason,
     )
+    return stored
 
 
 skip_watch = SkipWatch()
+# Decoded profiles of recently folded customers, exactly as last written to the table: reading
+# and validating a profile from the store costs more than folding an event into it. Emptied on
+# every rebalance, when another worker may have written the keys.
+recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 
 
 @app.on_partitions_assigned.connect
@@ -99,6 +116,7 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
         logger.warning("cannot read the committed offsets (%r); first records go unchecked", exc)
         committed = {}
     skip_watch.reset(committed)
+    recent_profiles.clear()
 
 
 async def _skipped_before(message: Any) -> list[Any]:
@@ -124,55 +142,118 @@ async def _skipped_before(message: Any) -> list[Any]:
     return missing
 
 
-async def _sync_one(message: Any) -> None:
+class _Batch:
+    """One batch's working state: the profiles it touched and the writes it queued."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile | None] = {}
+        self.changed: dict[str, bytes] = {}  # customer id -> occurred_at of its latest event
+        self.last_event: dict[str, Any] = {}  # customer id -> the Faust event that carried it
+        self.stored: list[Awaitable[Any]] = []
+
+    def profile(self, customer_id: str) -> Profile | None:
+        if customer_id not in self.profiles:
+            cached = recent_profiles.get(customer_id)
+            if cached is None:
+                stored = customer_to_profile.get(customer_id)
+                cached = Profile.from_json(stored) if stored is not None else None
+            self.profiles[customer_id] = cached
+        return self.profiles[customer_id]
+
+
+async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> None:
     try:
         event = parse_event(message.value)
         check_key(event, message.key)
     except InvalidEvent as exc:
         metrics.EVENTS.labels("unknown", "invalid").inc()
-        await _dead_letter_input(message, exc.error_class, exc.reason)
+        batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
         return
     customer_id = event.customer.id
-    stored = customer_to_profile.get(customer_id)
-    before = Profile.from_json(stored) if stored is not None else None
-    outcome = sync_event(before, event, rules, now=datetime.now(UTC))
+    outcome = apply_event(batch.profile(customer_id), event, rules, now, offset=message.offset)
     if not outcome.applied:
         metrics.EVENTS.labels(event.type, "duplicate").inc()
-        logger.debug("event %s already applied; skipped", event.event_id)
         return
     metrics.EVENTS.labels(event.type, "applied").inc()
-    key = customer_id.encode()
+    batch.profiles[customer_id] = outcome.profile
     # The event time travels with the records so that push latency can be measured.
-    headers = [(OCCURRED_AT_HEADER, event.occurred_at.isoformat().encode())]
-    pending = [
-        await ometria_outbox_topic.send(key=key, value=encode(record), headers=headers)
-        for record in outcome.records
-    ]
-    # The outbox must hold the records before the table says the event was applied: after a
-    # crash in between, the redelivered event is folded again and its records re-sent.
-    for delivered in pending:
-        await delivered
-    customer_to_profile[customer_id] = outcome.profile.to_json()
+    occurred = event.occurred_at.isoformat().encode()
+    batch.changed[customer_id] = occurred
+    batch.last_event[customer_id] = carrier
+    for record in outcome.records:
+        batch.stored.append(await _send_outbox(customer_id, record, occurred))
+
+
+async def _send_outbox(customer_id: str, record: dict[str, Any], occurred: bytes) -> Any:
+    # Straight to Faust's producer: the topic object's send path (channels, future messages,
+    # callbacks) cost more than the fold itself, and nothing here needs it.
+    return await app.producer.send(
+        settings.topics.outbox,
+        customer_id.encode(),
+        encode(record),
+        None,
+        None,
+        [(OCCURRED_AT_HEADER, occurred)],
+    )
+
+
+async def fold_batch(events: list[Any]) -> None:
+    """Fold a batch of input events; return only once every write protecting them is stored.
+
+    Raises whatever a read or write raised; the caller must then not let the offsets commit.
+    """
+    batch = _Batch()
+    now = datetime.now(UTC)
+    for event in events:
+        # Records read back after a skip share the partition of the event that revealed it.
+        for record in [*await _skipped_before(event.message), event.message]:
+            try:
+                await _fold_one(batch, record, event, now)
+            except Exception as exc:
+                # A bug must not lose the event: keep its bytes with the error for a redrive.
+                metrics.EVENTS.labels("unknown", "failed").inc()
+                logger.exception("failed to process %s offset %s", record.topic, record.offset)
+                reason = f"internal error: {exc}"
+                batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
+    for customer_id, occurred in batch.changed.items():
+        profile = batch.profiles[customer_id]
+        assert profile is not None  # changed means folded
+        profile, contact = contact_update(profile, rules)
+        batch.profiles[customer_id] = profile
+        if contact is not None:
+            batch.stored.append(await _send_outbox(customer_id, contact, occurred))
+    # The outbox must hold the records before the table says their events were applied: after
+    # a crash in between, the redelivered events are folded again and their records re-sent.
+    for stored in batch.stored:
+        await stored
+    for customer_id in batch.changed:
+        profile = batch.profiles[customer_id]
+        assert profile is not None
+        set_in_event(
+            customer_to_profile, customer_id, profile.to_json(), batch.last_event[customer_id]
+        )
+        recent_profiles.put(customer_id, profile)
 
 
 @app.agent(loyalty_events_topic, concurrency=1)
 async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
-    """Fold each loyalty event into its customer's profile and queue the Ometria records."""
-    async for event in stream.events():
-        for message in [*await _skipped_before(event.message), event.message]:
-            try:
-                await _sync_one(message)
-            except Exception as exc:
-                # A bug must not lose the event: keep its bytes with the error for a redrive.
-                metrics.EVENTS.labels("unknown", "failed").inc()
-                logger.exception("failed to process %s offset %s", message.topic, message.offset)
-                await _dead_letter_input(message, type(exc).__name__, f"internal error: {exc}")
+    """Fold loyalty events into their customers' profiles and queue the Ometria records."""
+    # StreamT's declared interface lacks take_events, which faust.Stream implements.
+    batches = stream.take_events(FOLD_BATCH, within=FOLD_WITHIN)  # type: ignore[attr-defined]
+    async for events in batches:
+        try:
+            await fold_batch(events)
+        except BaseException as exc:
+            # Faust acks these events as soon as this iteration ends, however it ends.
+            stop_before_commit("a batch of input records was not safely stored", exc)
 
 
 async def _dead_letter_push(letter: DeadLetter) -> None:
-    await outbox_dead_letter_topic.send(
+    """Store a dead letter for an Ometria record; returns once the broker has it."""
+    stored = await outbox_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )
+    await stored
     logger.error("dead-lettered an Ometria record: %s", letter.reason)
 
 
@@ -193,20 +274,28 @@ async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
         # StreamT's declared interface lacks take_events, which faust.Stream implements.
         batches = stream.take_events(MAX_RECORDS_PER_REQUEST, within=within)  # type: ignore[attr-defined]
         async for events in batches:
-            records: list[dict[str, Any]] = []
-            for event in events:
-                for message in [*await _skipped_before(event.message), event.message]:
-                    try:
-                        records.append(orjson.loads(message.value))
-                    except orjson.JSONDecodeError as exc:
-                        await _dead_letter_push(_unreadable(message.value, exc))
             try:
-                await delivery.deliver(records)
-            except Exception as exc:
-                logger.exception("delivery failed; dead-lettering the batch")
-                for record in records:
-                    await _dead_letter_push(_unreadable(encode(record), exc))
+                await _push_batch(delivery, [event.message for event in events])
+            except BaseException as exc:
+                # Faust acks these outbox records as soon as this iteration ends.
+                stop_before_commit("a batch of outbox records was neither sent nor stored", exc)
             _observe_latency(events, datetime.now(UTC))
+
+
+async def _push_batch(delivery: Delivery, messages: list[Any]) -> None:
+    records: list[dict[str, Any]] = []
+    for message in messages:
+        for record in [*await _skipped_before(message), message]:
+            try:
+                records.append(orjson.loads(record.value))
+            except orjson.JSONDecodeError as exc:
+                await _dead_letter_push(_unreadable(record.value, exc))
+    try:
+        await delivery.deliver(records)
+    except Exception as exc:
+        logger.exception("delivery failed; dead-lettering the batch")
+        for record in records:
+            await _dead_letter_push(_unreadable(encode(record), exc))
 
 
 def _observe_latency(events: Any, now: datetime) -> None:

@@ -83,6 +83,9 @@ def _worker(_: argparse.Namespace) -> int:
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
     )
+    # At level warning and above Faust's terminal spinner sets the root logger to DEBUG, so
+    # every library builds a debug record per message sent; a service has no terminal anyway.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits
 

@@ -44,10 +44,18 @@ class SkipWatch:
         return last + 1 if last is not None and offset > last + 1 else None
 
 
+class IncompleteRead(Exception):
+    """A missing range could not be read back whole; processing past it would lose records."""
+
+
 async def read_range(
     settings: Settings, topic: str, partition: int, start: int, end: int
 ) -> list[Any]:
-    """The records of one partition with start <= offset < end, read without a group."""
+    """The records of one partition with start <= offset < end, read without a group.
+
+    Exact or nothing: the read position must reach `end` (offsets it passes without a record
+    are transaction markers or compacted away, never records), else IncompleteRead.
+    """
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
     await consumer.start()
@@ -56,9 +64,14 @@ async def read_range(
         consumer.assign([tp])
         consumer.seek(tp, start)
         deadline = time.monotonic() + READ_TIMEOUT
-        while await consumer.position(tp) < end and time.monotonic() < deadline:
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise IncompleteRead(
+                    f"{topic}[{partition}]: read offsets {start}..{end - 1} back only up to "
+                    f"{await consumer.position(tp) - 1} within {READ_TIMEOUT:.0f}s"
+                )
             batch = await consumer.getmany(tp, timeout_ms=500)
-            records.extend(r for r in batch.get(tp, []) if r.offset < end)
+            records.extend(r for r in batch.get(tp, []) if start <= r.offset < end)
     finally:
         await consumer.stop()
     return records

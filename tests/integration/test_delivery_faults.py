@@ -123,7 +123,7 @@ async def test_429_storm_backs_off_to_the_allowed_rate_and_loses_nothing(
 ):
     worker.env["STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND"] = "8"
     await set_faults(sandbox, rate_limit=2)
-    events, balances, custom_ids = story(150, "storm")
+    events, balances, custom_ids = story(300, "storm")
     worker.start()
     await worker.wait_ready()
     for start in range(0, len(events), 45):  # a steady stream, many small batches
