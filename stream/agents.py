@@ -6,7 +6,9 @@ is caught per event or per batch and dead-lettered with the original bytes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ from typing import Any
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stream import metrics
 from stream.app import app
@@ -30,7 +33,7 @@ from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
 from stream.profile import Profile
 from stream.profile_cache import ProfileCache
 from stream.settings import get_settings
-from stream.skips import SkipWatch, read_range
+from stream.skips import SkipWatch, StallWatch, read_range
 from stream.sync import SyncRules, apply_event, contact_update
 from stream.tables import customer_to_profile
 from stream.topics import (
@@ -51,6 +54,7 @@ OCCURRED_AT_HEADER = "loyalty.occurred_at"
 FOLD_BATCH = 2000
 FOLD_WITHIN = 0.2
 PROFILE_CACHE_SIZE = 20_000
+COMMITTED_OFFSETS_PATIENCE = 30.0
 
 settings = get_settings()
 mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
@@ -102,21 +106,73 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
 
 
 skip_watch = SkipWatch()
+stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
 recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 
 
+# Set once the committed offsets of the current assignment are known: until then no record is
+# checked for skips (a record checked against stale positions could hide a skip for good).
+positions_known = asyncio.Event()
+
+
+@app.on_partitions_revoked.connect
+async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    positions_known.clear()
+
+
 @app.on_partitions_assigned.connect
 async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    positions_known.clear()
     try:
-        committed = await committed_offsets(settings)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(KafkaError),
+            stop=stop_after_delay(COMMITTED_OFFSETS_PATIENCE),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            reraise=True,
+        ):
+            with attempt:
+                committed = await committed_offsets(settings)
     except KafkaError as exc:
-        logger.warning("cannot read the committed offsets (%r); first records go unchecked", exc)
-        committed = {}
+        stop_before_commit("cannot read the group's committed offsets to check for skips", exc)
     skip_watch.reset(committed)
     recent_profiles.clear()
+    stall_watch.reset()
+    positions_known.set()
+
+
+STALL_CHECK_EVERY = 10.0
+
+
+async def watch_for_stalls() -> None:
+    """Stop the worker when an assigned events partition stalls (see stream.skips.StallWatch).
+
+    Nothing past the stalled records was committed, so the restart reads them again.
+    """
+    if app.rebalancing or not positions_known.is_set():
+        return
+    mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
+    if not mine:
+        return
+    try:
+        ends = await app.consumer.highwaters(*mine)
+    except KafkaError as exc:
+        logger.warning("cannot read end offsets to watch for stalls: %r", exc)
+        return
+    now = time.monotonic()
+    for tp in mine:
+        key = (tp.topic, tp.partition)
+        waited = stall_watch.stalled(key, skip_watch.seen(key), ends.get(tp, 0), now)
+        if waited is not None:
+            stop_before_commit(
+                f"{tp.topic}[{tp.partition}] delivered no record for {waited:.0f}s while "
+                f"offsets up to {ends[tp] - 1} wait (STREAM_KAFKA__STALL_TIMEOUT)"
+            )
+
+
+app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
 
 
 async def _skipped_before(message: Any) -> list[Any]:
@@ -125,6 +181,7 @@ async def _skipped_before(message: Any) -> list[Any]:
     They are read with a separate, group-less consumer: seeking Faust's own consumer back does
     not help, as records it fetched before the seek move its read position past them again.
     """
+    await positions_known.wait()
     first_missing = skip_watch.check((message.topic, message.partition), message.offset)
     if first_missing is None:
         return []

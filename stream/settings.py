@@ -69,6 +69,11 @@ class KafkaSettings(_Section):
         default=timedelta(seconds=30),
         description="How long a silent worker keeps its partitions before the group moves them.",
     )
+    stall_timeout: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
+        default=timedelta(seconds=120),
+        description="A worker whose assigned events partition delivers nothing for this long "
+        "while records wait stops, so that it restarts from the committed offsets.",
+    )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How to reach the brokers."
@@ -87,7 +92,7 @@ class KafkaSettings(_Section):
     ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
     ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
 
-    _durations = field_validator("session_timeout", mode="before")(parse_duration)
+    _durations = field_validator("session_timeout", "stall_timeout", mode="before")(parse_duration)
 
     _files = field_validator("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile")(
         _readable_file

@@ -35,6 +35,10 @@ class SkipWatch:
         """
         self._last = {partition: offset - 1 for partition, offset in (committed or {}).items()}
 
+    def seen(self, partition: Hashable) -> int | None:
+        """The highest offset seen (or the committed offset - 1), None when nothing is known."""
+        return self._last.get(partition)
+
     def check(self, partition: Hashable, offset: int) -> int | None:
         """Record an offset; return the first skipped offset when records before it are missing."""
         # The highest offset only grows, so each jump is reported once.
@@ -42,6 +46,34 @@ class SkipWatch:
         if last is None or offset > last:
             self._last[partition] = offset
         return last + 1 if last is not None and offset > last + 1 else None
+
+
+class StallWatch:
+    """Notice a partition whose records stop reaching the agent while more are waiting.
+
+    After some rebalances faust-streaming stops delivering a partition it was assigned (seen:
+    minutes without a record while the log held hundreds). A skip that falls at the end of a
+    partition also shows only this way: no later record reveals it.
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._patience = patience
+        self._since: dict[Hashable, tuple[int | None, float]] = {}
+
+    def reset(self) -> None:
+        self._since.clear()
+
+    def stalled(self, partition: Hashable, seen: int | None, end: int, now: float) -> float | None:
+        """Seconds without progress while records wait at offsets below `end`, once too long."""
+        if end <= (seen if seen is not None else -1) + 1:
+            self._since.pop(partition, None)  # caught up
+            return None
+        last = self._since.get(partition)
+        if last is None or last[0] != seen:
+            self._since[partition] = (seen, now)
+            return None
+        waited = now - last[1]
+        return waited if waited >= self._patience else None
 
 
 class IncompleteRead(Exception):

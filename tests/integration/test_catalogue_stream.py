@@ -17,12 +17,12 @@ from tests.unit.test_profile import reference
 CUSTOMERS = 1500
 
 
-def generate(seed: int):
+def generate(seed: int, customers: int = CUSTOMERS):
     """Random histories for many customers: (events in produce order, expected contacts)."""
     rng = random.Random(seed)
     start = datetime.now(UTC) - timedelta(hours=2)
     events, expected = [], {}
-    for n in range(CUSTOMERS):
+    for n in range(customers):
         cid = str(1_000_000 + n)
         email = f"c{n}@example.com" if rng.random() < 0.85 else None
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from stream.skips import SkipWatch
+from stream.skips import SkipWatch, StallWatch
 
 
 def test_skip_watch_consecutive_offsets_need_no_seek():
@@ -66,3 +66,31 @@ def test_skip_watch_first_record_at_the_committed_offset_is_in_order():
     watch = SkipWatch()
     watch.reset({"p0": 30})
     assert watch.check("p0", 30) is None
+
+
+def test_stall_watch_partition_without_progress_while_records_wait_is_reported():
+    watch = StallWatch(patience=60)
+    assert watch.stalled("p", seen=9, end=50, now=0) is None
+    assert watch.stalled("p", seen=9, end=50, now=59) is None
+    assert watch.stalled("p", seen=9, end=60, now=61) == 61
+
+
+def test_stall_watch_progress_restarts_the_clock():
+    watch = StallWatch(patience=60)
+    watch.stalled("p", seen=9, end=50, now=0)
+    assert watch.stalled("p", seen=20, end=50, now=50) is None
+    assert watch.stalled("p", seen=20, end=50, now=100) is None
+    assert watch.stalled("p", seen=20, end=50, now=111) == 61
+
+
+def test_stall_watch_caught_up_partition_never_stalls():
+    watch = StallWatch(patience=60)
+    assert watch.stalled("p", seen=49, end=50, now=0) is None
+    assert watch.stalled("p", seen=49, end=50, now=1000) is None
+    assert watch.stalled("q", seen=None, end=0, now=1000) is None
+
+
+def test_stall_watch_never_read_partition_with_records_stalls():
+    watch = StallWatch(patience=60)
+    watch.stalled("p", seen=None, end=5, now=0)
+    assert watch.stalled("p", seen=None, end=5, now=70) == 70

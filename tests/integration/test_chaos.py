@@ -1,0 +1,170 @@
+"""Chaos against the real broker: workers killed at random moments, alone and in a group.
+
+Every run must end with every contact equal to the reference model (no points counted twice,
+none lost) and every events partition committed to its end (none stalls). A worker that stops
+by itself (it does so rather than commit past a record it could not store) is restarted, as
+Kubernetes would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.settings import load_settings
+from stream.topology import ensure_topics
+from tests.integration.conftest import BOOTSTRAP, Worker, free_port, poll, sandbox_get
+from tests.integration.test_catalogue_stream import generate
+
+CUSTOMERS = 400
+KILLS = 10
+
+
+async def produce_all(producer, names, events) -> None:
+    """Create the topics as the worker would (auto-creation is off), then send every event."""
+    await ensure_topics(
+        load_settings(
+            kafka={"bootstrap_servers": BOOTSTRAP},
+            app_id=names.app_id,
+            topics={
+                "events": names.events,
+                "dead_letter": names.dead_letter,
+                "outbox": names.outbox,
+                "outbox_dead_letter": names.outbox_dead_letter,
+                "partitions": 3,
+            },
+        )
+    )
+    for event in events:
+        key = event["customer"]["id"].encode()
+        await producer.send(names.events, key=key, value=orjson.dumps(event))
+    await producer.flush()
+
+
+def keep_running(*workers: Worker) -> None:
+    """Restart a worker that exited by itself (what the StatefulSet does)."""
+    for worker in workers:
+        if worker.process is not None and worker.process.poll() is not None:
+            worker.start()
+
+
+async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: (the group's committed offset, the end offset)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: ((await consumer.committed(tp)) or 0, ends[tp]) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+def contacts_match(expected):
+    def matches(contact, want):
+        props = contact["properties"]
+        return (
+            contact["email"] == want["email"]
+            and props.get("rivoPointsBalance") == want["rivoPointsBalance"]
+            and props.get("rivoVipTierName") == want["rivoVipTierName"]
+            and props.get("rivoLoyaltyStatus") == want["rivoLoyaltyStatus"]
+            and props.get("rivoDateOfBirth") == want["rivoDateOfBirth"]
+        )
+
+    def wrong(body):
+        got = {c["id"]: c for c in body["contacts"]}
+        return [
+            cid for cid, want in expected.items() if cid not in got or not matches(got[cid], want)
+        ]
+
+    return wrong
+
+
+async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float = 240) -> None:
+    """Wait (restarting stopped workers) for the reference contacts and fully committed input."""
+    wrong = contacts_match(expected)
+    deadline = time.monotonic() + timeout
+    body = await sandbox_get(sandbox, "/_sandbox/contacts")
+    while wrong(body) and time.monotonic() < deadline:
+        keep_running(*workers)
+        await asyncio.sleep(0.5)  # polling the stand-in with a deadline
+        body = await sandbox_get(sandbox, "/_sandbox/contacts")
+    bad = wrong(body)
+    assert bad == [], f"{len(bad)} contacts differ from the reference, e.g. {bad[:3]}"
+    assert {c["id"] for c in body["contacts"]} == set(expected)
+
+    async def offsets():
+        keep_running(*workers)
+        return await committed_to_the_end(names.app_id, names.events)
+
+    positions = await poll(
+        offsets, lambda got: all(c == end for c, end in got.values()), timeout=120
+    )
+    stalled = {p: ce for p, ce in positions.items() if ce[0] != ce[1]}
+    assert stalled == {}, f"partitions not committed to their end: {stalled}"
+
+
+async def test_sigkill_ten_times_at_random_moments_ends_in_the_reference_contacts(
+    names, sandbox, worker, producer
+):
+    events, expected = generate(seed=99, customers=CUSTOMERS)
+    await produce_all(producer, names, events)
+    rng = random.Random(7)
+    for kill in range(KILLS):
+        worker.start()
+        # Early kills land before the first commit (even before the worker is ready), later
+        # ones mid-batch or mid-delivery.
+        await asyncio.sleep(rng.uniform(0.5, 2.5) if kill % 2 == 0 else rng.uniform(2.5, 8.0))
+        worker.stop(signal.SIGKILL)
+    worker.start()
+    await settle(sandbox, names, expected, worker)
+    log = worker.text()
+    assert log.count("Traceback") == log.count("stopping before committing"), "no unexpected crash"
+
+
+def second_worker(env: dict[str, str], tmp_path: Path) -> Worker:
+    other = dict(env)
+    other["STREAM_WEB_PORT"] = str(free_port())
+    other["STREAM_DATA_DIR"] = str(tmp_path / "data-b")
+    return Worker(other, tmp_path / "worker-b.log")
+
+
+async def test_two_workers_one_killed_mid_stream_the_other_takes_over(
+    names, sandbox, worker, producer, tmp_path
+):
+    events, expected = generate(seed=123, customers=CUSTOMERS)
+    other = second_worker(worker.env, tmp_path)
+    worker.start()
+    other.start()
+    await worker.wait_ready()
+    await other.wait_ready()
+    await produce_all(producer, names, events)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/stats"), lambda s: s["contacts"] > 30)
+    other.stop(signal.SIGKILL)
+    try:
+        await settle(sandbox, names, expected, worker)
+    finally:
+        await other.stop_async()
+
+
+async def test_two_workers_one_killed_before_its_first_commit_no_partition_stalls(
+    names, sandbox, worker, producer, tmp_path
+):
+    events, expected = generate(seed=321, customers=CUSTOMERS)
+    await produce_all(producer, names, events)
+    other = second_worker(worker.env, tmp_path)
+    worker.start()
+    other.start()
+    # About two seconds in: the group has formed (or is forming), nothing is committed yet.
+    await asyncio.sleep(2.0)
+    other.stop(signal.SIGKILL)
+    try:
+        await settle(sandbox, names, expected, worker)
+    finally:
+        await other.stop_async()
