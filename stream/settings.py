@@ -70,7 +70,7 @@ class KafkaSettings(_Section):
         description="How long a silent worker keeps its partitions before the group moves them.",
     )
     stall_timeout: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
-        default=timedelta(seconds=120),
+        default=timedelta(seconds=60),
         description="A worker whose assigned events partition delivers nothing for this long "
         "while records wait stops, so that it restarts from the committed offsets.",
     )

@@ -153,6 +153,8 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
         {
             "STREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
             "STREAM_KAFKA__SESSION_TIMEOUT": "10s",
+            # A stalled partition restarts the worker; tests need not wait the default.
+            "STREAM_KAFKA__STALL_TIMEOUT": "20s",
             "STREAM_APP_ID": names.app_id,
             "STREAM_TOPICS__EVENTS": names.events,
             "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,

@@ -114,14 +114,21 @@ async def test_sigkill_ten_times_at_random_moments_ends_in_the_reference_contact
     names, sandbox, worker, producer
 ):
     events, expected = generate(seed=99, customers=CUSTOMERS)
-    await produce_all(producer, names, events)
+    waves = [events[n::KILLS] for n in range(KILLS)]  # fresh work for every life of the worker
+    await produce_all(producer, names, waves[0])
     rng = random.Random(7)
     for kill in range(KILLS):
         worker.start()
-        # Early kills land before the first commit (even before the worker is ready), later
-        # ones mid-batch or mid-delivery.
-        await asyncio.sleep(rng.uniform(0.5, 2.5) if kill % 2 == 0 else rng.uniform(2.5, 8.0))
-        worker.stop(signal.SIGKILL)
+        if kill % 2 == 0:
+            # Within the first seconds: before the worker is ready or has committed anything.
+            await asyncio.sleep(rng.uniform(0.3, 3.0))
+        else:
+            # While it folds and pushes a wave of events.
+            await worker.wait_ready()
+            await asyncio.sleep(rng.uniform(0.0, 1.5))
+        if kill + 1 < KILLS:
+            await produce_all(producer, names, waves[kill + 1])
+        await worker.stop_async(signal.SIGKILL)
     worker.start()
     await settle(sandbox, names, expected, worker)
     log = worker.text()
