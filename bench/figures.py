@@ -50,7 +50,9 @@ class Setup:
 
 async def ceiling(s: Setup) -> dict[str, float]:
     """Raw aiokafka getmany + orjson decode of the whole events topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.BOOTSTRAP, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(s.events_topic, p) for p in range(s.partitions)]

@@ -127,8 +127,12 @@ class Scan:
 
 async def scan(topic: str, within: float = 300.0) -> Scan:
     """Read a topic from the start to its current end; count records and bytes."""
+    # "earliest" too: the position lookup that assign() starts may land after the seek.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+        bootstrap_servers=BOOTSTRAP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 << 20,
     )
     await consumer.start()
     try:

@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--budget",
         type=float,
-        default=45.0,
+        default=30.0,
         help="seconds one repetition of a, c or e may read before it reports the rate over "
         "what it read so far (default: %(default)s)",
     )
