@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run stop test lint fmt typecheck unit kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+.PHONY: help venv run stop test lint fmt typecheck unit bench kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ test: $(STAMP) ## The whole suite: lint, types, unit and integration tests (star
 
 unit: $(STAMP) ## Only the tests that need no broker
 	@$(PY) -m pytest -q -m "not integration"
+
+bench: $(STAMP) ## Throughput, delivery and state figures on the local Kafka (ARGS="--only a,b,c --events 20000")
+	@PY=$(PY) bash bench/bench.sh $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -1,0 +1,394 @@
+"""The figures: each function measures one repetition and returns its numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import shutil
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faust.serializers import codecs
+
+from bench import kafka
+from bench.gen import EventGenerator, customer_id
+from bench.procs import Metrics, Worker, clean_env, du, wait_until_read, worker_env
+from bench.sandbox import Sandbox
+from stream.events import parse_event
+from stream.ometria.mapping import load_mapping
+from stream.profile import Profile
+from stream.sync import SyncRules, sync_event
+from stream.triggers import TriggerConfig
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Setup:
+    """What every figure shares: the run's names, its folder and the knobs."""
+
+    prefix: str  # every topic and app id of the run starts with it
+    run_dir: Path
+    events_topic: str
+    events: int
+    partitions: int
+    budget: float  # seconds per repetition of c and e before they report a partial rate
+
+
+# --- a: the ceiling -------------------------------------------------------------------------
+
+
+async def ceiling(s: Setup) -> dict[str, float]:
+    """Raw aiokafka getmany + orjson decode of the whole events topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(s.events_topic, p) for p in range(s.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        decoded = 0
+        started = time.monotonic()
+        deadline = started + s.budget
+        while decoded < s.events and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)
+                decoded += len(records)
+        elapsed = time.monotonic() - started
+    finally:
+        await consumer.stop()
+    return {"events_per_s": decoded / elapsed, "events": decoded, "seconds": elapsed}
+
+
+# --- b: a bare Faust agent ------------------------------------------------------------------
+
+
+async def bare_faust(s: Setup, rep: int) -> dict[str, float]:
+    """A minimal Faust app counting the topic's events: first to last event."""
+    app_id = f"{s.prefix}-b{rep}"
+    out = s.run_dir / f"{app_id}.json"
+    log = s.run_dir / f"{app_id}.log"
+    command = [
+        sys.executable, "-m", "bench.bare_faust", "--app-id", app_id, "--topic", s.events_topic,
+        "--partitions", str(s.partitions), "--expected", str(s.events), "--out", str(out),
+    ]  # fmt: skip
+    with log.open("ab") as sink:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=clean_env(), stdout=sink, stderr=asyncio.subprocess.STDOUT, cwd=s.run_dir
+        )
+    try:
+        deadline = time.monotonic() + 60 + s.budget
+        while not out.exists():
+            if process.returncode is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"bare Faust app exited with {process.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bare Faust app did not see {s.events} events; log: {log}")
+            await asyncio.sleep(0.1)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+    result = orjson.loads(out.read_bytes())
+    elapsed = result["last"] - result["first"]
+    return {"events_per_s": (s.events - 1) / elapsed, "events": s.events, "seconds": elapsed}
+
+
+# --- c, e, g: the full pipeline, one or more workers ----------------------------------------
+
+
+async def pipeline(
+    s: Setup, app_id: str, sandbox: Sandbox | None, workers: int = 1
+) -> dict[str, Any]:
+    """`workers` x `python -m stream worker` on the events topic: events/s from ready (all
+    workers) to the last event read, or over the time budget when it runs out first."""
+    group = [
+        Worker(
+            worker_env(
+                app_id=app_id,
+                events_topic=s.events_topic,
+                data_dir=s.run_dir / f"{app_id}-data{n}",
+                ometria_url=sandbox.url if sandbox else None,
+            ),
+            s.run_dir / f"{app_id}-{n}.log",
+        )
+        for n in range(workers)
+    ]
+    try:
+        for worker in group:
+            await worker.start()
+        ready = max([await w.wait_ready() for w in group])
+        at_ready = sum([(await w.metrics()).read for w in group])
+        read, finished = await wait_until_read(group, s.events, ready + s.budget)
+        applied = sum([(await w.metrics()).applied for w in group])
+        rss = max(w.peak_rss() for w in group)
+    finally:
+        for worker in group:
+            await worker.stop()
+    elapsed = finished - ready
+    return {
+        "events_per_s": (read - at_ready) / elapsed,
+        "events": read - at_ready,
+        "seconds": elapsed,
+        "complete": read >= s.events,
+        "read_at_ready": at_ready,
+        "read": read,
+        "applied": applied,
+        "peak_rss_mib": rss / MIB,
+    }
+
+
+async def changelog_cost(app_id: str, applied: int) -> dict[str, float]:
+    """g: bytes the profile table wrote to its changelog per event, and profile sizes."""
+    scan = await kafka.scan(f"{app_id}-customer_to_profile-changelog")
+    return {
+        "bytes_per_event": (scan.key_bytes + scan.value_bytes) / max(applied, 1),
+        "records_per_event": scan.records / max(applied, 1),
+        "median_profile_bytes": scan.median_latest_value,
+        "profiles": len(scan.latest_value_sizes),
+    }
+
+
+# --- d: delivery at a steady rate -----------------------------------------------------------
+
+
+@dataclass
+class Steady:
+    """A worker on its own topic with a seeded customer base, for repeated delivery windows."""
+
+    setup: Setup
+    worker: Worker
+    topic: str
+    app_id: str
+    generator: EventGenerator
+    sent: int = 0
+
+
+async def steady_start(
+    s: Setup, sandbox: Sandbox, customers: int, max_requests_per_second: float
+) -> Steady:
+    app_id = f"{s.prefix}-d"
+    topic = f"{app_id}.events"
+    await kafka.create_topic(topic, s.partitions)
+    env = worker_env(
+        app_id=app_id,
+        events_topic=topic,
+        data_dir=s.run_dir / f"{app_id}-data",
+        ometria_url=sandbox.url,
+        max_requests_per_second=max_requests_per_second,
+    )
+    worker = Worker(env, s.run_dir / f"{app_id}.log")
+    steady = Steady(s, worker, topic, app_id, EventGenerator(seed=4))
+    await worker.start()
+    await worker.wait_ready()
+    # The customers exist before the measured windows: enrolments are not steady traffic.
+    enrolments = [steady.generator.enrol(i) for i in range(customers)]
+    steady.sent = await kafka.produce(topic, enrolments, s.partitions)
+    await _drained(steady, within=120 + customers / 50)
+    return steady
+
+
+async def steady_window(
+    steady: Steady, sandbox: Sandbox, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Send `rate` events/s for `seconds`, wait until all is folded and delivered; count."""
+    sandbox.state.reset(faults=False)
+    acceptances = sandbox.acceptances
+    acceptances.latencies.clear()
+    acceptances.recording = True
+    before = await steady.worker.metrics()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.BOOTSTRAP, acks="all", linger_ms=5)
+    await producer.start()
+    total = int(rate * seconds)
+    try:
+        started = time.monotonic()
+        pending = []
+        for n in range(total):
+            # Pacing, not synchronisation: event n is due at n / rate seconds.
+            due = started + n / rate
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            key, value = steady.generator.activity()
+            pending.append(await producer.send(steady.topic, value, key=key))
+        await asyncio.gather(*pending)
+        send_seconds = time.monotonic() - started
+    finally:
+        await producer.stop()
+    steady.sent += total
+    await _drained(steady, within=120 + total / 50)
+    acceptances.recording = False
+    after = await steady.worker.metrics()
+    stats = sandbox.state.stats()
+    by_status: dict[str, int] = stats["by_status"]  # type: ignore[assignment]
+    accepted_requests = by_status.get("202", 0)
+    contacts, custom = int(stats["contacts"]), int(stats["events"])  # type: ignore[call-overload]
+    per_k = 1000 / total
+    latencies = sorted(acceptances.latencies)
+    return {
+        "events": total,
+        "send_rate": total / send_seconds,
+        "requests_per_k": int(stats["requests"]) * per_k,  # type: ignore[call-overload]
+        "min_requests_per_k": (math.ceil(contacts / 100) + math.ceil(custom / 100)) * per_k,
+        "records_per_k": int(stats["records_accepted"]) * per_k,  # type: ignore[call-overload]
+        "min_records_per_k": (contacts + custom) * per_k,
+        "batch_fill_pct": 100
+        * int(stats["records_accepted"])  # type: ignore[call-overload]
+        / max(1, accepted_requests * 100),
+        "status_429": by_status.get("429", 0),
+        "status_429_per_k": by_status.get("429", 0) * per_k,
+        "distinct_contacts": contacts,
+        "custom_events": custom,
+        "latency_p50_s": _quantile(latencies, 0.50),
+        "latency_p95_s": _quantile(latencies, 0.95),
+        "latency_p99_s": _quantile(latencies, 0.99),
+        "histogram_latency_p50_s": _histogram_quantile(before, after, 0.50),
+        "histogram_latency_p99_s": _histogram_quantile(before, after, 0.99),
+    }
+
+
+async def _drained(steady: Steady, within: float) -> None:
+    """Every event sent so far is read and every outbox record delivered (committed)."""
+    deadline = time.monotonic() + within
+    read, _ = await wait_until_read([steady.worker], steady.sent, deadline)
+    if read < steady.sent:
+        raise TimeoutError(f"worker read {read} of {steady.sent} events in {within:.0f} s")
+    outbox = f"{steady.app_id}.outbox"
+    while True:
+        ends = await kafka.end_offsets(outbox)
+        done = await kafka.committed(steady.app_id, outbox, ends)
+        if all(done[p] >= end for p, end in ends.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"outbox not delivered in {within:.0f} s: {done} of {ends}")
+        await asyncio.sleep(0.25)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def _histogram_quantile(before: Metrics, after: Metrics, q: float) -> float:
+    """Prometheus-style quantile (linear within a bucket) of the window's observations."""
+    earlier = dict(before.latency)
+    buckets = [(le, count - earlier.get(le, 0.0)) for le, count in after.latency]
+    if not buckets or buckets[-1][1] <= 0:
+        return math.nan
+    rank = q * buckets[-1][1]
+    lower_le, lower_count = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower_le
+            share = (rank - lower_count) / max(count - lower_count, 1e-9)
+            return lower_le + (le - lower_le) * share
+        lower_le, lower_count = le, count
+    return math.nan
+
+
+# --- f: state with many profiles ------------------------------------------------------------
+
+
+def profile_templates(count: int, seed: int = 6) -> list[tuple[bytes, bytes]]:
+    """(placeholder id, table value) pairs: real profiles from the project's own fold of a
+    generated history (enrolment + a few to a few dozen events), keyed by a placeholder id
+    that `profile_values` swaps for each customer's."""
+    rng = random.Random(seed)  # noqa: S311 (reproducible test data, not secrets)
+    at = datetime.now(UTC) - timedelta(days=30)
+    clock_state = {"now": at}
+
+    def clock() -> datetime:
+        clock_state["now"] += timedelta(minutes=7)
+        return clock_state["now"]
+
+    generator = EventGenerator(seed=seed, clock=clock)
+    rules = SyncRules(
+        mapping=load_mapping("rivo", None), collection="loyalty", triggers=TriggerConfig()
+    )
+    templates = []
+    for index in range(count):
+        _, raw = generator.enrol(_PLACEHOLDER_BASE + index)
+        customer = generator.customers[-1]
+        history = [raw] + [
+            generator.activity(customer)[1] for _ in range(int(rng.expovariate(1 / 9)))
+        ]
+        profile: Profile | None = None
+        now = datetime.now(UTC)
+        for value in history:
+            profile = sync_event(profile, parse_event(value), rules, now).profile
+        assert profile is not None
+        placeholder = customer_id(_PLACEHOLDER_BASE + index).encode()
+        templates.append((placeholder, codecs.dumps("json", profile.to_json())))
+    return templates
+
+
+_PLACEHOLDER_BASE = 2_000_000_000_000  # 13 digits like real ids, outside the customers' range
+
+
+def profile_values(
+    templates: list[tuple[bytes, bytes]], count: int
+) -> Iterator[tuple[bytes, bytes]]:
+    """`count` changelog records: key = customer id, value = a template profile as that
+    customer (its id and email rewritten)."""
+    for index in range(count):
+        placeholder, value = templates[index % len(templates)]
+        key = customer_id(index).encode()
+        yield key, value.replace(placeholder, key)
+
+
+async def state_populate(s: Setup, profiles: int) -> dict[str, Any]:
+    """Write `profiles` profiles straight to the table's changelog (as the worker would)."""
+    app_id = f"{s.prefix}-f"
+    await kafka.create_topic(f"{app_id}.events", s.partitions)
+    changelog = f"{app_id}-customer_to_profile-changelog"
+    await kafka.create_topic(changelog, s.partitions, {"cleanup.policy": "compact"})
+    templates = profile_templates(500)
+    sizes = sorted(len(value) for _, value in templates)
+    started = time.monotonic()
+    written = await kafka.produce(changelog, profile_values(templates, profiles), s.partitions)
+    return {
+        "app_id": app_id,
+        "profiles": written,
+        "produce_seconds": time.monotonic() - started,
+        "median_template_bytes": statistics.median(sizes),
+    }
+
+
+async def state_recovery(s: Setup, app_id: str, rep: int, within: float) -> dict[str, float]:
+    """Fresh data dir → ready (recovery from the changelog alone), then restart → ready."""
+    data_dir = s.run_dir / f"{app_id}-data{rep}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = worker_env(
+        app_id=app_id, events_topic=f"{app_id}.events", data_dir=data_dir, ometria_url=None
+    )
+    result: dict[str, float] = {}
+    for phase in ("recover", "restart"):
+        worker = Worker(env, s.run_dir / f"{app_id}-{rep}.log")
+        try:
+            started = await worker.start()
+            ready = await worker.wait_ready(within)
+            result[f"{phase}_seconds"] = ready - started
+            result[f"{phase}_peak_rss_mib"] = worker.peak_rss() / MIB
+        finally:
+            await worker.stop()
+        result[f"{phase}_disk_mib"] = du(data_dir) / MIB
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return result
