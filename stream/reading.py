@@ -22,7 +22,10 @@ async def read_to_end(
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
     if not partitions:
         return
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    # "earliest": a reset lookup that lands after the seek must not move past the range.
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         consumer.assign(partitions)

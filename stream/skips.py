@@ -89,7 +89,10 @@ async def read_range(
     are transaction markers or compacted away, never records), else IncompleteRead.
     """
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    # "earliest": a reset lookup that lands after the seek must not move past the range.
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     records: list[Any] = []
     try:

@@ -191,7 +191,9 @@ async def producer() -> AsyncIterator[AIOKafkaProducer]:
 
 async def read_topic(topic: str, expected: int, timeout: float = 30.0):
     """Every record of a topic, from the start, once at least `expected` have arrived."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
