@@ -29,7 +29,7 @@ from stream.faust_context import set_in_event
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
-from stream.ometria.records import MAX_RECORDS_PER_REQUEST, encode
+from stream.ometria.records import MAX_RECORDS_PER_REQUEST, decode, encode
 from stream.profile import Profile
 from stream.profile_cache import ProfileCache
 from stream.settings import get_settings
@@ -51,8 +51,8 @@ OCCURRED_AT_HEADER = "loyalty.occurred_at"
 # A batch is whatever arrived within FOLD_WITHIN, at most FOLD_BATCH records: each customer's
 # profile is read and written once per batch and its contact sent once, and the broker's
 # acknowledgements are awaited once per batch instead of once per event.
-FOLD_BATCH = 2000
-FOLD_WITHIN = 0.2
+FOLD_BATCH = 5000
+FOLD_WITHIN = 0.5
 PROFILE_CACHE_SIZE = 20_000
 COMMITTED_OFFSETS_PATIENCE = 30.0
 
@@ -206,6 +206,7 @@ class _Batch:
         self.profiles: dict[str, Profile | None] = {}
         self.changed: dict[str, bytes] = {}  # customer id -> occurred_at of its latest event
         self.last_event: dict[str, Any] = {}  # customer id -> the Faust event that carried it
+        self.records: dict[str, list[dict[str, Any]]] = {}  # customer id -> its custom events
         self.stored: list[Awaitable[Any]] = []
 
     def profile(self, customer_id: str) -> Profile | None:
@@ -213,7 +214,7 @@ class _Batch:
             cached = recent_profiles.get(customer_id)
             if cached is None:
                 stored = customer_to_profile.get(customer_id)
-                cached = Profile.from_json(stored) if stored is not None else None
+                cached = Profile.from_bytes(stored) if stored is not None else None
             self.profiles[customer_id] = cached
         return self.profiles[customer_id]
 
@@ -237,17 +238,18 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
     occurred = event.occurred_at.isoformat().encode()
     batch.changed[customer_id] = occurred
     batch.last_event[customer_id] = carrier
-    for record in outcome.records:
-        batch.stored.append(await _send_outbox(customer_id, record, occurred))
+    if outcome.records:
+        batch.records.setdefault(customer_id, []).extend(outcome.records)
 
 
-async def _send_outbox(customer_id: str, record: dict[str, Any], occurred: bytes) -> Any:
+async def _send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: bytes) -> Any:
+    """Queue one outbox message with all of a customer's records of the batch, in order."""
     # Straight to Faust's producer: the topic object's send path (channels, future messages,
     # callbacks) cost more than the fold itself, and nothing here needs it.
     return await app.producer.send(
         settings.topics.outbox,
         customer_id.encode(),
-        encode(record),
+        encode(records),
         None,
         None,
         [(OCCURRED_AT_HEADER, occurred)],
@@ -277,8 +279,10 @@ async def fold_batch(events: list[Any]) -> None:
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
         batch.profiles[customer_id] = profile
-        if contact is not None:
-            batch.stored.append(await _send_outbox(customer_id, contact, occurred))
+        records = [contact] if contact is not None else []
+        records += batch.records.get(customer_id, [])
+        if records:
+            batch.stored.append(await _send_outbox(customer_id, records, occurred))
     # The outbox must hold the records before the table says their events were applied: after
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
@@ -287,7 +291,7 @@ async def fold_batch(events: list[Any]) -> None:
         profile = batch.profiles[customer_id]
         assert profile is not None
         set_in_event(
-            customer_to_profile, customer_id, profile.to_json(), batch.last_event[customer_id]
+            customer_to_profile, customer_id, profile.to_bytes(), batch.last_event[customer_id]
         )
         recent_profiles.put(customer_id, profile)
 
@@ -344,8 +348,8 @@ async def _push_batch(delivery: Delivery, messages: list[Any]) -> None:
     for message in messages:
         for record in [*await _skipped_before(message), message]:
             try:
-                records.append(orjson.loads(record.value))
-            except orjson.JSONDecodeError as exc:
+                records.extend(decode(record.value))
+            except ValueError as exc:  # orjson.JSONDecodeError is one
                 await _dead_letter_push(_unreadable(record.value, exc))
     try:
         await delivery.deliver(records)

@@ -134,6 +134,14 @@ class Profile(_Value):
     def from_json(cls, value: dict[str, Any]) -> Profile:
         return cls.model_validate(value)
 
+    def to_bytes(self) -> bytes:
+        """The table value: the same document as `to_json`, encoded."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Profile:
+        return cls.model_validate_json(value)
+
 
 @dataclass(frozen=True, slots=True)
 class Folded:

@@ -7,6 +7,7 @@ import logging
 import time
 
 import httpx
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
@@ -110,9 +111,10 @@ def _same_worker(owner: URL, me: URL) -> bool:
 
 
 def _local_profile(view: View, customer_id: str) -> Response:
-    stored = customer_to_profile.get(customer_id)
-    if stored is None:
+    raw = customer_to_profile.get(customer_id)
+    if raw is None:
         return view.json({"error": f"no profile for customer {customer_id}"}, status=404)
+    stored = orjson.loads(raw)
     body = {
         "customer_id": customer_id,
         "profile": stored,

@@ -66,6 +66,20 @@ class CustomEvent(_Record):
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
-def encode(record: dict[str, Any]) -> bytes:
-    """The one JSON encoding of a record (sorted keys, so equal records are equal bytes)."""
+def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
+    """The one JSON encoding of a record, or of a customer's records in one outbox message
+    (sorted keys, so equal records are equal bytes)."""
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def decode(value: bytes) -> list[dict[str, Any]]:
+    """The records of one outbox message: a single record (backfill, redrive) or a list.
+
+    Raises:
+        ValueError: not JSON (orjson.JSONDecodeError), or not an object or a list of objects.
+    """
+    document = orjson.loads(value)
+    records = document if isinstance(document, list) else [document]
+    if not all(isinstance(record, dict) for record in records):
+        raise ValueError("an outbox message holds a JSON object or a list of objects")
+    return records
