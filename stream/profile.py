@@ -153,8 +153,12 @@ class Folded:
 
 def stamp_of(event: LoyaltyEvent) -> str:
     """The order of an event: event time (UTC, fixed width) then event id as a tie-break."""
-    at = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{at}|{event.event_id}"
+    at = event.occurred_at.astimezone(UTC)
+    # Spelled out rather than strftime: several times cheaper, and %Y does not pad years < 1000.
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:"
+        f"{at.second:02d}.{at.microsecond:06d}Z|{event.event_id}"
+    )
 
 
 class _Draft:
