@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.sandbox import SandboxConfig, running_sandbox
+from stream.settings import Settings, load_settings
 
 BOOTSTRAP = os.environ.get(
     "STREAM_KAFKA__BOOTSTRAP_SERVERS", os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -171,6 +172,29 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def second_worker(env: dict[str, str], tmp_path: Path) -> Worker:
+    """Another worker of the same group: its own port, data directory and log."""
+    other = dict(env)
+    other["STREAM_WEB_PORT"] = str(free_port())
+    other["STREAM_DATA_DIR"] = str(tmp_path / "data-b")
+    return Worker(other, tmp_path / "worker-b.log")
+
+
+def names_settings(names: Names, **topics: object) -> Settings:
+    """Settings for a test's own topics and group on the test broker."""
+    return load_settings(
+        kafka={"bootstrap_servers": BOOTSTRAP},
+        app_id=names.app_id,
+        topics={
+            "events": names.events,
+            "dead_letter": names.dead_letter,
+            "outbox": names.outbox,
+            "outbox_dead_letter": names.outbox_dead_letter,
+            **topics,
+        },
+    )
 
 
 @pytest.fixture

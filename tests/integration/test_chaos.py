@@ -12,15 +12,20 @@ import asyncio
 import random
 import signal
 import time
-from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream.settings import load_settings
 from stream.topology import ensure_topics
-from tests.integration.conftest import BOOTSTRAP, Worker, free_port, poll, sandbox_get
-from tests.integration.test_catalogue_stream import generate
+from tests.integration.conftest import (
+    BOOTSTRAP,
+    Worker,
+    names_settings,
+    poll,
+    sandbox_get,
+    second_worker,
+)
+from tests.integration.test_catalogue_stream import differing_contacts, generate
 
 CUSTOMERS = 400
 KILLS = 10
@@ -28,19 +33,7 @@ KILLS = 10
 
 async def produce_all(producer, names, events) -> None:
     """Create the topics as the worker would (auto-creation is off), then send every event."""
-    await ensure_topics(
-        load_settings(
-            kafka={"bootstrap_servers": BOOTSTRAP},
-            app_id=names.app_id,
-            topics={
-                "events": names.events,
-                "dead_letter": names.dead_letter,
-                "outbox": names.outbox,
-                "outbox_dead_letter": names.outbox_dead_letter,
-                "partitions": 3,
-            },
-        )
-    )
+    await ensure_topics(names_settings(names, partitions=3))
     for event in events:
         key = event["customer"]["id"].encode()
         await producer.send(names.events, key=key, value=orjson.dumps(event))
@@ -66,36 +59,15 @@ async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, i
         await consumer.stop()
 
 
-def contacts_match(expected):
-    def matches(contact, want):
-        props = contact["properties"]
-        return (
-            contact["email"] == want["email"]
-            and props.get("rivoPointsBalance") == want["rivoPointsBalance"]
-            and props.get("rivoVipTierName") == want["rivoVipTierName"]
-            and props.get("rivoLoyaltyStatus") == want["rivoLoyaltyStatus"]
-            and props.get("rivoDateOfBirth") == want["rivoDateOfBirth"]
-        )
-
-    def wrong(body):
-        got = {c["id"]: c for c in body["contacts"]}
-        return [
-            cid for cid, want in expected.items() if cid not in got or not matches(got[cid], want)
-        ]
-
-    return wrong
-
-
 async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float = 240) -> None:
     """Wait (restarting stopped workers) for the reference contacts and fully committed input."""
-    wrong = contacts_match(expected)
     deadline = time.monotonic() + timeout
     body = await sandbox_get(sandbox, "/_sandbox/contacts")
-    while wrong(body) and time.monotonic() < deadline:
+    while differing_contacts(body, expected) and time.monotonic() < deadline:
         keep_running(*workers)
         await asyncio.sleep(0.5)  # polling the stand-in with a deadline
         body = await sandbox_get(sandbox, "/_sandbox/contacts")
-    bad = wrong(body)
+    bad = differing_contacts(body, expected)
     assert bad == [], f"{len(bad)} contacts differ from the reference, e.g. {bad[:3]}"
     assert {c["id"] for c in body["contacts"]} == set(expected)
 
@@ -133,13 +105,6 @@ async def test_sigkill_ten_times_at_random_moments_ends_in_the_reference_contact
     await settle(sandbox, names, expected, worker)
     log = worker.text()
     assert log.count("Traceback") == log.count("stopping before committing"), "no unexpected crash"
-
-
-def second_worker(env: dict[str, str], tmp_path: Path) -> Worker:
-    other = dict(env)
-    other["STREAM_WEB_PORT"] = str(free_port())
-    other["STREAM_DATA_DIR"] = str(tmp_path / "data-b")
-    return Worker(other, tmp_path / "worker-b.log")
 
 
 async def test_two_workers_one_killed_mid_stream_the_other_takes_over(

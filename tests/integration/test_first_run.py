@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import orjson
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     free_port,
     poll,
     sandbox_get,
+    second_worker,
 )
 
 # Faust's built-in views (tables, router, stats, graph, performance, index): none checks a
@@ -121,19 +121,12 @@ def test_worker_with_an_unusable_data_dir_names_the_setting(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def _second_worker(env: dict[str, str], tmp_path: Path) -> Worker:
-    other = dict(env)
-    other["STREAM_WEB_PORT"] = str(free_port())
-    other["STREAM_DATA_DIR"] = str(tmp_path / "data-b")
-    return Worker(other, tmp_path / "worker-b.log")
-
-
 async def test_web_port_serves_health_and_metrics_but_no_data_without_the_token(
     names, sandbox, worker, producer, tmp_path
 ):
     worker.env["STREAM_PROFILE_API_TOKEN"] = TOKEN
     worker.env["STREAM_WEB_HOST"] = "127.0.0.1"
-    second = _second_worker(worker.env, tmp_path)
+    second = second_worker(worker.env, tmp_path)
     worker.start()
     await worker.wait_ready()
     customers = [f"web-{names.run}-{n}" for n in range(12)]

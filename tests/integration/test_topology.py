@@ -8,23 +8,9 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.settings import SettingsError, load_settings
+from stream.settings import SettingsError
 from stream.topology import ensure_topics
-from tests.integration.conftest import BOOTSTRAP
-
-
-def _settings(names, **topics):
-    return load_settings(
-        kafka={"bootstrap_servers": BOOTSTRAP},
-        app_id=names.app_id,
-        topics={
-            "events": names.events,
-            "dead_letter": names.dead_letter,
-            "outbox": names.outbox,
-            "outbox_dead_letter": names.outbox_dead_letter,
-            **topics,
-        },
-    )
+from tests.integration.conftest import BOOTSTRAP, names_settings
 
 
 async def _partitions(topic: str) -> int:
@@ -52,7 +38,7 @@ async def _create(topic: str, partitions: int) -> None:
 
 
 async def test_ensure_topics_creates_every_topic_once(names):
-    first = await ensure_topics(_settings(names, partitions=3))
+    first = await ensure_topics(names_settings(names, partitions=3))
     assert set(first.created) == {
         names.events,
         names.dead_letter,
@@ -60,13 +46,13 @@ async def test_ensure_topics_creates_every_topic_once(names):
         names.outbox_dead_letter,
     }
     assert await _partitions(names.outbox) == 3
-    again = await ensure_topics(_settings(names, partitions=3))
+    again = await ensure_topics(names_settings(names, partitions=3))
     assert again.created == []
 
 
 async def test_ensure_topics_existing_events_topic_sets_the_partition_count(names):
     await _create(names.events, 2)
-    report = await ensure_topics(_settings(names))
+    report = await ensure_topics(names_settings(names))
     assert report.partitions == 2
     assert await _partitions(names.outbox) == 2
 
@@ -74,13 +60,13 @@ async def test_ensure_topics_existing_events_topic_sets_the_partition_count(name
 async def test_ensure_topics_conflicting_partition_setting_names_the_fix(names):
     await _create(names.events, 2)
     with pytest.raises(SettingsError, match="set STREAM_TOPICS__PARTITIONS=2 or leave it unset"):
-        await ensure_topics(_settings(names, partitions=5))
+        await ensure_topics(names_settings(names, partitions=5))
 
 
 async def test_created_topics_have_their_retention_on_the_broker(names):
     from stream.topology import admin_client, topic_retention
 
-    settings = _settings(names, partitions=3, outbox_retention="20d")
+    settings = names_settings(names, partitions=3, outbox_retention="20d")
     report = await ensure_topics(settings)
     assert report.replay_reach is None, "a created events topic keeps the whole history"
     async with admin_client(settings) as admin:
@@ -104,6 +90,6 @@ async def test_events_topic_with_finite_retention_reports_how_far_replay_reaches
         )
     finally:
         await admin.close()
-    report = await ensure_topics(_settings(names))
+    report = await ensure_topics(names_settings(names))
     assert report.replay_reach is not None
     assert "older than 7 days" in report.replay_reach
