@@ -33,6 +33,19 @@ class BackfillReport:
     without_email: int
 
 
+def changelog_key(key: bytes) -> str:
+    """The customer id of a changelog record's key.
+
+    Faust writes the table's str keys with its JSON codec (`"7294851236742"`, quotes included),
+    while the input and the outbox are keyed by the id's own bytes: a backfilled contact keyed
+    with the quotes would land on another outbox partition than the customer's live records.
+    """
+    decoded = orjson.loads(key)
+    if not isinstance(decoded, str):
+        raise ValueError(f"changelog key {key!r} is not a JSON string")
+    return decoded
+
+
 def changelog_topic(settings: Settings) -> str:
     """The Faust changelog topic of the `customer_to_profile` table."""
     return f"{settings.app_id}-customer_to_profile-changelog"
@@ -47,8 +60,7 @@ async def read_profiles(
     async for record in read_to_end(settings, changelog_topic(settings), progress):
         if record.key is None:
             continue
-        # Faust writes the str key with the raw codec, so it is the id's bytes.
-        customer = record.key.decode("utf-8")
+        customer = changelog_key(record.key)
         if record.value is None:
             profiles.pop(customer, None)  # deleted
         else:

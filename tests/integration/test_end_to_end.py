@@ -288,3 +288,7 @@ async def test_backfill_resends_every_contact_after_ometria_lost_them(
     assert all_there(body)
     events = (await sandbox_get(sandbox, "/_sandbox/events"))["events"]
     assert events == [], "a backfill sends contacts only, never campaign events"
+    # Backfilled contacts are keyed like the customer's live records (the id's own bytes), so
+    # they share the customer's outbox partition. Everything there by now: read for 5 s.
+    outbox = await read_topic(names.outbox, expected=10**6, timeout=5)
+    assert {record.key for record in outbox} <= {cid.encode() for cid in customers}

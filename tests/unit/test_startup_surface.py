@@ -52,3 +52,11 @@ def test_replay_reach_says_how_far_back_a_finite_events_topic_goes():
     assert "older than 7 days" in text
     assert "loyalty.events" in text
     assert replay_reach("loyalty.events", Retention(None, None)) is None
+
+
+def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
+    from stream.backfill import changelog_key
+
+    assert changelog_key(b'"7294851236742"') == "7294851236742"
+    with pytest.raises(ValueError, match="not a JSON string"):
+        changelog_key(b"42")
