@@ -307,18 +307,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:
-        path = self.profile_api_token_file
-        # The token is optional: a missing file leaves the profiles API off.
-        if self.profile_api_token is None and path is not None and path.is_file():
-            token = _secret_from(path)
-            object.__setattr__(
-                self, "profile_api_token", token if token.get_secret_value() else None
-            )
-        # Optional too: without it, emails are hashed with a random key per process.
-        key_file = self.log_email_key_file
-        if self.log_email_key is None and key_file is not None and key_file.is_file():
-            key = _secret_from(key_file)
-            object.__setattr__(self, "log_email_key", key if key.get_secret_value() else None)
+        # Both are optional: a missing or empty file leaves the profiles API off, and emails
+        # hashed with a random key per process.
+        for field, path in (
+            ("profile_api_token", self.profile_api_token_file),
+            ("log_email_key", self.log_email_key_file),
+        ):
+            if getattr(self, field) is None and path is not None and path.is_file():
+                secret = _secret_from(path)
+                object.__setattr__(self, field, secret if secret.get_secret_value() else None)
         return self
 
     kafka: KafkaSettings = KafkaSettings()
