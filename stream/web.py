@@ -97,7 +97,7 @@ async def profile(self: View, request: Request, customer_id: str) -> Response:
     try:
         # The owner of the events partition the key hashes to, with the key's bytes as producers
         # send them: the router's table look-up (`key_store`) hashes the changelog's
-        # JSON-encoded key instead, which names the wrong worker for about half the customers.
+        # JSON-encoded key instead, which names the wrong worker for some customers.
         owner = app.router.external_topic_key_store(loyalty_events_topic, customer_id.encode())
     except KeyError:
         return self.json({"error": "partition owner unknown (rebalancing); retry"}, status=503)
