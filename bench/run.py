@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import os
 import platform
@@ -188,18 +189,17 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         await _step("setup", report, lambda: _produce_events(args, s, report))
         if "setup" in report.errors:
             return
-    if "a" in wanted:
-        await _step("a", report, lambda: _figure_a(args, s, report))
-    if "b" in wanted:
-        await _step("b", report, lambda: _figure_b(args, s, report))
-    if "c" in wanted:
-        await _step("c", report, lambda: _figure_c(args, s, report))
-    if "d" in wanted:
-        await _step("d", report, lambda: _figure_d(args, s, report))
-    if "e" in wanted:
-        await _step("e", report, lambda: _figure_e(args, s, report))
-    if "f" in wanted:
-        await _step("f", report, lambda: _figure_f(args, s, report))
+    steps = {
+        "a": _figure_a,
+        "b": _figure_b,
+        "c": _figure_c,
+        "d": _figure_d,
+        "e": _figure_e,
+        "f": _figure_f,
+    }
+    for name, figure in steps.items():
+        if name in wanted:
+            await _step(name, report, functools.partial(figure, args, s, report))
 
 
 async def _step(name: str, report: Report, body: Callable[[], Awaitable[None]]) -> None:
