@@ -144,16 +144,28 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
 
 
 STALL_CHECK_EVERY = 10.0
+# Set while the pusher works on a batch: an outbox partition waits on Ometria then (an outage
+# may last hours), not on Faust, so it is not stalled.
+pushing = asyncio.Event()
 
 
 async def watch_for_stalls() -> None:
-    """Stop the worker when an assigned events partition stalls (see stream.skips.StallWatch).
+    """Stop the worker when an assigned input partition stalls (see stream.skips.StallWatch).
 
+    The events topic is watched always, the outbox while the pusher runs and waits for records.
     Nothing past the stalled records was committed, so the restart reads them again.
     """
     if app.rebalancing or not positions_known.is_set():
         return
-    mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
+    watched = {settings.topics.events}
+    if settings.ometria.enabled:
+        watched.add(settings.topics.outbox)
+    mine = [tp for tp in app.consumer.assignment() if tp.topic in watched]
+    if pushing.is_set():
+        for tp in mine:
+            if tp.topic == settings.topics.outbox:
+                stall_watch.forget((tp.topic, tp.partition))
+        mine = [tp for tp in mine if tp.topic != settings.topics.outbox]
     if not mine:
         return
     try:
@@ -335,11 +347,14 @@ async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
         # StreamT's declared interface lacks take_events, which faust.Stream implements.
         batches = stream.take_events(MAX_RECORDS_PER_REQUEST, within=within)  # type: ignore[attr-defined]
         async for events in batches:
+            pushing.set()
             try:
                 await _push_batch(delivery, [event.message for event in events])
             except BaseException as exc:
                 # Faust acks these outbox records as soon as this iteration ends.
                 stop_before_commit("a batch of outbox records was neither sent nor stored", exc)
+            finally:
+                pushing.clear()
             _observe_latency(events, datetime.now(UTC))
 
 

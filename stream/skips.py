@@ -63,6 +63,10 @@ class StallWatch:
     def reset(self) -> None:
         self._since.clear()
 
+    def forget(self, partition: Hashable) -> None:
+        """Start the partition's clock again (its records wait on something legitimate)."""
+        self._since.pop(partition, None)
+
     def stalled(self, partition: Hashable, seen: int | None, end: int, now: float) -> float | None:
         """Seconds without progress while records wait at offsets below `end`, once too long."""
         if end <= (seen if seen is not None else -1) + 1:

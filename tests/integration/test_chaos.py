@@ -60,7 +60,8 @@ async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, i
 
 
 async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float = 240) -> None:
-    """Wait (restarting stopped workers) for the reference contacts and fully committed input."""
+    """Wait (restarting stopped workers) for the reference contacts, and for the events and the
+    outbox committed to their ends."""
     deadline = time.monotonic() + timeout
     body = await sandbox_get(sandbox, "/_sandbox/contacts")
     while differing_contacts(body, expected) and time.monotonic() < deadline:
@@ -73,7 +74,11 @@ async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float
 
     async def offsets():
         keep_running(*workers)
-        return await committed_to_the_end(names.app_id, names.events)
+        return {
+            (topic, partition): positions
+            for topic in (names.events, names.outbox)
+            for partition, positions in (await committed_to_the_end(names.app_id, topic)).items()
+        }
 
     positions = await poll(
         offsets, lambda got: all(c == end for c, end in got.values()), timeout=120

@@ -94,3 +94,11 @@ def test_stall_watch_never_read_partition_with_records_stalls():
     watch = StallWatch(patience=60)
     watch.stalled("p", seen=None, end=5, now=0)
     assert watch.stalled("p", seen=None, end=5, now=70) == 70
+
+
+def test_stall_watch_forgotten_partition_starts_its_clock_again():
+    watch = StallWatch(patience=60)
+    watch.stalled("p", seen=9, end=50, now=0)
+    watch.forget("p")
+    assert watch.stalled("p", seen=9, end=50, now=70) is None
+    assert watch.stalled("p", seen=9, end=50, now=131) == 61
