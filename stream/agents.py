@@ -1,7 +1,9 @@
-"""The two agents: fold events into profiles (per event) and push the outbox (per batch).
+"""The fold agent: loyalty events into profiles and outbox records, in batches.
 
-Nothing escapes either loop: Faust acks a message whose processing raised, so every failure
-is caught per event or per batch and dead-lettered with the original bytes.
+Nothing escapes the loop: Faust acks a message whose processing raised, so every failure is
+caught per event and dead-lettered with the original bytes, or stops the worker before the
+batch's offsets commit. The outbox is delivered by the pusher (stream.pusher), which runs
+inside the worker as a service unless told otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from stream import metrics
 from stream.app import app
-from stream.delivery import Delivery
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
 from stream.failstop import stop_before_commit
@@ -29,24 +30,20 @@ from stream.faust_context import set_in_event
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
-from stream.ometria.records import MAX_RECORDS_PER_REQUEST, decode, encode
+from stream.ometria.records import encode, with_version
 from stream.profile import Profile
 from stream.profile_cache import ProfileCache
+from stream.push_service import PusherService
+from stream.pusher import OCCURRED_AT_HEADER
 from stream.settings import get_settings
 from stream.skips import SkipWatch, StallWatch, read_range
 from stream.sync import SyncRules, apply_event, contact_update
 from stream.tables import customer_to_profile
-from stream.topics import (
-    events_dead_letter_topic,
-    loyalty_events_topic,
-    ometria_outbox_topic,
-    outbox_dead_letter_topic,
-)
+from stream.topics import events_dead_letter_topic, loyalty_events_topic
 from stream.topology import committed_offsets
 from stream.triggers import RewardCost, TriggerConfig
 
 logger = logging.getLogger(__name__)
-OCCURRED_AT_HEADER = "loyalty.occurred_at"
 
 # A batch is whatever arrived within FOLD_WITHIN, at most FOLD_BATCH records: each customer's
 # profile is read and written once per batch and its contact sent once, and the broker's
@@ -144,28 +141,16 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
 
 
 STALL_CHECK_EVERY = 10.0
-# Set while the pusher works on a batch: an outbox partition waits on Ometria then (an outage
-# may last hours), not on Faust, so it is not stalled.
-pushing = asyncio.Event()
 
 
 async def watch_for_stalls() -> None:
-    """Stop the worker when an assigned input partition stalls (see stream.skips.StallWatch).
+    """Stop the worker when an assigned events partition stalls (see stream.skips.StallWatch).
 
-    The events topic is watched always, the outbox while the pusher runs and waits for records.
     Nothing past the stalled records was committed, so the restart reads them again.
     """
     if app.rebalancing or not positions_known.is_set():
         return
-    watched = {settings.topics.events}
-    if settings.ometria.enabled:
-        watched.add(settings.topics.outbox)
-    mine = [tp for tp in app.consumer.assignment() if tp.topic in watched]
-    if pushing.is_set():
-        for tp in mine:
-            if tp.topic == settings.topics.outbox:
-                stall_watch.forget((tp.topic, tp.partition))
-        mine = [tp for tp in mine if tp.topic != settings.topics.outbox]
+    mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
     if not mine:
         return
     try:
@@ -291,7 +276,7 @@ async def fold_batch(events: list[Any]) -> None:
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
         batch.profiles[customer_id] = profile
-        records = [contact] if contact is not None else []
+        records = [with_version(contact, profile.input_offset)] if contact is not None else []
         records += batch.records.get(customer_id, [])
         if records:
             batch.stored.append(await _send_outbox(customer_id, records, occurred))
@@ -319,78 +304,6 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
         except BaseException as exc:
             # Faust acks these events as soon as this iteration ends, however it ends.
             stop_before_commit("a batch of input records was not safely stored", exc)
-
-
-async def _dead_letter_push(letter: DeadLetter) -> None:
-    """Store a dead letter for an Ometria record; returns once the broker has it."""
-    stored = await outbox_dead_letter_topic.send(
-        key=letter.key, value=letter.value, headers=letter.headers()
-    )
-    await stored
-    logger.error("dead-lettered an Ometria record: %s", letter.reason)
-
-
-async def push_to_ometria(stream: faust.StreamT[bytes]) -> None:
-    """Push the outbox to Ometria in coalesced, rate-limited batches."""
-    conf = settings.ometria
-    client = OmetriaClient(
-        str(conf.base_url), conf.require_api_key(), timeout=conf.timeout.total_seconds()
-    )
-    async with client:
-        delivery = Delivery(
-            client,
-            max_requests_per_second=conf.max_requests_per_second,
-            dead_letter=_dead_letter_push,
-        )
-        metrics.PUSH_RATE.set(delivery.pacer.rate)
-        within = conf.flush_interval.total_seconds()
-        # StreamT's declared interface lacks take_events, which faust.Stream implements.
-        batches = stream.take_events(MAX_RECORDS_PER_REQUEST, within=within)  # type: ignore[attr-defined]
-        async for events in batches:
-            pushing.set()
-            try:
-                await _push_batch(delivery, [event.message for event in events])
-            except BaseException as exc:
-                # Faust acks these outbox records as soon as this iteration ends.
-                stop_before_commit("a batch of outbox records was neither sent nor stored", exc)
-            finally:
-                pushing.clear()
-            _observe_latency(events, datetime.now(UTC))
-
-
-async def _push_batch(delivery: Delivery, messages: list[Any]) -> None:
-    records: list[dict[str, Any]] = []
-    for message in messages:
-        for record in [*await _skipped_before(message), message]:
-            try:
-                records.extend(decode(record.value))
-            except ValueError as exc:  # orjson.JSONDecodeError is one
-                await _dead_letter_push(_unreadable(record.value, exc))
-    try:
-        await delivery.deliver(records)
-    except Exception as exc:
-        logger.exception("delivery failed; dead-lettering the batch")
-        for record in records:
-            await _dead_letter_push(_unreadable(encode(record), exc))
-
-
-def _observe_latency(events: Any, now: datetime) -> None:
-    for event in events:
-        raw = dict(_headers(event.message)).get(OCCURRED_AT_HEADER)
-        if raw:
-            occurred = datetime.fromisoformat(raw.decode())
-            metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
-
-
-def _unreadable(value: bytes, exc: Exception) -> DeadLetter:
-    return DeadLetter(
-        stage="push",
-        error_class=type(exc).__name__,
-        reason=f"internal error: {exc}",
-        key=None,
-        value=value,
-        failed_at=datetime.now(UTC),
-    )
 
 
 class ErrorsWatch:
@@ -434,8 +347,13 @@ async def report_ometria_errors() -> None:
 
 # Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
 # and re-enabling drains it from the committed offset.
+pusher_service: PusherService | None = None
 if settings.ometria.enabled:
-    app.agent(ometria_outbox_topic, concurrency=1)(push_to_ometria)
+    if settings.ometria.push_in_worker:
+        # A dependency, not an `app.service`: those start only after table recovery, and the
+        # outbox backlog need not wait for it.
+        pusher_service = PusherService(settings, loop=app.loop)
+        app.add_dependency(pusher_service)
     poll_every = settings.ometria.errors_poll_interval.total_seconds()
     if poll_every > 0:
         # One worker is enough: the list is account-wide.

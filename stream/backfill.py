@@ -4,7 +4,9 @@
 per customer); `replay` rebuilds the profiles from the events topic itself, with the same pure
 fold, without touching the workers' table (for when the table is suspect). Both map each profile
 with the mapping in force and put the contacts on the outbox, where the workers push them with
-the usual batching and rate limit. Custom events are never re-sent: campaigns do not re-fire.
+the usual batching and rate limit. Each contact carries its profile's version, so one that was
+read before a newer one was delivered is dropped by the pusher rather than sent. Custom events
+are never re-sent: campaigns do not re-fire.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from stream.events import InvalidEvent, parse_event
 from stream.kafka_auth import client_options
 from stream.ometria.mapping import ContactMapping, map_contact
-from stream.ometria.records import encode
+from stream.ometria.records import encode, with_version
 from stream.profile import Profile, fold
 from stream.reading import read_to_end
 from stream.settings import Settings
@@ -80,7 +82,8 @@ async def replay_profiles(
         except InvalidEvent:
             continue  # the workers dead-lettered it already
         customer = event.customer.id
-        profiles[customer] = fold(profiles.get(customer), event).profile
+        # The offset makes the profile's version the same as the workers' fold gives it.
+        profiles[customer] = fold(profiles.get(customer), event, offset=record.offset).profile
     return {customer: profile.to_json() for customer, profile in profiles.items()}
 
 
@@ -97,9 +100,11 @@ async def backfill(
     profiles = await read(settings, progress)
     contacts = []
     for customer, stored in profiles.items():
-        contact = map_contact(Profile.from_json(stored), mapping, settings.ometria.collection)
+        profile = Profile.from_json(stored)
+        contact = map_contact(profile, mapping, settings.ometria.collection)
         if contact is not None:
-            contacts.append((customer, contact))
+            # Versioned like the workers' contacts: the pusher never lets it replace a newer one.
+            contacts.append((customer, with_version(contact, profile.input_offset)))
     if contacts and not dry_run:
         producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
         await producer.start()

@@ -1,9 +1,10 @@
-"""`python -m stream <command>`: worker, sandbox, send-sample, redrive, backfill, schemas."""
+"""`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, schemas."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging.config
 import secrets
 import sys
 import tempfile
@@ -41,6 +42,44 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
+def _logging_config(settings: Settings, command: str) -> dict[str, Any]:
+    from stream.logging import logging_config
+
+    email_key = settings.log_email_key
+    if email_key is None and settings.log_emails == "hashed":
+        print(
+            f"{command}: STREAM_LOG_EMAIL_KEY is not set: emails in logs are hashed with a random "
+            "key for this process, so the same email hashes differently after a restart or on "
+            "another worker; set STREAM_LOG_EMAIL_KEY (or _FILE) to follow a customer across them",
+            file=sys.stderr,
+        )
+    return logging_config(
+        settings.log_level,
+        fmt=settings.log_format,
+        emails=settings.log_emails,
+        email_key=(email_key.get_secret_value().encode() if email_key else secrets.token_bytes(32)),
+    )
+
+
+def _push(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.ometria.enabled:
+        raise SettingsError(
+            "STREAM_OMETRIA__ENABLED=false holds the outbox: set it to true to push"
+        )
+    settings.ometria.require_api_key()
+    from stream.push_service import run_alone
+    from stream.topology import ensure_topics
+
+    logging.config.dictConfig(_logging_config(settings, "push"))
+
+    async def push() -> int:
+        await ensure_topics(settings)
+        return await run_alone(settings, settings.web_port)
+
+    return asyncio.run(push())
+
+
 def _worker(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.ometria.enabled:
@@ -64,22 +103,8 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream import agents, web  # noqa: F401 - registers the agents and views on the app
     from stream.app import app
-    from stream.logging import logging_config
 
-    email_key = settings.log_email_key
-    if email_key is None and settings.log_emails == "hashed":
-        print(
-            "worker: STREAM_LOG_EMAIL_KEY is not set: emails in logs are hashed with a random "
-            "key for this process, so the same email hashes differently after a restart or on "
-            "another worker; set STREAM_LOG_EMAIL_KEY (or _FILE) to follow a customer across them",
-            file=sys.stderr,
-        )
-    config = logging_config(
-        settings.log_level,
-        fmt=settings.log_format,
-        emails=settings.log_emails,
-        email_key=(email_key.get_secret_value().encode() if email_key else secrets.token_bytes(32)),
-    )
+    config = _logging_config(settings, "worker")
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
     )
@@ -239,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the stream processor").set_defaults(run=_worker)
+    commands.add_parser(
+        "push",
+        help="deliver the outbox to Ometria only (with STREAM_OMETRIA__PUSH_IN_WORKER=false)",
+    ).set_defaults(run=_push)
     sandbox = commands.add_parser("sandbox", help="run the local Ometria stand-in", add_help=False)
     sandbox.add_argument("rest", nargs=argparse.REMAINDER)
     sandbox.set_defaults(run=_sandbox)

@@ -70,6 +70,7 @@ class Delivery:
         self._backoff = wait_random_exponential(multiplier=0.5, max=backoff_max)
         self._sleep = sleep
         self.stats = DeliveryStats()
+        self.unauthorized: str | None = None
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
         """Deliver a batch of outbox records (see the module contract)."""

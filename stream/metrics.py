@@ -67,6 +67,17 @@ CONSUMER_LAG = Gauge(
 )
 OUTBOX_BACKLOG = Gauge(
     "ometria_outbox_backlog",
-    "Outbox records this worker has not yet delivered (its outbox partitions' lag).",
+    "Outbox records this pusher has not yet delivered (its outbox partitions' lag).",
+    registry=REGISTRY,
+)
+OUTBOX_LAG = Gauge(
+    "ometria_outbox_lag",
+    "Outbox records not yet delivered, per outbox partition this pusher owns.",
+    ["partition"],
+    registry=REGISTRY,
+)
+STALE_CONTACTS = Counter(
+    "ometria_stale_contacts",
+    "Contacts not sent because a newer version of them was already delivered.",
     registry=REGISTRY,
 )

@@ -48,6 +48,16 @@ class Pacer:
         if start > now:
             await self._sleep(start - now)
 
+    def pause(self, seconds: float) -> None:
+        """Send nothing for `seconds` from now (e.g. while budgets change after a rebalance)."""
+        self._next_at = max(self._next_at, self._clock() + seconds)
+
+    def set_max_rate(self, max_rate: float) -> None:
+        """Change the configured rate at run time; a lower, throttled rate is kept."""
+        self.max_rate = max_rate
+        self.rate = min(self.rate, max_rate)
+        self._floor = min(self._floor, max_rate)
+
     def throttled(self, retry_after: float | None = None) -> None:
         """Ometria said slow down: halve the rate, honour Retry-After, hold for a while."""
         now = self._clock()

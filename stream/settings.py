@@ -133,7 +133,22 @@ class OmetriaSettings(_Section):
     )
     collection: str = Field(default="loyalty", min_length=1, description="Contact @collection.")
     max_requests_per_second: float = Field(
-        default=4.0, gt=0, le=100, description="Push requests per second for this worker."
+        default=4.0,
+        gt=0,
+        le=100,
+        description="Push requests per second for the whole deployment (Ometria's limit is per "
+        "account): each pusher takes the share of its outbox partitions.",
+    )
+    push_in_worker: bool = Field(
+        default=True,
+        description="false = workers only fold; run `python -m stream push` to deliver.",
+    )
+    coalesce_records: int = Field(
+        default=5000,
+        ge=100,
+        le=100_000,
+        description="Outbox records read at most per round when a backlog waits: the latest "
+        "contact per customer among them is sent.",
     )
     flush_interval: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(seconds=1), description="Longest wait before a partial batch is sent."
@@ -174,6 +189,11 @@ class TopicSettings(_Section):
     outbox: str = Field(default="ometria.outbox", description="Records waiting to be pushed.")
     outbox_dead_letter: str = Field(
         default="ometria.outbox.dlq", description="Records Ometria refused."
+    )
+    outbox_versions: str = Field(
+        default="ometria.outbox.versions",
+        description="Compacted: the newest contact version delivered per customer, so that no "
+        "path (retry, redrive, backfill, rebalance) sends an older one.",
     )
     partitions: int | None = Field(
         default=None,
@@ -305,6 +325,11 @@ class Settings(BaseSettings):
     profile_api_token_file: Path | None = Field(
         default=None, description="File holding the profiles API token (a mounted Secret)."
     )
+
+    @property
+    def pusher_group(self) -> str:
+        """The consumer group of the pushers (the outbox's own, apart from the workers')."""
+        return f"{self.app_id}-pusher"
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:

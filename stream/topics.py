@@ -1,4 +1,5 @@
-"""Topic objects: loyalty events in, the internal Ometria outbox, and the dead-letter topics."""
+"""Faust topic objects: loyalty events in, and their dead letters (the pusher reads the outbox
+with its own consumer, stream.pusher)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,4 @@ _topics = get_settings().topics
 
 # Values stay raw bytes: parsing is ours, so a bad record can be dead-lettered byte for byte.
 loyalty_events_topic = app.topic(_topics.events, key_type=bytes, value_type=bytes)
-ometria_outbox_topic = app.topic(_topics.outbox, key_type=bytes, value_type=bytes)
 events_dead_letter_topic = app.topic(_topics.dead_letter, key_type=bytes, value_type=bytes)
-outbox_dead_letter_topic = app.topic(_topics.outbox_dead_letter, key_type=bytes, value_type=bytes)

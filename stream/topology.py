@@ -55,6 +55,8 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.outbox, partitions, _retention(topics.outbox_retention)),
         TopicSpec(topics.dead_letter, partitions, dead),
         TopicSpec(topics.outbox_dead_letter, partitions, dead),
+        # Partitioned like the outbox: a pusher reads the partitions it owns there.
+        TopicSpec(topics.outbox_versions, partitions, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -197,7 +199,7 @@ async def partition_ids(settings: Settings, topic: str) -> list[int]:
 
 
 async def ensure_committed_offsets(settings: Settings) -> int:
-    """Give every partition the worker consumes a committed offset (its earliest) if it has none.
+    """Give every events partition a committed offset (its earliest) if it has none.
 
     Faust seeks to the committed offsets after recovering its tables, while its streams may
     already be running; for a partition with no committed offset that seek drops the records
@@ -224,7 +226,7 @@ async def ensure_committed_offsets(settings: Settings) -> int:
 
 
 async def _commit_earliest(settings: Settings) -> int:
-    topics = [settings.topics.events, settings.topics.outbox]
+    topics = [settings.topics.events]
     committed = await committed_offsets(settings)
     wanted = [
         TopicPartition(topic, partition)

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from stream import metrics
+from stream.agents import pusher_service
 from stream.app import app
 from stream.metrics import REGISTRY
 from stream.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
@@ -32,12 +33,26 @@ async def healthz(self: View, request: Request) -> Response:
 
 @app.page("/readyz")
 async def readyz(self: View, request: Request) -> Response:
-    """Ready once the tables are recovered and the consumer group is not rebalancing."""
+    """Ready once the tables are recovered, the group is not rebalancing, and the pusher (when
+    it runs in this worker) delivers: a refused API key makes the worker not ready."""
     # TableManagerT does not declare the recovery service the TableManager has.
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    ready = recovered and not app.rebalancing and not app.in_recovery
-    body = {"ready": ready, "recovered": recovered, "rebalancing": bool(app.rebalancing)}
+    delivery = _delivery_problem()
+    ready = recovered and not app.rebalancing and not app.in_recovery and delivery is None
+    body = {
+        "ready": ready,
+        "recovered": recovered,
+        "rebalancing": bool(app.rebalancing),
+        "delivery": delivery or "ok",
+    }
     return self.json(body, status=200 if ready else 503)
+
+
+def _delivery_problem() -> str | None:
+    if pusher_service is None:
+        return None
+    pusher = pusher_service.pusher
+    return "the pusher has not started" if pusher is None else pusher.not_ready()
 
 
 @app.page("/metrics")
@@ -53,17 +68,14 @@ def _measure_lag() -> None:
     monitor = app.monitor
     ends = monitor.tp_end_offsets or {}
     committed = monitor.tp_committed_offsets or {}
-    outbox = get_settings().topics.outbox
-    backlog = 0
     metrics.CONSUMER_LAG.clear()
     for tp in app.consumer.assignment():
         if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
             continue
         lag = max(0, ends.get(tp, 0) - committed.get(tp, 0))
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-        if tp.topic == outbox:
-            backlog += lag
-    metrics.OUTBOX_BACKLOG.set(backlog)
+    if pusher_service is not None and pusher_service.pusher is not None:
+        pusher_service.pusher.measure()
 
 
 def _authorised(request: Request, token: str) -> bool:

@@ -11,6 +11,7 @@ import orjson
 from pydantic import SecretStr
 
 from stream.ometria.errors import Permanent, Retryable
+from stream.ometria.records import without_version
 
 BODY_EXCERPT_CHARS = 2000
 
@@ -120,7 +121,7 @@ class OmetriaClient:
             Retryable: transport failure, timeout, 5xx or 429.
             Permanent: any other non-2xx answer.
         """
-        body = orjson.dumps(records)
+        body = orjson.dumps([without_version(record) for record in records])
         try:
             response = await self._http.post("/v2/push", content=body)
         except httpx.TimeoutException as exc:

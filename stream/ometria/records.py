@@ -66,6 +66,30 @@ class CustomEvent(_Record):
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
+# Our own field on outbox contacts, never sent to Ometria: the input offset the contact was
+# folded up to. Every event of a customer shares one input partition, so it only grows, and a
+# contact with a lower version than one already delivered is older (see stream.pusher).
+VERSION_FIELD = "@version"
+
+
+def with_version(contact: dict[str, Any], version: int) -> dict[str, Any]:
+    """The contact, marked with the version of the profile it was mapped from."""
+    return {**contact, VERSION_FIELD: version}
+
+
+def version_of(record: dict[str, Any]) -> int | None:
+    """A record's version, or None when it carries none (custom events, old records)."""
+    version = record.get(VERSION_FIELD)
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def without_version(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as Ometria receives it."""
+    if VERSION_FIELD not in record:
+        return record
+    return {k: v for k, v in record.items() if k != VERSION_FIELD}
+
+
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     """The one JSON encoding of a record, or of a customer's records in one outbox message
     (sorted keys, so equal records are equal bytes)."""

@@ -26,6 +26,8 @@ BOOTSTRAP = os.environ.get(
 )
 REPO = Path(__file__).resolve().parents[2]
 READY = "Worker]: Ready"
+# What each command logs once it does its job.
+READY_LINES = {"worker": READY, "push": "pushing outbox partitions"}
 
 
 def pytest_collection_modifyitems(items):
@@ -79,6 +81,14 @@ class Names:
     def outbox_dead_letter(self) -> str:
         return f"it-{self.run}.outbox.dlq"
 
+    @property
+    def outbox_versions(self) -> str:
+        return f"it-{self.run}.outbox.versions"
+
+    @property
+    def pusher_group(self) -> str:
+        return f"{self.app_id}-pusher"
+
 
 @pytest.fixture
 def names() -> Names:
@@ -97,19 +107,21 @@ async def sandbox() -> AsyncIterator[str]:
 class Worker:
     """`python -m stream worker` as a child process with its own environment and log."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: str = "worker") -> None:
         self.env = env
         self.log = log
+        self.command = command
+        self.ready_line = READY_LINES[command]
         self.process: subprocess.Popen[bytes] | None = None
         self._ready_before = 0
         self.cwd: Path = log.parent
 
     def start(self) -> None:
         # A restarted worker appends to the same log: readiness is one more "Ready" line.
-        self._ready_before = self.text().count(READY) if self.log.exists() else 0
+        self._ready_before = self.text().count(self.ready_line) if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream", "worker"],
+                [sys.executable, "-m", "stream", self.command],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -126,7 +138,7 @@ class Worker:
             if self.process.poll() is not None:
                 tail = self.text()[-3000:]
                 raise AssertionError(f"worker exited with {self.process.returncode}:\n{tail}")
-            if self.text().count(READY) > self._ready_before:
+            if self.text().count(self.ready_line) > self._ready_before:
                 return
             await asyncio.sleep(0.2)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.text()[-3000:]}")
@@ -161,6 +173,7 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
             "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,
             "STREAM_TOPICS__OUTBOX": names.outbox,
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
+            "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
             "STREAM_TOPICS__PARTITIONS": "3",
             "STREAM_OMETRIA__BASE_URL": sandbox,
             "STREAM_OMETRIA__API_KEY": "it-secret-key-7f3a",
@@ -174,12 +187,14 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def second_worker(env: dict[str, str], tmp_path: Path) -> Worker:
-    """Another worker of the same group: its own port, data directory and log."""
+def second_worker(
+    env: dict[str, str], tmp_path: Path, name: str = "b", command: str = "worker"
+) -> Worker:
+    """Another process of the same deployment: its own port, data directory and log."""
     other = dict(env)
     other["STREAM_WEB_PORT"] = str(free_port())
-    other["STREAM_DATA_DIR"] = str(tmp_path / "data-b")
-    return Worker(other, tmp_path / "worker-b.log")
+    other["STREAM_DATA_DIR"] = str(tmp_path / f"data-{name}")
+    return Worker(other, tmp_path / f"{command}-{name}.log", command)
 
 
 def names_settings(names: Names, **topics: object) -> Settings:
@@ -192,6 +207,7 @@ def names_settings(names: Names, **topics: object) -> Settings:
             "dead_letter": names.dead_letter,
             "outbox": names.outbox,
             "outbox_dead_letter": names.outbox_dead_letter,
+            "outbox_versions": names.outbox_versions,
             **topics,
         },
     )

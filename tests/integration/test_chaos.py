@@ -52,7 +52,10 @@ async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, i
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
     await consumer.start()
     try:
+        # A consumer that subscribes to nothing knows no topic until it asks for one.
+        await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        assert partitions, f"no partitions known for {topic}"
         ends = await consumer.end_offsets(partitions)
         return {tp.partition: ((await consumer.committed(tp)) or 0, ends[tp]) for tp in partitions}
     finally:
@@ -76,8 +79,8 @@ async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float
         keep_running(*workers)
         return {
             (topic, partition): positions
-            for topic in (names.events, names.outbox)
-            for partition, positions in (await committed_to_the_end(names.app_id, topic)).items()
+            for topic, group in ((names.events, names.app_id), (names.outbox, names.pusher_group))
+            for partition, positions in (await committed_to_the_end(group, topic)).items()
         }
 
     positions = await poll(

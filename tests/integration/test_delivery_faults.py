@@ -56,11 +56,11 @@ async def produce(producer, topic, events):
 
 
 async def outbox_committed(names) -> int:
-    """The sum of the worker group's committed outbox offsets."""
+    """The sum of the pusher group's committed outbox offsets."""
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(names.app_id)
+        offsets = await admin.list_consumer_group_offsets(names.pusher_group)
     finally:
         await admin.close()
     return sum(at.offset for tp, at in offsets.items() if tp.topic == names.outbox)

@@ -38,6 +38,8 @@ def test_created_topics_carry_explicit_retention():
     assert specs["ometria.outbox"]["retention.ms"] == str(21 * 86400 * 1000)
     assert specs["loyalty.events"]["retention.ms"] == "-1"
     assert specs["loyalty.events.dlq"]["retention.ms"] == str(30 * 86400 * 1000)
+    versions = specs.pop("ometria.outbox.versions")
+    assert versions == {"cleanup.policy": "compact"}, "the newest versions are kept for good"
     assert all(configs["retention.bytes"] == "-1" for configs in specs.values())
 
 

@@ -1,0 +1,211 @@
+"""The pusher as its own consumer group: versions, the shared rate, rebalances, running alone."""
+
+from __future__ import annotations
+
+import signal
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.backfill import backfill
+from stream.ometria.mapping import load_preset
+from stream.redrive import Filters, redrive
+from tests.integration.conftest import (
+    BOOTSTRAP,
+    names_settings,
+    poll,
+    read_topic,
+    sandbox_get,
+    second_worker,
+)
+from tests.integration.test_chaos import committed_to_the_end
+from tests.integration.test_delivery_faults import (
+    all_delivered,
+    busiest_second,
+    clear_faults,
+    produce,
+    set_faults,
+    story,
+)
+
+
+def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, object]:
+    customer: dict[str, object] = {"id": cid}
+    if email:
+        customer["email"] = email
+    return {
+        "event_id": f"{cid}-more-{n}",
+        "type": "points.earned",
+        "occurred_at": (datetime.now(UTC) + timedelta(seconds=10 + n)).isoformat(),
+        "customer": customer,
+        "data": {"points": points},
+    }
+
+
+async def outbox_delivered(names) -> None:
+    """Wait until the pusher group has committed every outbox partition to its end."""
+    positions = await poll(
+        lambda: committed_to_the_end(names.pusher_group, names.outbox),
+        lambda got: all(c == end for c, end in got.values()),
+        timeout=60,
+    )
+    assert all(c == end for c, end in positions.values()), positions
+
+
+async def metric(worker, name: str) -> float:
+    port = worker.env["STREAM_WEB_PORT"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    return sum(values)
+
+
+async def test_a_redriven_old_contact_never_replaces_the_newer_one_delivered(
+    names, sandbox, worker, producer
+):
+    cid = "ver-1"
+    await set_faults(sandbox, refuse_ids=[cid])  # v1 of the contact is dead-lettered
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, [earn(cid, 10, 0, email=f"{cid}@example.com")])
+    assert len(await read_topic(names.outbox_dead_letter, expected=1)) == 1
+    await clear_faults(sandbox)
+    await produce(producer, names.events, [earn(cid, 5, 1)])  # v2
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered({cid: 15}))
+
+    report = await redrive(names_settings(names), "outbox", Filters(), dry_run=False, show=str)
+    assert report.published == 1
+    await outbox_delivered(names)
+
+    contacts = (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"]
+    assert [c["properties"]["rivoPointsBalance"] for c in contacts] == [15]
+    assert await metric(worker, "ometria_stale_contacts_total") == 1
+
+
+async def test_a_backfill_read_before_newer_traffic_never_puts_the_old_contacts_back(
+    names, sandbox, worker, producer
+):
+    """Backfill reads every profile first and publishes afterwards: live traffic can deliver
+    newer contacts in between. The publishing half is held back here until it has."""
+    events, balances, _ = story(20, "bf")
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
+
+    held = f"{names.outbox}.held"
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(held, 3, 1)])
+    finally:
+        await admin.close()
+    report = await backfill(
+        names_settings(names, outbox=held), load_preset("rivo"), dry_run=False
+    )
+    assert report.contacts == len(balances)
+
+    await produce(producer, names.events, [earn(cid, 7, 0) for cid in balances])
+    newer = {cid: balance + 7 for cid, balance in balances.items()}
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(newer))
+
+    outbox = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    await outbox.start()
+    try:
+        for record in await read_topic(held, expected=len(balances)):
+            await outbox.send(names.outbox, key=record.key, value=record.value)
+        await outbox.flush()
+    finally:
+        await outbox.stop()
+    await outbox_delivered(names)
+
+    contacts = (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"]
+    assert {c["id"]: c["properties"]["rivoPointsBalance"] for c in contacts} == newer
+    assert await metric(worker, "ometria_stale_contacts_total") == len(balances)
+
+
+async def test_two_workers_together_keep_to_the_accounts_rate(
+    names, sandbox, worker, producer, tmp_path
+):
+    worker.env["STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND"] = "4"
+    await set_faults(sandbox, rate_limit=4)
+    other = second_worker(worker.env, tmp_path)
+    worker.start()
+    other.start()
+    await worker.wait_ready()
+    await other.wait_ready()
+    events, balances, _ = story(1200, "rate")
+    try:
+        await produce(producer, names.events, events)
+        await poll(
+            lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+            all_delivered(balances),
+            timeout=180,
+        )
+    finally:
+        await other.stop_async()
+    log = (await sandbox_get(sandbox, "/_sandbox/requests"))["requests"]
+    times = [datetime.fromisoformat(r["received_at"]) for r in log]
+    assert len(times) >= 30, "enough requests to judge the rate"
+    assert busiest_second(times) <= 4
+    assert not [r for r in log if r["status"] == 429]
+    for process in (worker, other):
+        assert "at 2.00 requests/s" in process.text(), "each pusher took its share"
+
+
+async def test_sigkill_during_an_outage_and_the_rebalance_after_it_lose_nothing(
+    names, sandbox, worker, producer, tmp_path
+):
+    other = second_worker(worker.env, tmp_path)
+    worker.start()
+    other.start()
+    await worker.wait_ready()
+    await other.wait_ready()
+    events, balances, _ = story(60, "down")
+    await set_faults(sandbox, fail_status=503, fail_for_seconds=40)
+    try:
+        await produce(producer, names.events, events)
+        await poll(
+            lambda: sandbox_get(sandbox, "/_sandbox/stats"),
+            lambda s: s["by_status"].get("503", 0) >= 4,
+        )
+        other.stop(signal.SIGKILL)  # mid-push: its rounds are retrying against the outage
+        await poll(
+            lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+            all_delivered(balances),
+            timeout=180,
+        )
+    finally:
+        other.stop()
+    contacts = (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"]
+    assert {c["id"]: c["properties"]["rivoPointsBalance"] for c in contacts} == balances
+    await outbox_delivered(names)
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["records_rejected"] == 0
+
+
+async def test_pusher_runs_alone_beside_workers_that_only_fold(
+    names, sandbox, worker, producer, tmp_path
+):
+    worker.env["STREAM_OMETRIA__PUSH_IN_WORKER"] = "false"
+    pusher = second_worker(worker.env, tmp_path, name="p", command="push")
+    worker.start()
+    await worker.wait_ready()
+    events, balances, _ = story(30, "alone")
+    await produce(producer, names.events, events)
+    try:
+        pusher.start()
+        await pusher.wait_ready()
+        await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
+        port = pusher.env["STREAM_WEB_PORT"]
+        async with httpx.AsyncClient(timeout=10) as http:
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200, ready.text
+        assert orjson.loads(ready.content)["ready"] is True
+    finally:
+        code = await pusher.stop_async(signal.SIGTERM)
+    assert code == 0, pusher.text()[-2000:]
+    assert "PusherService" not in worker.text(), "the worker only folds"
+    await outbox_delivered(names)
