@@ -20,7 +20,12 @@ QUEUE_LOW_WATER = 10_000
 
 
 class Pacer:
-    """Spaces requests evenly at an adaptive rate (requests per second)."""
+    """Spaces requests evenly at an adaptive rate (requests per second).
+
+    The spacing counts from the moment `wait()` returns (when the request goes out), not from
+    the slot it was meant to have: an event loop that oversleeps then delays the next request
+    too, instead of letting it follow at once.
+    """
 
     def __init__(
         self,
@@ -31,29 +36,56 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        _check_rate(max_rate)
         self.max_rate = max_rate
         self.rate = max_rate
         self._hold = hold
-        self._floor = min(floor, max_rate)
+        self._floor_setting = floor
         self._clock = clock
         self._sleep = sleep
-        self._next_at = 0.0
+        self._last_sent: float | None = None
+        self._not_before = 0.0
         self._hold_until = 0.0
+        # Callers waiting together would otherwise all wake for the same gap and go out at once.
+        self._turn = asyncio.Lock()
+
+    @property
+    def _floor(self) -> float:
+        return min(self._floor_setting, self.max_rate)
+
+    def _due(self) -> float:
+        spaced = 0.0 if self._last_sent is None else self._last_sent + RATE_MARGIN / self.rate
+        return max(spaced, self._not_before)
 
     async def wait(self) -> None:
-        """Return when the next request may go out, and book its slot."""
-        now = self._clock()
-        start = max(now, self._next_at)
-        self._next_at = start + RATE_MARGIN / self.rate
-        if start > now:
-            await self._sleep(start - now)
+        """Return when the next request may go out; the caller sends it right away."""
+        async with self._turn:
+            now, due = self._clock(), self._due()
+            while now < due:
+                await self._sleep(due - now)
+                now, was_due, due = self._clock(), due, self._due()
+                # Sleep again only if a 429 or a lower rate moved the due time meanwhile.
+                if due <= was_due:
+                    break
+            self._last_sent = now
+
+    def set_max_rate(self, max_rate: float) -> None:
+        """Change the budget at run time (e.g. this worker's share of the account's rate).
+
+        A pacer running at its old maximum moves to the new one; one slowed down by Ometria
+        keeps its lower rate, capped at the new maximum, and recovers towards the new maximum.
+        """
+        _check_rate(max_rate)
+        at_full_rate = self.rate >= self.max_rate
+        self.max_rate = max_rate
+        self.rate = max_rate if at_full_rate else max(self._floor, min(self.rate, max_rate))
 
     def throttled(self, retry_after: float | None = None) -> None:
         """Ometria said slow down: halve the rate, honour Retry-After, hold for a while."""
         now = self._clock()
         self.rate = max(self._floor, self.rate / 2)
         if retry_after is not None:
-            self._next_at = max(self._next_at, now + retry_after)
+            self._not_before = max(self._not_before, now + retry_after)
         self._hold_until = now + self._hold
 
     def accepted(self, queue_remaining: int | None = None) -> None:
@@ -63,3 +95,8 @@ class Pacer:
             return
         if self.rate < self.max_rate and self._clock() >= self._hold_until:
             self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
+
+
+def _check_rate(rate: float) -> None:
+    if not rate > 0:
+        raise ValueError(f"a pacer needs a rate above 0 requests per second, got {rate}")
