@@ -46,7 +46,7 @@ class Pacer:
         self._last_sent: float | None = None
         self._not_before = 0.0
         self._hold_until = 0.0
-        # Callers waiting together would otherwise all wake for the same gap and go out at once.
+        # Callers waiting together take turns in order instead of all waking for the same gap.
         self._turn = asyncio.Lock()
 
     @property

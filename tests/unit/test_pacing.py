@@ -19,8 +19,9 @@ class Clock:
         return self.now
 
     async def sleep(self, delay: float) -> None:
+        wake_at = self.now + delay + self.oversleep
         await asyncio.sleep(0)  # others run meanwhile, as they would during a real sleep
-        self.now += delay + self.oversleep
+        self.now = max(self.now, wake_at)
 
 
 @pytest.fixture
