@@ -16,6 +16,11 @@ MAX_RECORDS_PER_REQUEST = 100
 
 RecordType = Literal["contact", "custom_event"]
 
+# Our own bookkeeping on an outbox record (the contact's per-customer version): kept in the
+# outbox and in dead letters, never sent to Ometria.
+VERSION_KEY = "@version"
+PRIVATE_KEYS = frozenset({VERSION_KEY})
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

@@ -254,7 +254,7 @@ async def test_deliver_dead_letters_carry_record_json_and_never_the_api_key(
 ):
     def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
         if any(record["id"] == "bad" for record in records):
-            return httpx.Response(403, text="forbidden")
+            return httpx.Response(400, text="invalid")
         return httpx.Response(202, json={"accepted": len(records), "rejected": 1})
 
     ometria.script = [status(503), status(429, **{"Retry-After": "1"})]
