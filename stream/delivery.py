@@ -10,7 +10,8 @@ A refused key (401/403) says nothing about the records: delivery pauses, re-send
 request every `auth_retry_interval` until Ometria accepts the key, and `unauthorized` says why
 meanwhile; nothing is split or dead-lettered. A request Ometria refuses for its content (other
 4xx) is split in halves until the bad records are alone; those go to the outbox dead-letter
-topic with the answer, and the rest goes on.
+topic with the answer, and the rest goes on. A 2xx reporting `rejected > 0` dead-letters only
+the records Ometria's errors list names for that request; the others were accepted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from stream import metrics
 from stream.dlq import DeadLetter
 from stream.ometria.batching import plan_requests
 from stream.ometria.client import OmetriaClient, PushResult
-from stream.ometria.errors import Permanent, Retryable, Unauthorized
+from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
 from stream.ometria.records import MAX_RECORD_BYTES, encode
 from stream.pacing import Pacer
 
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 # While the key is refused, a reminder this often is enough; every attempt would flood the log.
 AUTH_LOG_INTERVAL = 60.0
+LOGGED_ERROR_CHARS = 200
 
 
 class DeadLetterSink(Protocol):
@@ -139,23 +141,66 @@ class Delivery:
             return
         self.stats.records_accepted += result.accepted
         if result.rejected:
-            # Ometria validates asynchronously; a copy of the batch lets someone inspect it.
-            self.stats.rejected_reported += result.rejected
-            metrics.RECORDS_REJECTED.inc(result.rejected)
-            logger.warning(
-                "Ometria rejected %d of %d records (request %s); batch copied to the dead-letter "
-                "topic, details at GET /v2/push/_errors",
-                result.rejected,
-                len(records),
-                result.request_id,
-            )
+            await self._rejected(records, result)
+
+    async def _rejected(self, records: list[dict[str, Any]], result: PushResult) -> None:
+        """Dead-letter the records Ometria's errors list names for this request; no others."""
+        self.stats.rejected_reported += result.rejected
+        metrics.RECORDS_REJECTED.inc(result.rejected)
+        logger.warning(
+            "Ometria accepted request %s but reports %d of its %d records rejected "
+            "(accepted %d); looking for them in GET /v2/push/_errors",
+            result.request_id,
+            result.rejected,
+            len(records),
+            result.accepted,
+        )
+        named = await self._named_in_errors(records, result.request_id)
+        for record, entries in named:
             await self._bury(
-                records,
+                [record],
                 "Rejected",
-                f"Ometria accepted the request but rejected {result.rejected} of "
-                f"{len(records)} records",
+                "Ometria rejected the record: "
+                + "; ".join(
+                    f"{str(entry.get('error_message'))[:LOGGED_ERROR_CHARS]} at "
+                    f"{str(entry.get('error_path'))[:LOGGED_ERROR_CHARS]}"
+                    for entry in entries
+                ),
                 {"status": str(result.status_code), "request_id": str(result.request_id)},
             )
+        if len(named) < result.rejected:
+            logger.warning(
+                "%d of the %d records rejected in request %s are not named in Ometria's errors "
+                "list; they stay counted as accepted, nothing else is dead-lettered",
+                result.rejected - len(named),
+                result.rejected,
+                result.request_id,
+            )
+
+    async def _named_in_errors(
+        self, records: list[dict[str, Any]], request_id: str | None
+    ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        if request_id is None:
+            return []
+        # The errors list is read once: a rejection is rare and never worth a retry loop.
+        await self.pacer.wait()
+        try:
+            entries = await self._client.errors()
+        except OmetriaError as exc:
+            logger.warning(
+                "could not read Ometria's errors list for request %s: %s", request_id, exc
+            )
+            return []
+        by_record: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            record_id = entry.get("record_id")
+            if entry.get("request_id") == request_id and record_id is not None:
+                by_record.setdefault(str(record_id), []).append(entry)
+        return [
+            (record, by_record[str(record.get("id"))])
+            for record in records
+            if str(record.get("id")) in by_record
+        ]
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

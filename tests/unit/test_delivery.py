@@ -222,27 +222,92 @@ async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_rec
     assert sleeps == []
 
 
-async def test_deliver_accepted_with_rejections_dead_letters_batch_copy_and_warns(
+def rejecting(accepted_count: int, rejected_count: int, request_id: str = "req-9") -> Reply:
+    return lambda records: httpx.Response(
+        202,
+        json={
+            "status": "OK",
+            "request_id": request_id,
+            "accepted": accepted_count,
+            "rejected": rejected_count,
+        },
+    )
+
+
+def error_entry(record_id: str, request_id: str = "req-9", path: str = "root > email") -> dict:
+    return {
+        "error_message": "not a valid value",
+        "error_path": path,
+        "record_id": record_id,
+        "request_id": request_id,
+    }
+
+
+async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_errors_list_names(
     delivery, ometria, dead_letters, caplog
 ):
-    ometria.script = [
-        lambda records: httpx.Response(
-            202, json={"status": "OK", "request_id": "req-9", "accepted": 1, "rejected": 2}
-        )
+    ometria.script = [rejecting(2, 1)]
+    ometria.errors = [
+        error_entry("c2"),
+        error_entry("c1", request_id="req-other"),  # another request's error
+        error_entry("c9"),  # not in this batch
     ]
     records = [contact("c1"), contact("c2"), contact("c3")]
 
     with caplog.at_level(logging.WARNING, logger="stream.delivery"):
         await delivery.deliver(records)
 
-    assert [letter.value for letter in dead_letters] == [encode(r) for r in records]
-    assert {letter.error_class for letter in dead_letters} == {"Rejected"}
-    assert dict(dead_letters[0].details) == {"status": "202", "request_id": "req-9"}
+    (letter,) = dead_letters
+    assert letter.value == encode(contact("c2"))
+    assert letter.error_class == "Rejected"
+    assert letter.reason == "Ometria rejected the record: not a valid value at root > email"
+    assert dict(letter.details) == {"status": "202", "request_id": "req-9"}
+    assert ometria.errors_read == 1
+    assert delivery.stats.rejected_reported == 1
+    assert delivery.stats.records_accepted == 2
+    assert "req-9" in caplog.text
+    assert "1 of its 3 records rejected" in caplog.text
+
+
+async def test_deliver_rejections_errors_list_unreadable_dead_letters_nothing_and_warns(
+    delivery, ometria, dead_letters, caplog
+):
+    ometria.script = [rejecting(1, 2)]
+    ometria.errors = 503
+
+    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+        await delivery.deliver([contact("c1"), contact("c2"), contact("c3")])
+
+    assert dead_letters == []
+    assert ometria.errors_read == 1, "read once, not retried"
+    assert "could not read Ometria's errors list for request req-9" in caplog.text
     assert delivery.stats.rejected_reported == 2
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "rejected 2 of 3" in warnings[0].getMessage()
-    assert "req-9" in warnings[0].getMessage()
+
+
+async def test_deliver_rejections_not_named_in_errors_list_stay_accepted(
+    delivery, ometria, dead_letters, caplog
+):
+    ometria.script = [rejecting(1, 1)]
+    ometria.errors = [{"error_message": "not a valid value", "error_path": "root > lastname"}]
+
+    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+        await delivery.deliver([contact("c1"), contact("c2")])
+
+    assert dead_letters == []
+    assert "not named in Ometria's errors list" in caplog.text
+
+
+async def test_deliver_record_with_two_errors_dead_lettered_once_with_both_reasons(
+    delivery, ometria, dead_letters
+):
+    ometria.script = [rejecting(0, 1)]
+    ometria.errors = [error_entry("c1", path="root > email"), error_entry("c1", path="root > id")]
+
+    await delivery.deliver([contact("c1")])
+
+    (letter,) = dead_letters
+    assert "root > email" in letter.reason
+    assert "root > id" in letter.reason
 
 
 @pytest.mark.parametrize(
@@ -461,10 +526,13 @@ async def test_deliver_dead_letters_carry_record_json_and_never_the_api_key(
     def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
         if any(record["id"] == "bad" for record in records):
             return httpx.Response(400, text="invalid")
-        return httpx.Response(202, json={"accepted": len(records), "rejected": 1})
+        return httpx.Response(
+            202, json={"request_id": "req-1", "accepted": len(records) - 1, "rejected": 1}
+        )
 
     ometria.script = [status(503), status(403), status(429, **{"Retry-After": "1"})]
     ometria.default = refuse_bad
+    ometria.errors = [error_entry("good", request_id="req-1")]
     big = contact("big", note="x" * (MAX_RECORD_BYTES + 1))
     records = [contact("good"), contact("bad"), big]
 
