@@ -329,9 +329,7 @@ async def report_ometria_errors() -> None:
     """Poll Ometria's account-wide record errors and report the new ones (log + metric)."""
     conf = settings.ometria
     try:
-        async with OmetriaClient(
-            str(conf.base_url), conf.require_api_key(), timeout=conf.timeout.total_seconds()
-        ) as client:
+        async with OmetriaClient.from_settings(conf) as client:
             entries = await client.errors()
     except OmetriaError as exc:
         logger.warning("could not read Ometria's errors list: %s", exc)

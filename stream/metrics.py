@@ -59,6 +59,11 @@ PUSH_LATENCY = Histogram(
 PUSH_RATE = Gauge(
     "ometria_push_rate", "Push requests per second the pacer allows now.", registry=REGISTRY
 )
+UNAUTHORIZED = Gauge(
+    "ometria_unauthorized",
+    "1 while Ometria refuses the API key (401/403) and delivery is paused, else 0.",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "loyalty_consumer_lag",
     "Records not yet committed, per partition this worker consumes (end offset - committed).",

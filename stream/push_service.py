@@ -25,10 +25,8 @@ STOP_GRACE = 10.0
 
 
 def _client(settings: Settings) -> OmetriaClient:
-    conf = settings.ometria
-    return OmetriaClient(
-        str(conf.base_url), conf.require_api_key(), timeout=conf.timeout.total_seconds()
-    )
+    # From the settings: a key mounted from a file is re-read when the Secret rotates.
+    return OmetriaClient.from_settings(settings.ometria)
 
 
 class PusherService(mode.Service):

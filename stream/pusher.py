@@ -10,10 +10,10 @@ One round: read what waits (up to `coalesce_records` when a backlog waits, else 
 arrives within the flush interval), keep the newest contact per customer and each distinct
 custom event, deliver in full requests, remember the contact versions delivered, commit.
 
-- **One account, one rate.** Each pusher paces itself at the configured rate times its share of
-  the outbox partitions, so the deployment as a whole never exceeds it. The price: a pusher
-  whose partitions are quiet leaves its share unused. After every rebalance all pushers wait one
-  quiet second, so no second mixes the old shares with the new ones.
+- **One account, one rate.** The account's requests per second are slots on the wall clock,
+  each owned by one outbox partition (stream.pacing.Slots): a pusher sends only in the slots of
+  the partitions it owns, so the deployment as a whole never exceeds the rate, however the
+  partitions are split. The price: a pusher whose partitions are quiet leaves its slots unused.
 - **Never stale.** Contacts carry a version (stream.ometria.records.VERSION_FIELD). The newest
   version delivered per customer is kept in a compacted topic partitioned like the outbox; a
   pusher reads its partitions of it when it is assigned them, and writes to it before it commits
@@ -42,6 +42,7 @@ from stream.kafka_auth import client_options
 from stream.ometria.batching import coalesce
 from stream.ometria.client import OmetriaClient
 from stream.ometria.records import decode
+from stream.pacing import Slots
 from stream.settings import Settings
 from stream.topology import admin_client
 
@@ -51,8 +52,6 @@ OCCURRED_AT_HEADER = "loyalty.occurred_at"
 # While a round is delivered the partitions are paused and polled this often, so that the group
 # keeps the pusher (aiokafka leaves the group after max_poll_interval without a poll).
 KEEPALIVE = 0.5
-# All pushers stay silent this long after a rebalance (see the module doc).
-QUIET_AFTER_REBALANCE = 1.0
 VERSIONS_READ_TIMEOUT = 60.0
 
 
@@ -101,7 +100,10 @@ class Pusher:
             **options, enable_auto_commit=False, auto_offset_reset="earliest"
         )
         self.delivery = Delivery(
-            client, max_requests_per_second=self._rate, dead_letter=self._dead_letter
+            client,
+            max_requests_per_second=self._rate,
+            dead_letter=self._dead_letter,
+            auth_retry_interval=conf.auth_retry_interval.total_seconds(),
         )
         # outbox partition -> contact id -> newest version delivered
         self._delivered: dict[int, dict[str, int]] = {}
@@ -268,7 +270,6 @@ class Pusher:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.wait({task})
-        self.delivery.pacer.pause(QUIET_AFTER_REBALANCE)
         for tp in revoked:
             self._delivered.pop(tp.partition, None)
             self._committed.pop(tp, None)
@@ -283,16 +284,15 @@ class Pusher:
             self._failure = exc
             return
         total = len(self._consumer.partitions_for_topic(self._topic) or ()) or len(assigned)
-        share = self._rate * len(assigned) / max(1, total)
-        self.delivery.pacer.set_max_rate(share if assigned else self._rate)
-        self.delivery.pacer.pause(QUIET_AFTER_REBALANCE)
-        metrics.PUSH_RATE.set(share)
-        self.assignment = frozenset(tp.partition for tp in assigned)
+        slots = Slots(self._rate, total, frozenset(tp.partition for tp in assigned))
+        self.delivery.pacer.use_slots(slots)
+        metrics.PUSH_RATE.set(slots.share())
+        self.assignment = slots.owned
         self.joined.set()
         logger.info(
             "pushing outbox partitions %s at %.2f requests/s (%d of %d partitions)",
             sorted(self.assignment),
-            share,
+            slots.share(),
             len(assigned),
             total,
         )
@@ -359,7 +359,8 @@ class Pusher:
             return f"stopped: {self._failure!r}"
         if not self.joined.is_set():
             return "not yet assigned outbox partitions"
-        return self.delivery.unauthorized
+        paused = self.delivery.unauthorized
+        return None if paused is None else paused.reason
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -160,18 +161,31 @@ class OmetriaSettings(_Section):
         default=timedelta(seconds=60),
         description="How often to read Ometria's record errors list; 0 = never.",
     )
+    auth_retry_interval: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=15),
+        description="While Ometria refuses the API key (401/403), how often delivery tries "
+        "the same request again.",
+    )
 
     _durations = field_validator(
-        "flush_interval", "timeout", "errors_poll_interval", mode="before"
+        "flush_interval", "timeout", "errors_poll_interval", "auth_retry_interval", mode="before"
     )(parse_duration)
 
     _files = field_validator("api_key_file")(_readable_file)
+    _key_from_file: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _read_key_file(self) -> OmetriaSettings:
         if self.api_key is None and self.api_key_file is not None:
             object.__setattr__(self, "api_key", _secret_from(self.api_key_file))
+            self._key_from_file = True
         return self
+
+    @property
+    def api_key_path(self) -> Path | None:
+        """The file to re-read the key from when it changes; None when the key is set directly
+        (STREAM_OMETRIA__API_KEY wins over the file)."""
+        return self.api_key_file if self._key_from_file else None
 
     def require_api_key(self) -> SecretStr:
         """The key for the `X-Ometria-Auth` header; raises SettingsError if none is set."""

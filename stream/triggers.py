@@ -1,8 +1,10 @@
 """Campaign triggers: loyalty events → Ometria custom events (design §6); pure.
 
 A trigger fires only for an event younger than the horizon at processing time, so replaying
-history rebuilds contacts without re-firing old campaigns. Ids derive from the event id and the
-rule, so a redelivered event re-sends the same id (an upsert, not a second event).
+history rebuilds contacts without re-firing old campaigns. Ids are
+`{customer_id}:{event_id}:{rule}[:{suffix}]`: derived from the event alone, so a retried,
+redelivered or replayed event re-sends the same id (an upsert, not a second event). The customer
+is part of it because two customers' events may carry the same producer event id.
 """
 
 from __future__ import annotations
@@ -230,7 +232,7 @@ def custom_events(
             continue
         # The id follows the rule, not its configured name, so renaming never re-sends.
         record = CustomEvent(
-            id=f"{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),
+            id=f"{event.customer.id}:{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),
             timestamp=event.occurred_at,
             event_type=options.event_type or name,
             identity_email=after.email,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -10,21 +14,115 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
-from stream.ometria.errors import Permanent, Retryable
-from stream.ometria.records import without_version
+from stream.ometria.errors import Permanent, Retryable, Unauthorized
+from stream.ometria.records import PRIVATE_KEYS
+from stream.settings import OmetriaSettings, SettingsError
 
 BODY_EXCERPT_CHARS = 2000
+# How often a key file is looked at (one stat) for a rotated key; a 401/403 looks at once.
+KEY_FILE_CHECK_SECONDS = 5.0
+
+logger = logging.getLogger(__name__)
+
+KeySource = Callable[[], SecretStr]
+"""Returns the API key to send now; called before every request, so it must be cheap."""
 
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
-    """Ometria's answer to an accepted request (records are queued, validated later)."""
+    """Ometria's answer to an accepted request (records are queued, validated later).
+
+    `unexpected_body` says what was wrong with a 2xx body that is not the documented
+    `{status, request_id, accepted, rejected}`; such an answer counts every record as accepted.
+    """
 
     status_code: int
     request_id: str | None
     accepted: int
     rejected: int
     queue_remaining: int | None
+    unexpected_body: str | None = None
+
+
+class ApiKeyFile:
+    """The API key in a file (a mounted Kubernetes Secret), re-read when the file changes.
+
+    Rotating the Secret then needs no restart: the file is looked at every few seconds, and
+    at once when Ometria refuses the key (`reload`). A file that cannot be read or is empty
+    keeps the last good key; the key itself never appears in a repr or a log line.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        check_every: float = KEY_FILE_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path = path
+        self._check_every = check_every
+        self._clock = clock
+        self._checked_at = clock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._problem: str | None = None
+        key = self._read()
+        if key is None:
+            raise SettingsError(
+                f"the Ometria API key file {path} {self._problem}: mount the Secret or fix "
+                "STREAM_OMETRIA__API_KEY_FILE"
+            )
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"ApiKeyFile({str(self._path)!r})"
+
+    def __call__(self) -> SecretStr:
+        if self._clock() - self._checked_at >= self._check_every:
+            self._refresh()
+        return self._key
+
+    def reload(self) -> None:
+        """Look at the file on the next call however recently it was looked at."""
+        self._checked_at = float("-inf")
+
+    def _refresh(self) -> None:
+        self._checked_at = self._clock()
+        known_problem = self._problem
+        key = self._read()
+        if key is None:
+            # Logged once per new problem: the file is looked at every few seconds.
+            if self._problem is not None and self._problem != known_problem:
+                logger.warning(
+                    "the Ometria API key file %s %s; keeping the key read before",
+                    self._path,
+                    self._problem,
+                )
+            return
+        if key.get_secret_value() != self._key.get_secret_value():
+            self._key = key
+            logger.warning("the Ometria API key file %s changed; sending the new key", self._path)
+
+    def _read(self) -> SecretStr | None:
+        """The key in the file; None if the file is unchanged since the last read, or bad."""
+        try:
+            info = self._path.stat()
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+            if stamp == self._stamp:
+                return None
+            text = self._path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self._unusable(f"cannot be read ({type(exc).__name__})")
+            return None
+        if not text:
+            self._unusable("is empty")
+            return None
+        self._stamp, self._problem = stamp, None
+        return SecretStr(text)
+
+    def _unusable(self, problem: str) -> None:
+        self._problem = problem
+        # Read it again next time even if it looks unchanged: it may have been half written.
+        self._stamp = None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -40,29 +138,68 @@ def _int_header(response: httpx.Response, name: str) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _count(answer: dict[str, Any], name: str) -> tuple[int, str | None]:
+    value = answer.get(name)
+    # bool is an int in Python, but `true` is no count
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value, None
+    if name not in answer:
+        return 0, f"no `{name}`"
+    return 0, f"`{name}` is {'null' if value is None else 'not a count'}"
+
+
+def _without_private_keys(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {key: value for key, value in record.items() if key not in PRIVATE_KEYS}
+        if not PRIVATE_KEYS.isdisjoint(record)
+        else record
+        for record in records
+    ]
+
+
 class OmetriaClient:
     """Pushes records to `{base_url}/v2/push` with the account's key.
 
-    The key lives only in the client's default headers: never in a repr, log or error.
+    The key is asked of its source for every request and goes only into that request's
+    header: never into a repr, a log line or an error. After a 401/403 an `ApiKeyFile` is
+    re-read at once, so the next attempt carries a rotated key.
     """
 
     def __init__(
         self,
         base_url: str,
-        api_key: SecretStr,
+        api_key: SecretStr | KeySource,
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._key: KeySource = (lambda: api_key) if isinstance(api_key, SecretStr) else api_key
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={
-                "X-Ometria-Auth": api_key.get_secret_value(),
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": "loyalty-stream",
             },
             timeout=timeout,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: OmetriaSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> OmetriaClient:
+        """A client for the configured account; a key from a file follows the file.
+
+        Raises:
+            SettingsError: no API key is configured.
+        """
+        key = settings.require_api_key()
+        path = settings.api_key_path
+        return cls(
+            str(settings.base_url),
+            ApiKeyFile(path) if path is not None else key,
+            timeout=settings.timeout.total_seconds(),
             transport=transport,
         )
 
@@ -83,15 +220,33 @@ class OmetriaClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def _auth(self) -> dict[str, str]:
+        return {"X-Ometria-Auth": self._key().get_secret_value()}
+
+    def _refused(self, response: httpx.Response, what: str) -> Unauthorized | Permanent:
+        status = response.status_code
+        body = response.text[:BODY_EXCERPT_CHARS]
+        if status in (401, 403):
+            if isinstance(self._key, ApiKeyFile):
+                self._key.reload()
+            return Unauthorized(
+                f"Ometria refused the API key ({status}): set a working key in "
+                "STREAM_OMETRIA__API_KEY or the file STREAM_OMETRIA__API_KEY_FILE names",
+                status_code=status,
+                body=body,
+            )
+        return Permanent(f"Ometria refused {what}: {status}", status_code=status, body=body)
+
     async def errors(self) -> list[dict[str, Any]]:
         """Ometria's newest record errors (`GET /v2/push/_errors`, at most 100, account-wide).
 
         Raises:
             Retryable: transport failure, timeout, 5xx or 429.
+            Unauthorized: 401 or 403.
             Permanent: any other non-2xx answer.
         """
         try:
-            response = await self._http.get("/v2/push/_errors")
+            response = await self._http.get("/v2/push/_errors", headers=self._auth())
         except httpx.HTTPError as exc:
             raise Retryable(f"errors list failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 429 or response.status_code >= 500:
@@ -99,11 +254,7 @@ class OmetriaClient:
                 f"Ometria answered {response.status_code}", status_code=response.status_code
             )
         if not 200 <= response.status_code < 300:
-            raise Permanent(
-                f"Ometria refused the errors list: {response.status_code}",
-                status_code=response.status_code,
-                body=response.text[:BODY_EXCERPT_CHARS],
-            )
+            raise self._refused(response, "the errors list")
         try:
             entries = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -115,15 +266,16 @@ class OmetriaClient:
         )
 
     async def push(self, records: list[dict[str, Any]]) -> PushResult:
-        """POST one request of records of one type.
+        """POST one request of records of one type (private keys such as `@version` left out).
 
         Raises:
             Retryable: transport failure, timeout, 5xx or 429.
+            Unauthorized: 401 or 403.
             Permanent: any other non-2xx answer.
         """
-        body = orjson.dumps([without_version(record) for record in records])
+        body = orjson.dumps(_without_private_keys(records))
         try:
-            response = await self._http.post("/v2/push", content=body)
+            response = await self._http.post("/v2/push", content=body, headers=self._auth())
         except httpx.TimeoutException as exc:
             raise Retryable(f"push timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -136,18 +288,39 @@ class OmetriaClient:
                 retry_after=_retry_after(response),
             )
         if not 200 <= status < 300:
-            text = response.text[:BODY_EXCERPT_CHARS]
-            raise Permanent(f"Ometria refused the request: {status}", status_code=status, body=text)
+            raise self._refused(response, "the request")
+        return self._accepted(response, len(records))
+
+    def _accepted(self, response: httpx.Response, sent: int) -> PushResult:
+        request_id, problem = None, None
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            answer = {}
-        if not isinstance(answer, dict):
-            answer = {}
+            answer, problem = None, "not JSON"
+        if isinstance(answer, dict):
+            raw_id = answer.get("request_id")
+            request_id = raw_id if isinstance(raw_id, str) and raw_id else None
+            accepted, accepted_problem = _count(answer, "accepted")
+            rejected, rejected_problem = _count(answer, "rejected")
+            problem = accepted_problem or rejected_problem
+        elif problem is None:
+            problem = "not an object"
+        if problem is not None:
+            # Ometria queued the request (2xx); an odd body is no reason to re-send or drop it.
+            logger.warning(
+                "Ometria answered %d with an undocumented body (%s; request %s); counting all %d "
+                "records as accepted",
+                response.status_code,
+                problem,
+                request_id or "without id",
+                sent,
+            )
+            accepted, rejected = sent, 0
         return PushResult(
-            status_code=status,
-            request_id=answer.get("request_id"),
-            accepted=int(answer.get("accepted", len(records))),
-            rejected=int(answer.get("rejected", 0)),
+            status_code=response.status_code,
+            request_id=request_id,
+            accepted=accepted,
+            rejected=rejected,
             queue_remaining=_int_header(response, "X-QueueSize-Remaining"),
+            unexpected_body=problem,
         )

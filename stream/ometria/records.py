@@ -16,6 +16,11 @@ MAX_RECORDS_PER_REQUEST = 100
 
 RecordType = Literal["contact", "custom_event"]
 
+# Our own bookkeeping on an outbox record (the contact's per-customer version): kept in the
+# outbox and in dead letters, never sent to Ometria.
+VERSION_KEY = "@version"
+PRIVATE_KEYS = frozenset({VERSION_KEY})
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -66,28 +71,15 @@ class CustomEvent(_Record):
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
-# Our own field on outbox contacts, never sent to Ometria: the input offset the contact was
-# folded up to. Every event of a customer shares one input partition, so it only grows, and a
-# contact with a lower version than one already delivered is older (see stream.pusher).
-VERSION_FIELD = "@version"
-
-
 def with_version(contact: dict[str, Any], version: int) -> dict[str, Any]:
     """The contact, marked with the version of the profile it was mapped from."""
-    return {**contact, VERSION_FIELD: version}
+    return {**contact, VERSION_KEY: version}
 
 
 def version_of(record: dict[str, Any]) -> int | None:
     """A record's version, or None when it carries none (custom events, old records)."""
-    version = record.get(VERSION_FIELD)
+    version = record.get(VERSION_KEY)
     return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
-def without_version(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as Ometria receives it."""
-    if VERSION_FIELD not in record:
-        return record
-    return {k: v for k, v in record.items() if k != VERSION_FIELD}
 
 
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:

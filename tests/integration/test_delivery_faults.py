@@ -43,7 +43,7 @@ def story(customers: int, prefix: str):
                     "data": {"points": points},
                 }
             )
-            custom_ids.add(f"{event_id}:loyalty_points_earned")
+            custom_ids.add(f"{cid}:{event_id}:loyalty_points_earned")
         balances[cid] = 15 + n
     return events, balances, custom_ids
 

@@ -11,9 +11,10 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from stream.delivery import Delivery
+from stream import metrics
+from stream.delivery import AUTH_LOG_INTERVAL, Delivery
 from stream.dlq import DeadLetter
-from stream.ometria.client import OmetriaClient
+from stream.ometria.client import ApiKeyFile, OmetriaClient
 from stream.ometria.records import MAX_RECORD_BYTES, encode
 from stream.pacing import Pacer
 
@@ -44,15 +45,25 @@ def status(code: int, **headers: str) -> Reply:
 
 
 class FakeOmetria:
-    """A scripted Ometria: answers from `script` in turn, then `default`; keeps what it got."""
+    """A scripted Ometria: answers from `script` in turn, then `default`; keeps what it got.
+
+    `errors` is what `GET /v2/push/_errors` answers (a list, or a status code).
+    """
 
     def __init__(self) -> None:
         self.script: list[Reply] = []
         self.default: Reply = accepted
         self.bodies: list[list[dict[str, Any]]] = []
         self.accepted: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] | int = []
+        self.errors_read = 0
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/push/_errors":
+            self.errors_read += 1
+            if isinstance(self.errors, int):
+                return httpx.Response(self.errors, text="unavailable")
+            return httpx.Response(200, json=self.errors)
         records = orjson.loads(request.content)
         self.bodies.append(records)
         reply = self.script.pop(0) if self.script else self.default
@@ -116,7 +127,12 @@ def delivery(client, sleeps, dead_letters, pacer_clock) -> Delivery:
 
     pacer = Pacer(4, clock=pacer_clock, sleep=pacer_clock.sleep)
     return Delivery(
-        client, max_requests_per_second=4, dead_letter=dead_letter, sleep=sleep, pacer=pacer
+        client,
+        max_requests_per_second=4,
+        dead_letter=dead_letter,
+        sleep=sleep,
+        clock=pacer_clock,
+        pacer=pacer,
     )
 
 
@@ -206,27 +222,282 @@ async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_rec
     assert sleeps == []
 
 
-async def test_deliver_accepted_with_rejections_dead_letters_batch_copy_and_warns(
+def rejecting(accepted_count: int, rejected_count: int, request_id: str = "req-9") -> Reply:
+    return lambda records: httpx.Response(
+        202,
+        json={
+            "status": "OK",
+            "request_id": request_id,
+            "accepted": accepted_count,
+            "rejected": rejected_count,
+        },
+    )
+
+
+def error_entry(record_id: str, request_id: str = "req-9", path: str = "root > email") -> dict:
+    return {
+        "error_message": "not a valid value",
+        "error_path": path,
+        "record_id": record_id,
+        "request_id": request_id,
+    }
+
+
+async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_errors_list_names(
     delivery, ometria, dead_letters, caplog
 ):
-    ometria.script = [
-        lambda records: httpx.Response(
-            202, json={"status": "OK", "request_id": "req-9", "accepted": 1, "rejected": 2}
-        )
+    ometria.script = [rejecting(2, 1)]
+    ometria.errors = [
+        error_entry("c2"),
+        error_entry("c1", request_id="req-other"),  # another request's error
+        error_entry("c9"),  # not in this batch
     ]
     records = [contact("c1"), contact("c2"), contact("c3")]
 
     with caplog.at_level(logging.WARNING, logger="stream.delivery"):
         await delivery.deliver(records)
 
-    assert [letter.value for letter in dead_letters] == [encode(r) for r in records]
-    assert {letter.error_class for letter in dead_letters} == {"Rejected"}
-    assert dict(dead_letters[0].details) == {"status": "202", "request_id": "req-9"}
+    (letter,) = dead_letters
+    assert letter.value == encode(contact("c2"))
+    assert letter.error_class == "Rejected"
+    assert letter.reason == "Ometria rejected the record: not a valid value at root > email"
+    assert dict(letter.details) == {"status": "202", "request_id": "req-9"}
+    assert ometria.errors_read == 1
+    assert delivery.stats.rejected_reported == 1
+    assert delivery.stats.records_accepted == 2
+    assert "req-9" in caplog.text
+    assert "1 of its 3 records rejected" in caplog.text
+
+
+async def test_deliver_rejections_errors_list_unreadable_dead_letters_nothing_and_warns(
+    delivery, ometria, dead_letters, caplog
+):
+    ometria.script = [rejecting(1, 2)]
+    ometria.errors = 503
+
+    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+        await delivery.deliver([contact("c1"), contact("c2"), contact("c3")])
+
+    assert dead_letters == []
+    assert ometria.errors_read == 1, "read once, not retried"
+    assert "could not read Ometria's errors list for request req-9" in caplog.text
     assert delivery.stats.rejected_reported == 2
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "rejected 2 of 3" in warnings[0].getMessage()
-    assert "req-9" in warnings[0].getMessage()
+
+
+async def test_deliver_rejections_not_named_in_errors_list_stay_accepted(
+    delivery, ometria, dead_letters, caplog
+):
+    ometria.script = [rejecting(1, 1)]
+    ometria.errors = [{"error_message": "not a valid value", "error_path": "root > lastname"}]
+
+    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+        await delivery.deliver([contact("c1"), contact("c2")])
+
+    assert dead_letters == []
+    assert "not named in Ometria's errors list" in caplog.text
+
+
+async def test_deliver_record_with_two_errors_dead_lettered_once_with_both_reasons(
+    delivery, ometria, dead_letters
+):
+    ometria.script = [rejecting(0, 1)]
+    ometria.errors = [error_entry("c1", path="root > email"), error_entry("c1", path="root > id")]
+
+    await delivery.deliver([contact("c1")])
+
+    (letter,) = dead_letters
+    assert "root > email" in letter.reason
+    assert "root > id" in letter.reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "OK", "request_id": "req-1", "accepted": None, "rejected": 2},
+        {"status": "OK", "request_id": "req-1", "accepted": 0, "rejected": "2"},
+        [],
+    ],
+    ids=["accepted-null", "rejected-string", "list"],
+)
+async def test_deliver_undocumented_2xx_body_counts_all_accepted_dead_letters_nothing(
+    delivery, ometria, dead_letters, body
+):
+    ometria.script = [lambda records: httpx.Response(202, content=orjson.dumps(body))]
+
+    await delivery.deliver([contact("c1"), contact("c2")])
+
+    assert dead_letters == []
+    assert ometria.errors_read == 0
+    assert delivery.stats.records_accepted == 2
+
+
+# --- refused key (401/403) ------------------------------------------------------------------
+
+
+def unauthorized_gauge() -> float | None:
+    return metrics.REGISTRY.get_sample_value("ometria_unauthorized")
+
+
+async def test_deliver_refused_key_pauses_and_resends_the_same_request_until_accepted(
+    delivery, ometria, sleeps, dead_letters
+):
+    seen: list[tuple[object, float | None]] = []
+
+    def refuse(code: int) -> Reply:
+        def reply(records: list[dict[str, Any]]) -> httpx.Response:
+            seen.append((delivery.unauthorized, unauthorized_gauge()))
+            return httpx.Response(code, text="API key is not authorised")
+
+        return reply
+
+    ometria.script = [refuse(401), refuse(403), refuse(403)]
+    records = [contact(f"c{n}") for n in range(5)]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [records] * 4, "never split"
+    assert ometria.accepted == records
+    assert dead_letters == []
+    assert sleeps == [15.0, 15.0, 15.0]
+    first, *later = [pause for pause, _ in seen[1:]]
+    assert first.status_code == 401
+    assert later[-1].status_code == 403
+    assert later[-1].since == first.since
+    assert "Ometria refused the API key (403) since" in later[-1].reason
+    assert [gauge for _, gauge in seen] == [0.0, 1.0, 1.0]
+    assert delivery.unauthorized is None
+    assert unauthorized_gauge() == 0.0
+    assert delivery.stats.unauthorized == 3
+
+
+async def test_deliver_refused_key_retries_at_the_configured_interval(
+    client, ometria, dead_letters, pacer_clock
+):
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        pacer_clock.now += delay
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        dead_letters.append(letter)
+
+    delivery = Delivery(
+        client,
+        max_requests_per_second=4,
+        dead_letter=dead_letter,
+        auth_retry_interval=2.5,
+        sleep=sleep,
+        clock=pacer_clock,
+        pacer=Pacer(4, clock=pacer_clock, sleep=pacer_clock.sleep),
+    )
+    ometria.script = [status(403)] * 2
+
+    await delivery.deliver([contact("c1")])
+
+    assert waits == [2.5, 2.5]
+    assert dead_letters == []
+
+
+async def test_deliver_refused_key_warns_once_a_minute_not_per_attempt_and_never_the_key(
+    delivery, ometria, caplog
+):
+    attempts = 20  # 15 s apart: five minutes of refusals
+    ometria.script = [status(403)] * attempts
+
+    with caplog.at_level(logging.DEBUG):
+        await delivery.deliver([contact("c1")])
+
+    paused = [r for r in caplog.records if "delivery paused" in r.getMessage()]
+    assert len(paused) == attempts * 15 // AUTH_LOG_INTERVAL
+    assert all(r.levelno == logging.WARNING for r in paused)
+    assert "delivery resumes" in caplog.text
+    assert API_KEY not in caplog.text
+
+
+async def test_deliver_refused_key_while_splitting_other_refusals_pauses_not_dead_letters(
+    delivery, ometria, dead_letters
+):
+    answers = iter([400, 403, 403])
+
+    def reply(records: list[dict[str, Any]]) -> httpx.Response:
+        code = next(answers, 202)
+        if code == 202:
+            return accepted(records)
+        return httpx.Response(code, text="refused")
+
+    ometria.default = reply
+    records = [contact("a"), contact("b")]
+
+    await delivery.deliver(records)
+
+    assert dead_letters == []
+    assert sorted(r["id"] for r in ometria.accepted) == ["a", "b"]
+
+
+async def test_deliver_key_file_rotated_during_pause_resumes_with_the_new_key(
+    tmp_path, sleeps, dead_letters, pacer_clock
+):
+    key_file = tmp_path / "api-key"
+    key_file.write_text("k-revoked", encoding="utf-8")
+    sent_keys: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent_keys.append(request.headers["X-Ometria-Auth"])
+        if request.headers["X-Ometria-Auth"] != API_KEY:
+            return httpx.Response(403, text="forbidden")
+        return accepted(orjson.loads(request.content))
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+        pacer_clock.now += delay
+        if len(sleeps) == 2:
+            rotated = tmp_path / "api-key.new"
+            rotated.write_text(API_KEY, encoding="utf-8")
+            rotated.replace(key_file)
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        dead_letters.append(letter)
+
+    async with OmetriaClient(
+        "https://ometria.test", ApiKeyFile(key_file), transport=httpx.MockTransport(handle)
+    ) as client:
+        delivery = Delivery(
+            client,
+            max_requests_per_second=4,
+            dead_letter=dead_letter,
+            sleep=sleep,
+            clock=pacer_clock,
+            pacer=Pacer(4, clock=pacer_clock, sleep=pacer_clock.sleep),
+        )
+        await delivery.deliver([contact("c1")])
+
+    assert sent_keys == ["k-revoked", "k-revoked", API_KEY]
+    assert dead_letters == []
+    assert delivery.unauthorized is None
+
+
+# --- private record keys --------------------------------------------------------------------
+
+
+async def test_deliver_versioned_records_sent_without_version_dead_letters_keep_it(
+    delivery, ometria, dead_letters
+):
+    def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
+        if any(record["id"] == "bad" for record in records):
+            return httpx.Response(400, text="invalid")
+        return accepted(records)
+
+    ometria.default = refuse_bad
+    good = {**contact("good"), "@version": 12}
+    bad = {**contact("bad"), "@version": 13}
+
+    await delivery.deliver([good, bad])
+
+    assert ometria.accepted == [contact("good")]
+    assert all("@version" not in record for body in ometria.bodies for record in body)
+    (letter,) = dead_letters
+    assert orjson.loads(letter.value) == bad
 
 
 async def test_deliver_oversized_record_dead_lettered_others_sent(delivery, ometria, dead_letters):
@@ -254,11 +525,14 @@ async def test_deliver_dead_letters_carry_record_json_and_never_the_api_key(
 ):
     def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
         if any(record["id"] == "bad" for record in records):
-            return httpx.Response(403, text="forbidden")
-        return httpx.Response(202, json={"accepted": len(records), "rejected": 1})
+            return httpx.Response(400, text="invalid")
+        return httpx.Response(
+            202, json={"request_id": "req-1", "accepted": len(records) - 1, "rejected": 1}
+        )
 
-    ometria.script = [status(503), status(429, **{"Retry-After": "1"})]
+    ometria.script = [status(503), status(403), status(429, **{"Retry-After": "1"})]
     ometria.default = refuse_bad
+    ometria.errors = [error_entry("good", request_id="req-1")]
     big = contact("big", note="x" * (MAX_RECORD_BYTES + 1))
     records = [contact("good"), contact("bad"), big]
 

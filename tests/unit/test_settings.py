@@ -77,6 +77,8 @@ def test_load_settings_tier_order_comma_list_split_and_stripped(monkeypatch):
         ("STREAM_OMETRIA__FLUSH_INTERVAL", "0.5s", timedelta(milliseconds=500)),
         ("STREAM_OMETRIA__FLUSH_INTERVAL", "250ms", timedelta(milliseconds=250)),
         ("STREAM_OMETRIA__TIMEOUT", "15", timedelta(seconds=15)),
+        ("STREAM_OMETRIA__AUTH_RETRY_INTERVAL", "1m", timedelta(minutes=1)),
+        ("STREAM_OMETRIA__AUTH_RETRY_INTERVAL", "2.5", timedelta(seconds=2.5)),
     ],
 )
 def test_load_settings_duration_forms_parsed(monkeypatch, variable, value, expected):
@@ -95,6 +97,7 @@ def test_load_settings_duration_forms_parsed(monkeypatch, variable, value, expec
         ("STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND", "fast"),
         ("STREAM_OMETRIA__FLUSH_INTERVAL", "0s"),
         ("STREAM_OMETRIA__FLUSH_INTERVAL", "soon"),
+        ("STREAM_OMETRIA__AUTH_RETRY_INTERVAL", "0s"),
         ("STREAM_TRIGGERS__HORIZON", "24 hours"),
         ("STREAM_STORE", "redis://"),
         ("STREAM_WEB_PORT", "70000"),
@@ -184,6 +187,28 @@ def test_load_settings_key_env_wins_over_key_file(monkeypatch, tmp_path):
     monkeypatch.setenv("STREAM_OMETRIA__API_KEY", API_KEY)
 
     assert load_settings().ometria.require_api_key().get_secret_value() == API_KEY
+
+
+def test_load_settings_auth_retry_interval_defaults_to_15_seconds():
+    assert load_settings().ometria.auth_retry_interval == timedelta(seconds=15)
+
+
+def test_api_key_path_key_from_file_names_the_file_to_re_read(monkeypatch, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(API_KEY, encoding="utf-8")
+    monkeypatch.setenv("STREAM_OMETRIA__API_KEY_FILE", str(key_file))
+
+    assert load_settings().ometria.api_key_path == key_file
+
+
+def test_api_key_path_key_set_directly_is_none_even_with_a_key_file(monkeypatch, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text("k-from-file", encoding="utf-8")
+    monkeypatch.setenv("STREAM_OMETRIA__API_KEY", API_KEY)
+    assert load_settings().ometria.api_key_path is None
+
+    monkeypatch.setenv("STREAM_OMETRIA__API_KEY_FILE", str(key_file))
+    assert load_settings().ometria.api_key_path is None
 
 
 @pytest.mark.parametrize("value", [None, ""])

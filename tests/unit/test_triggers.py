@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from stream.ometria.batching import plan_requests
 from stream.profile import Profile, fold
 from stream.triggers import TriggerConfig, custom_events
 from tests.conftest import T0, make_event
@@ -53,7 +54,7 @@ def test_custom_events_points_earned_fires_record_with_documented_shape():
     assert fire(event) == [
         {
             "@type": "custom_event",
-            "id": "evt-1:loyalty_points_earned",
+            "id": "c7:evt-1:loyalty_points_earned",
             "timestamp": "2026-11-21T10:00:00Z",
             "event_type": "loyalty_points_earned",
             "identity_email": EMAIL,
@@ -291,7 +292,7 @@ def test_custom_events_same_event_twice_gives_same_deterministic_id():
     first = custom_events(event, None, profile, TriggerConfig(), now)
     second = custom_events(event, None, profile, TriggerConfig(), now + timedelta(hours=1))
 
-    assert first[0]["id"] == second[0]["id"] == f"{event.event_id}:loyalty_reward_used"
+    assert first[0]["id"] == second[0]["id"] == f"c1:{event.event_id}:loyalty_reward_used"
 
 
 def test_custom_events_long_string_property_truncated_to_512_chars():
@@ -311,3 +312,21 @@ def test_custom_events_none_properties_omitted():
 
     assert record["properties"] == {"reward_code": "C", "redemption_id": "r1"}
     assert "order_id" not in record["properties"]
+
+
+def test_custom_events_two_customers_sharing_an_event_id_both_survive_batching():
+    shared = {"points": 5, "action": "purchase"}
+    first = make_event("points.earned", shared, email=EMAIL, customer_id="c1", event_id="evt-9")
+    second = make_event(
+        "points.earned", shared, email="other@example.com", customer_id="c2", event_id="evt-9"
+    )
+
+    plan = plan_requests([*fire(first), *fire(second)])
+
+    (request,) = plan.requests
+    assert [record["identity_account_id"] for record in request] == ["c1", "c2"]
+    assert [record["id"] for record in request] == [
+        "c1:evt-9:loyalty_points_earned",
+        "c2:evt-9:loyalty_points_earned",
+    ]
+    assert plan.coalesced == 0

@@ -59,7 +59,7 @@ def test_custom_events_membership_cancelled_fires_with_membership_fields():
 
     assert {k: v for k, v in record.items() if k != "properties"} == {
         "@type": "custom_event",
-        "id": "m-1:loyalty_membership_cancelled",
+        "id": "c7:m-1:loyalty_membership_cancelled",
         "timestamp": "2026-11-21T10:00:00Z",
         "event_type": "loyalty_membership_cancelled",
         "identity_email": EMAIL,
@@ -101,7 +101,7 @@ def test_custom_events_points_expiring_fires_with_points_expiry_and_balance():
 
     _, (record,) = fired(earn(100, at=0), expiring, config=TriggerConfig())
 
-    assert record["id"] == "x-1:loyalty_points_expiring"
+    assert record["id"] == "c1:x-1:loyalty_points_expiring"
     assert record["event_type"] == "loyalty_points_expiring"
     properties = record["properties"]
     assert set(properties) == {"points", "expires_at", "points_balance"}
@@ -129,7 +129,7 @@ def test_custom_events_balance_crossing_reward_cost_upwards_fires_once():
 
     (record,) = available(second)
     # readable name, then a digest of the exact name so '£5 off' and '$5 off' differ
-    assert re.fullmatch(r"ev-7:loyalty_reward_available:5-off-[0-9a-f]{8}", record["id"])
+    assert re.fullmatch(r"c1:ev-7:loyalty_reward_available:5-off-[0-9a-f]{8}", record["id"])
     assert record["timestamp"] == "2026-11-21T10:00:02Z"
     assert record["identity_email"] == EMAIL
     assert record["properties"] == {
@@ -214,8 +214,8 @@ def test_custom_events_one_event_crossing_several_costs_fires_one_each():
     records = available(second)
     ids = sorted(r["id"] for r in records)
     assert len(ids) == 2
-    assert re.fullmatch(r"ev-8:loyalty_reward_available:10-off-[0-9a-f]{8}", ids[0])
-    assert re.fullmatch(r"ev-8:loyalty_reward_available:5-off-[0-9a-f]{8}", ids[1])
+    assert re.fullmatch(r"c1:ev-8:loyalty_reward_available:10-off-[0-9a-f]{8}", ids[0])
+    assert re.fullmatch(r"c1:ev-8:loyalty_reward_available:5-off-[0-9a-f]{8}", ids[1])
     assert sorted(r["properties"]["reward_points"] for r in records) == [500, 1000]
 
 

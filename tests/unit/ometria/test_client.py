@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
 
-from stream.ometria.client import BODY_EXCERPT_CHARS, OmetriaClient, PushResult
-from stream.ometria.errors import OmetriaError, Permanent, Retryable
+from stream.ometria.client import (
+    BODY_EXCERPT_CHARS,
+    KEY_FILE_CHECK_SECONDS,
+    ApiKeyFile,
+    OmetriaClient,
+    PushResult,
+)
+from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
+from stream.settings import SettingsError, load_settings
 
 API_KEY = "k-SECRET-123"
 BASE_URL = "https://ometria.test"
@@ -33,12 +42,14 @@ async def ometria(sent):
     """Build a client whose requests are recorded in `sent` and answered by `handler`."""
     clients: list[OmetriaClient] = []
 
-    def build(handler: Handler, *, base_url: str = BASE_URL) -> OmetriaClient:
+    def build(
+        handler: Handler, *, base_url: str = BASE_URL, key: object = SecretStr(API_KEY)
+    ) -> OmetriaClient:
         def record(request: httpx.Request) -> httpx.Response:
             sent.append(request)
             return handler(request)
 
-        client = OmetriaClient(base_url, SecretStr(API_KEY), transport=httpx.MockTransport(record))
+        client = OmetriaClient(base_url, key, transport=httpx.MockTransport(record))
         clients.append(client)
         return client
 
@@ -172,7 +183,7 @@ async def test_push_transport_failure_raises_retryable_chained(ometria, exc_type
     assert isinstance(caught.value.__cause__, exc_type)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
 async def test_push_client_error_raises_permanent_with_status_and_body(ometria, status):
     client = ometria(answer(status, '{"error": "invalid record"}'))
 
@@ -207,10 +218,11 @@ async def test_client_repr_names_base_url_not_api_key(ometria):
         answer(503, "down"),
         answer(400, "bad"),
         answer(403, "forbidden"),
+        answer(401, "unauthorised"),
         raising(httpx.ReadTimeout, "timed out"),
         raising(httpx.ConnectError, "connection refused"),
     ],
-    ids=["429", "503", "400", "403", "timeout", "connect"],
+    ids=["429", "503", "400", "403", "401", "timeout", "connect"],
 )
 async def test_push_any_error_never_shows_api_key(ometria, handler):
     client = ometria(handler)
@@ -220,3 +232,245 @@ async def test_push_any_error_never_shows_api_key(ometria, handler):
 
     assert API_KEY not in str(caught.value)
     assert API_KEY not in repr(caught.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_push_refused_key_raises_unauthorized_not_permanent(ometria, status):
+    client = ometria(answer(status, '{"error": "API key is not authorised"}'))
+
+    with pytest.raises(Unauthorized) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.status_code == status
+    assert caught.value.body == '{"error": "API key is not authorised"}'
+    assert not isinstance(caught.value, Permanent | Retryable)
+    assert "STREAM_OMETRIA__API_KEY" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_errors_list_refused_key_raises_unauthorized(ometria, status):
+    client = ometria(answer(status, "forbidden"))
+
+    with pytest.raises(Unauthorized):
+        await client.errors()
+
+
+# --- private keys ---------------------------------------------------------------------------
+
+
+async def test_push_record_version_is_not_sent_and_the_callers_records_are_unchanged(ometria, sent):
+    client = ometria(answer(202, {"accepted": 2, "rejected": 0}))
+    records = [{**RECORDS[0], "@version": 41}, {**RECORDS[1], "@version": 7}]
+    before = orjson.dumps(records)
+
+    await client.push(records)
+
+    assert orjson.loads(sent[0].content) == RECORDS
+    assert orjson.dumps(records) == before
+
+
+# --- 2xx answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "OK", "request_id": "req-1", "accepted": None, "rejected": 0},
+        {"status": "OK", "request_id": "req-1", "accepted": "2", "rejected": 0},
+        {"status": "OK", "request_id": "req-1", "accepted": 2.5, "rejected": 0},
+        {"status": "OK", "request_id": "req-1", "accepted": True, "rejected": 0},
+        {"status": "OK", "request_id": "req-1", "accepted": -1, "rejected": 0},
+        {"status": "OK", "request_id": "req-1", "rejected": 1},
+        {"status": "OK", "request_id": "req-1", "accepted": 1, "rejected": None},
+        ["c1", "c2"],
+        "OK",
+        "not json",
+    ],
+    ids=[
+        "accepted-null",
+        "accepted-string",
+        "accepted-float",
+        "accepted-bool",
+        "accepted-negative",
+        "accepted-missing",
+        "rejected-null",
+        "list",
+        "json-string",
+        "not-json",
+    ],
+)
+async def test_push_undocumented_2xx_body_counts_all_accepted_and_logs_once(ometria, caplog, body):
+    client = ometria(lambda request: httpx.Response(202, content=orjson.dumps(body)))
+    if body == "not json":
+        client = ometria(answer(202, "not json"))
+
+    with caplog.at_level(logging.DEBUG, logger="stream.ometria.client"):
+        result = await client.push(RECORDS)
+
+    assert (result.accepted, result.rejected) == (2, 0)
+    assert result.unexpected_body is not None
+    (warning,) = [r for r in caplog.records if r.name == "stream.ometria.client"]
+    assert warning.levelno == logging.WARNING
+    message = warning.getMessage()
+    assert "undocumented" in message
+    assert "c1" not in message, "no record contents in the log"
+
+
+async def test_push_documented_2xx_body_is_not_logged(ometria, caplog):
+    client = ometria(
+        answer(202, {"status": "OK", "request_id": "req-1", "accepted": 2, "rejected": 0})
+    )
+
+    with caplog.at_level(logging.DEBUG, logger="stream.ometria.client"):
+        result = await client.push(RECORDS)
+
+    assert result.unexpected_body is None
+    assert [r for r in caplog.records if r.name == "stream.ometria.client"] == []
+
+
+# --- key sources ----------------------------------------------------------------------------
+
+
+async def test_push_key_callable_is_asked_before_every_request(ometria, sent):
+    keys = iter([SecretStr("k-one"), SecretStr("k-two")])
+    client = ometria(answer(202, {"accepted": 2, "rejected": 0}), key=lambda: next(keys))
+
+    await client.push(RECORDS)
+    await client.push(RECORDS)
+
+    assert [request.headers["X-Ometria-Auth"] for request in sent] == ["k-one", "k-two"]
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def key_file(tmp_path) -> Path:
+    path = tmp_path / "api-key"
+    path.write_text(f"{API_KEY}\n", encoding="utf-8")
+    return path
+
+
+def rotate(path: Path, key: str) -> None:
+    """Replace the file the way a Kubernetes Secret update does: a new file moved in place."""
+    fresh = path.with_name("api-key.new")
+    fresh.write_text(f"{key}\n", encoding="utf-8")
+    fresh.replace(path)
+
+
+def test_api_key_file_rotated_file_read_after_the_check_interval(key_file):
+    ticks = Ticks()
+    source = ApiKeyFile(key_file, clock=ticks)
+    rotate(key_file, "k-rotated")
+
+    assert source().get_secret_value() == API_KEY, "not looked at again yet"
+    ticks.now += KEY_FILE_CHECK_SECONDS
+    assert source().get_secret_value() == "k-rotated"
+
+
+def test_api_key_file_reload_reads_a_rotated_file_at_once(key_file):
+    source = ApiKeyFile(key_file, clock=Ticks())
+    rotate(key_file, "k-rotated")
+
+    source.reload()
+
+    assert source().get_secret_value() == "k-rotated"
+
+
+@pytest.mark.parametrize("damage", ["empty", "missing"])
+def test_api_key_file_empty_or_missing_keeps_the_last_key_and_warns_once(key_file, caplog, damage):
+    ticks = Ticks()
+    source = ApiKeyFile(key_file, clock=ticks)
+    if damage == "empty":
+        key_file.write_text("\n", encoding="utf-8")
+    else:
+        key_file.unlink()
+
+    with caplog.at_level(logging.DEBUG, logger="stream.ometria.client"):
+        for _ in range(3):
+            ticks.now += KEY_FILE_CHECK_SECONDS
+            assert source().get_secret_value() == API_KEY
+
+    (warning,) = caplog.records
+    assert str(key_file) in warning.getMessage()
+    assert API_KEY not in caplog.text
+
+
+def test_api_key_file_missing_at_start_raises_settings_error_naming_the_variable(tmp_path):
+    with pytest.raises(SettingsError, match="STREAM_OMETRIA__API_KEY_FILE"):
+        ApiKeyFile(tmp_path / "missing")
+
+
+def test_api_key_file_repr_and_change_log_never_show_the_key(key_file, caplog):
+    source = ApiKeyFile(key_file, clock=Ticks())
+    rotate(key_file, "k-rotated-SECRET")
+
+    with caplog.at_level(logging.DEBUG):
+        source.reload()
+        source()
+
+    assert API_KEY not in repr(source)
+    assert "k-rotated-SECRET" not in caplog.text
+    assert "changed" in caplog.text
+
+
+async def test_push_after_refused_key_sends_the_rotated_key_from_the_file(ometria, sent, key_file):
+    def only_new_key(request: httpx.Request) -> httpx.Response:
+        if request.headers["X-Ometria-Auth"] != "k-rotated":
+            return httpx.Response(403, text="forbidden")
+        return httpx.Response(202, json={"accepted": 2, "rejected": 0})
+
+    client = ometria(only_new_key, key=ApiKeyFile(key_file))
+    with pytest.raises(Unauthorized):
+        await client.push(RECORDS)
+    rotate(key_file, "k-rotated")
+
+    result = await client.push(RECORDS)
+
+    assert result.accepted == 2
+    assert [r.headers["X-Ometria-Auth"] for r in sent] == [API_KEY, "k-rotated"]
+
+
+async def test_client_from_settings_key_file_follows_rotation(monkeypatch, key_file, sent):
+    monkeypatch.setenv("STREAM_OMETRIA__API_KEY_FILE", str(key_file))
+    monkeypatch.setenv("STREAM_OMETRIA__BASE_URL", BASE_URL)
+    valid = [API_KEY]
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.headers["X-Ometria-Auth"] not in valid:
+            return httpx.Response(401, text="unauthorised")
+        return httpx.Response(202, json={"accepted": 2, "rejected": 0})
+
+    async with OmetriaClient.from_settings(
+        load_settings().ometria, transport=httpx.MockTransport(record)
+    ) as client:
+        await client.push(RECORDS)
+        rotate(key_file, "k-rotated")
+        valid[:] = ["k-rotated"]  # the old key is revoked
+        with pytest.raises(Unauthorized):
+            await client.push(RECORDS)
+        await client.push(RECORDS)
+
+    assert [r.headers["X-Ometria-Auth"] for r in sent] == [API_KEY, API_KEY, "k-rotated"]
+    assert str(sent[0].url) == f"{BASE_URL}/v2/push"
+
+
+async def test_client_from_settings_key_set_directly_is_used_as_is(monkeypatch, sent):
+    monkeypatch.setenv("STREAM_OMETRIA__API_KEY", API_KEY)
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(202, json={"accepted": 2, "rejected": 0})
+
+    async with OmetriaClient.from_settings(
+        load_settings().ometria, transport=httpx.MockTransport(record)
+    ) as client:
+        await client.push(RECORDS)
+
+    assert sent[0].headers["X-Ometria-Auth"] == API_KEY

@@ -480,7 +480,7 @@ def test_sync_event_trigger_options_rename_event_and_keep_chosen_properties(load
     (record,) = sync_all(load(TRIGGERS), earned)
 
     assert record["event_type"] == "points_earned"
-    assert record["id"] == "ev-9:loyalty_points_earned"
+    assert record["id"] == "c1:ev-9:loyalty_points_earned"
     assert record["properties"] == {"points": 50}
 
 
