@@ -25,6 +25,10 @@ RATE_MARGIN = 1.05
 QUEUE_LOW_WATER = 10_000
 
 
+# On the account's slot grid, N requests per second are spaced (1 + 0.1)/N apart: a request may
+# then reach Ometria up to 100 ms after its slot starts (a busy event loop, a busy host, the
+# network) and N + 1 of them still never fall within one second.
+SLOT_MARGIN = 1.1
 # A slot is used only if its request goes out within this share of the slot spacing after the
 # slot starts; a later wake-up takes a later slot, so late requests cannot bunch up.
 SLOT_TOLERANCE = 0.2
@@ -46,10 +50,10 @@ class Slots:
 
     @property
     def spacing(self) -> float:
-        return RATE_MARGIN / self.account_rate
+        return SLOT_MARGIN / self.account_rate
 
     def share(self) -> float:
-        """The requests per second these slots allow."""
+        """The requests per second these slots allow (the configured rate's share)."""
         return self.account_rate * len(self.owned) / self.partitions
 
     def next_slot(self, after: float, used: int) -> tuple[int, float] | None:

@@ -254,6 +254,8 @@ class _Incoming:
     unreadable: InvalidBatch | None = None  # why the body is not JSON, if it is not
     record_count: int = 0
     record_type: str | None = None
+    # Stamped on arrival: judging a large body takes a while, and a rate is about arrivals.
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class SandboxState:
@@ -479,7 +481,7 @@ class SandboxState:
         self._requests.append(
             {
                 "request_id": incoming.request_id,
-                "received_at": datetime.now(UTC).isoformat(),
+                "received_at": incoming.received_at.isoformat(),
                 "status": reply.status,
                 "type": incoming.record_type,
                 "records": incoming.record_count,

@@ -104,6 +104,41 @@ async def sandbox() -> AsyncIterator[str]:
         yield url
 
 
+SANDBOX_ARGS = ("--api-key", "it-secret-key-7f3a", "--rate-limit", "50")
+
+
+@pytest.fixture
+async def sandbox_process(tmp_path: Path) -> AsyncIterator[str]:
+    """The stand-in as its own process (`python -m stream sandbox`), for tests that time its
+    arrivals: in this process it would share the event loop with the test's own polling."""
+    port = free_port()
+    log = (tmp_path / "sandbox.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream", "sandbox", "--port", str(port), *SANDBOX_ARGS],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with httpx.AsyncClient(timeout=2) as http:
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the stand-in did not start"
+            assert process.poll() is None, "the stand-in exited"
+            await asyncio.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
 class Worker:
     """`python -m stream worker` as a child process with its own environment and log."""
 
