@@ -32,6 +32,9 @@ SLOT_MARGIN = 1.1
 # A slot is used only if its request goes out within this share of the slot spacing after the
 # slot starts; a later wake-up takes a later slot, so late requests cannot bunch up.
 SLOT_TOLERANCE = 0.2
+# A host so busy that every wake-up is late still sends, in the slot it last aimed at (a later
+# slot than the previous request's, so requests stay spaced).
+MAX_LATE_WAKES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +129,23 @@ class Pacer:
         async with self._turn:
             now, due = self._clock(), self._due()
             target = self._slot_start(now, due)
+            late = 0
             while now < target:
                 await self._sleep(target - now)
                 now, was_due, due = self._clock(), due, self._due()
                 if due > was_due:  # a 429 or a lower rate moved the due time meanwhile
                     target = self._slot_start(now, due)
-                elif (
-                    self._slots is not None and now - target > SLOT_TOLERANCE * self._slots.spacing
-                ):
-                    target = self._slot_start(now, now)  # woke too late for that slot
+                elif self._missed(now, target) and late < MAX_LATE_WAKES:
+                    late += 1
+                    target = self._slot_start(now, now)
                 else:
                     break
             self._last_sent = now
+
+    def _missed(self, now: float, target: float) -> bool:
+        """Woke too late for the slot aimed at."""
+        slots = self._slots
+        return slots is not None and now - target > SLOT_TOLERANCE * slots.spacing
 
     def _slot_start(self, now: float, due: float) -> float:
         """When the request may go out: `due`, or the start of the first free slot after it

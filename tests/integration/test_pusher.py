@@ -217,3 +217,40 @@ async def test_pusher_runs_alone_beside_workers_that_only_fold(
     assert code == 0, pusher.text()[-2000:]
     assert "PusherService" not in worker.text(), "the worker only folds"
     await outbox_delivered(names)
+
+
+async def readiness(worker) -> httpx.Response:
+    port = worker.env["STREAM_WEB_PORT"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(f"http://127.0.0.1:{port}/readyz")
+
+
+async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
+    names, sandbox, worker, producer
+):
+    worker.env["STREAM_OMETRIA__AUTH_RETRY_INTERVAL"] = "2s"
+    events, balances, custom_ids = story(60, "key")
+    worker.start()
+    await worker.wait_ready()
+    half = len(events) // 2
+    await produce(producer, names.events, events[:half])
+    await set_faults(sandbox, fail_status=401, fail_for_seconds=30)
+    for start in range(half, len(events), 30):  # the stream goes on during the window
+        await produce(producer, names.events, events[start : start + 30])
+
+    paused = await poll(lambda: readiness(worker), lambda r: r.status_code == 503, timeout=25)
+    assert paused.status_code == 503, "not ready while Ometria refuses the key"
+    assert "401" in orjson.loads(paused.content)["delivery"]
+    assert await metric(worker, "ometria_unauthorized") == 1
+
+    contacts = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances), timeout=120
+    )
+    assert all_delivered(balances)(contacts)
+    delivered = await sandbox_get(sandbox, "/_sandbox/events")
+    assert {e["id"] for e in delivered["events"]} == custom_ids
+    assert (await readiness(worker)).status_code == 200
+    assert await metric(worker, "ometria_unauthorized") == 0
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["by_status"].get("401", 0) > 0, "the window was real"
+    assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []

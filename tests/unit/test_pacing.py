@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
-from stream.pacing import QUEUE_LOW_WATER, RATE_MARGIN, Pacer
+from stream.pacing import QUEUE_LOW_WATER, RATE_MARGIN, SLOT_MARGIN, SLOT_TOLERANCE, Pacer, Slots
 
 
 class Clock:
@@ -189,3 +192,89 @@ def test_pacer_rate_not_above_zero_raises_value_error(rate):
         Pacer(rate)
     with pytest.raises(ValueError, match="above 0"):
         Pacer(4).set_max_rate(rate)
+
+
+class VirtualTime:
+    """Time for several concurrent pacers: each sleeper wakes at its own due time, in order."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._count = itertools.count()
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + delay, next(self._count), woken))
+        await woken
+
+    async def run(self, *work: Coroutine[Any, Any, None]) -> None:
+        tasks = [asyncio.ensure_future(job) for job in work]
+        while not all(task.done() for task in tasks):
+            for _ in range(20):  # let every runnable task reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers:
+                wake_at, _, woken = heapq.heappop(self._sleepers)
+                self.now = max(self.now, wake_at)
+                woken.set_result(None)
+        for task in tasks:
+            task.result()
+
+
+async def test_pushers_owning_different_partitions_never_share_a_second_beyond_the_rate():
+    # One time for all, as the wall clock is for pushers on different hosts.
+    shared = VirtualTime()
+    owners = [frozenset({0, 2}), frozenset({1}), frozenset({3, 4, 5, 6})]
+    times: list[float] = []
+
+    async def pusher(owned: frozenset[int]) -> None:
+        pacer = Pacer(4, clock=shared, sleep=shared.sleep, wall=shared)
+        pacer.use_slots(Slots(4, 7, owned))
+        for _ in range(12):
+            await pacer.wait()
+            times.append(shared.now)
+
+    await shared.run(*(pusher(owned) for owned in owners))
+    assert len(times) == 36
+    assert most_in_one_second(times) <= 4
+    assert smallest_gap(times) == pytest.approx(SLOT_MARGIN / 4)
+
+
+class LateOnce(Clock):
+    """Oversleeps its first sleep only."""
+
+    async def sleep(self, delay: float) -> None:
+        await super().sleep(delay)
+        self.oversleep = 0.0
+
+
+async def test_a_pusher_that_wakes_too_late_for_its_slot_takes_a_later_one():
+    late = LateOnce(oversleep=0.2)
+    pacer = Pacer(4, clock=late, sleep=late.sleep, wall=late)
+    pacer.use_slots(Slots(4, 1, frozenset({0})))
+    times = await send_times(pacer, late, 10)
+    spacing = SLOT_MARGIN / 4
+    assert all(
+        min(t % spacing, spacing - t % spacing) <= SLOT_TOLERANCE * spacing for t in times
+    ), "every request goes out at the start of a slot"
+    assert most_in_one_second(times) <= 4
+
+
+async def test_a_pusher_always_late_still_sends_and_keeps_its_spacing():
+    late = Clock(oversleep=0.2)
+    pacer = Pacer(4, clock=late, sleep=late.sleep, wall=late)
+    pacer.use_slots(Slots(4, 1, frozenset({0})))
+    times = await asyncio.wait_for(send_times(pacer, late, 10), timeout=5)
+    assert most_in_one_second(times) <= 4
+
+
+def test_slots_give_each_pusher_the_share_of_its_partitions():
+    assert Slots(8, 8, frozenset({1, 5})).share() == 2
+    assert Slots(8, 8, frozenset()).next_slot(0.0, -1) is None
+    found = Slots(4, 3, frozenset({2})).next_slot(1.0, -1)
+    assert found is not None
+    number, start = found
+    assert number % 3 == 2
+    assert start >= 1.0
