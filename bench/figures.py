@@ -272,7 +272,7 @@ async def _drained(steady: Steady, within: float) -> None:
     outbox = f"{steady.app_id}.outbox"
     while True:
         ends = await kafka.end_offsets(outbox)
-        done = await kafka.committed(steady.app_id, outbox, ends)
+        done = await kafka.committed(f"{steady.app_id}-pusher", outbox, ends)
         if all(done[p] >= end for p, end in ends.items()):
             return
         if time.monotonic() > deadline:
