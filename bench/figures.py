@@ -182,9 +182,9 @@ class Steady:
 
 
 async def steady_start(
-    s: Setup, sandbox: Sandbox, customers: int, max_requests_per_second: float
+    s: Setup, sandbox: Sandbox, customers: int, max_requests_per_second: float, name: str = "d"
 ) -> Steady:
-    app_id = f"{s.prefix}-d"
+    app_id = f"{s.prefix}-{name}"
     topic = f"{app_id}.events"
     await kafka.create_topic(topic, s.partitions)
     env = worker_env(
@@ -260,6 +260,47 @@ async def steady_window(
         "latency_p99_s": _quantile(latencies, 0.99),
         "histogram_latency_p50_s": _histogram_quantile(before, after, 0.50),
         "histogram_latency_p99_s": _histogram_quantile(before, after, 0.99),
+    }
+
+
+async def backfill_run(steady: Steady, sandbox: Sandbox, rate: float) -> dict[str, Any]:
+    """h: `python -m stream backfill` of every customer, from its start until the stand-in has
+    accepted every contact again, against the time Ometria's rate allows at best."""
+    customers = len(sandbox.state.contacts(listing_id=None, collection=None))
+    sandbox.state.reset(faults=False)
+    log = steady.worker.log.with_name(f"{steady.app_id}-backfill.log")
+    started = time.monotonic()
+    with log.open("ab") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "stream",
+            "backfill",
+            env=steady.worker.env,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=log.parent,
+        )
+        if await process.wait() != 0:
+            raise RuntimeError(f"backfill failed, see {log}")
+    queued = time.monotonic() - started
+    deadline = started + 120 + customers / 10
+    while int(sandbox.state.stats()["records_accepted"]) < customers:  # type: ignore[call-overload]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"backfill not delivered: {sandbox.state.stats()}")
+        await asyncio.sleep(0.1)
+    seconds = time.monotonic() - started
+    stats = sandbox.state.stats()
+    by_status: dict[str, int] = stats["by_status"]  # type: ignore[assignment]
+    bound = math.ceil(customers / 100) / rate
+    return {
+        "customers": customers,
+        "seconds": seconds,
+        "queued_s": queued,
+        "bound_s": bound,
+        "ratio": seconds / bound,
+        "requests": stats["requests"],
+        "status_429": by_status.get("429", 0),
     }
 
 

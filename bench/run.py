@@ -27,7 +27,7 @@ from bench import sandbox as stand_in
 from bench.gen import DEFAULT_MIX, EventGenerator, parse_mix, ticking_clock
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = "abcdefg"
+FIGURES = "abcdefgh"
 # Figures that reuse another's runs: e compares with c's single worker, g reads c's changelogs.
 NEEDS = {"e": "c", "g": "c"}
 A_RATE = "ceiling: aiokafka getmany + orjson"
@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=20.0,
         help="d: the stand-in's rate limit and the worker's "
         "STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND (default: %(default)s)",
+    )
+    add("--h-customers", type=int, default=20_000, help="h: customers backfilled (default: 20000)")
+    add(
+        "--h-requests-per-second",
+        type=float,
+        default=8.0,
+        help="h: the stand-in's limit and STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND (default: 8)",
     )
     add(
         "--profiles",
@@ -194,6 +201,7 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         "b": _figure_b,
         "c": _figure_c,
         "d": _figure_d,
+        "h": _figure_h,
         "e": _figure_e,
         "f": _figure_f,
     }
@@ -314,6 +322,26 @@ async def _figure_d(args: argparse.Namespace, s: figures.Setup, report: Report) 
     report.notes.append(
         f"d: {args.d_customers:,} customers enrolled first; stand-in limit and worker rate "
         f"{rps:g} requests/s; latency over custom events (contacts carry no event time)"
+    )
+
+
+async def _figure_h(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
+    rps = args.h_requests_per_second
+    async with stand_in.running(rate_limit=rps) as sandbox:
+        steady = await figures.steady_start(s, sandbox, args.h_customers, rps, name="h")
+        try:
+            for _ in range(args.repeat):
+                n = await figures.backfill_run(steady, sandbox, rps)
+                report.detail("h", n)
+                report.add("h", "backfill, start to every contact accepted", "s", n["seconds"], 1)
+                report.add("h", "bound: contacts / 100 / rate", "s", n["bound_s"], 1)
+                report.add("h", "backfill / bound", "", n["ratio"], 2)
+                report.add("h", "429 answers", "", n["status_429"])
+        finally:
+            await steady.worker.stop()
+    report.notes.append(
+        f"h: {args.h_customers:,} customers enrolled first, then `python -m stream backfill`; "
+        f"stand-in limit and STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND {rps:g} requests/s"
     )
 
 
