@@ -25,6 +25,7 @@ custom event, deliver in full requests, remember the contact versions delivered,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -273,6 +274,8 @@ class Pusher:
         for tp in revoked:
             self._delivered.pop(tp.partition, None)
             self._committed.pop(tp, None)
+            with contextlib.suppress(KeyError):  # never measured
+                metrics.OUTBOX_LAG.remove(str(tp.partition))
         self.assignment = frozenset()
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
@@ -303,7 +306,13 @@ class Pusher:
         Before the pusher had a group of its own, the workers' group consumed the outbox; an
         upgraded deployment must neither re-send nor skip what it had reached.
         """
-        fresh = [tp for tp in assigned if await self._consumer.committed(tp) is None]
+        fresh = []
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                fresh.append(tp)
+            else:
+                self._committed[tp] = committed
         if not fresh:
             return
         async with admin_client(self._settings) as admin:
@@ -312,6 +321,7 @@ class Pusher:
             at = offsets.get(tp)
             if at is not None and at.offset >= 0:
                 self._consumer.seek(tp, at.offset)
+                self._committed[tp] = at.offset
 
     async def _load_versions(self, partitions: set[int]) -> None:
         """Read this pusher's partitions of the versions topic to their current end."""
@@ -348,7 +358,7 @@ class Pusher:
             end = self._consumer.highwater(tp)
             if end is None:
                 continue
-            lag = max(0, end - self._committed.get(tp, end))
+            lag = max(0, end - self._committed.get(tp, 0))
             metrics.OUTBOX_LAG.labels(str(tp.partition)).set(lag)
             backlog += lag
         metrics.OUTBOX_BACKLOG.set(backlog)

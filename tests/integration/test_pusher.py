@@ -247,7 +247,10 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
         lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances), timeout=120
     )
     assert all_delivered(balances)(contacts)
-    delivered = await sandbox_get(sandbox, "/_sandbox/events")
+    delivered = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/events"),
+        lambda body: {e["id"] for e in body["events"]} >= custom_ids,
+    )
     assert {e["id"] for e in delivered["events"]} == custom_ids
     assert (await readiness(worker)).status_code == 200
     assert await metric(worker, "ometria_unauthorized") == 0

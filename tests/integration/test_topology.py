@@ -44,8 +44,10 @@ async def test_ensure_topics_creates_every_topic_once(names):
         names.dead_letter,
         names.outbox,
         names.outbox_dead_letter,
+        names.outbox_versions,
     }
     assert await _partitions(names.outbox) == 3
+    assert await _partitions(names.outbox_versions) == 3, "partitioned like the outbox"
     again = await ensure_topics(names_settings(names, partitions=3))
     assert again.created == []
 
