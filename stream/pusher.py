@@ -114,6 +114,10 @@ class Pusher:
         self._stopping = False
         self.assignment: frozenset[int] = frozenset()
         self.joined = asyncio.Event()
+        # aiokafka fetches for a new assignment while `assigned` still reads the versions: no
+        # round starts before that is done, and a round read across a rebalance is dropped.
+        self._settled = asyncio.Event()
+        self._generation = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -145,9 +149,16 @@ class Pusher:
         while not self._stopping:
             if self._failure is not None:
                 raise PusherStopped(str(self._failure)) from self._failure
+            if not self._settled.is_set():
+                with contextlib.suppress(TimeoutError):  # look at stop and failure again
+                    await asyncio.wait_for(self._settled.wait(), timeout=1.0)
+                continue
+            generation = self._generation
             batch = await self._gather()
-            if batch:
+            if batch and generation == self._generation and self._settled.is_set():
                 await self._round(batch)
+            elif batch:
+                await self._rewind(batch)
             self.measure()
 
     # --- one round ---------------------------------------------------------------------------
@@ -203,6 +214,21 @@ class Pusher:
         if error is not None:
             raise PusherStopped(f"an outbox round failed: {error!r}") from error
         await self._commit(batch)
+
+    async def _rewind(self, batch: Round) -> None:
+        """A round read across a rebalance: its partitions start again from their commits."""
+        mine = self._consumer.assignment()
+        for tp in batch:
+            if tp not in mine:
+                continue
+            # Not aiokafka's seek_to_committed: it leaves a partition without a commit where it is.
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                committed = self._committed.get(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
 
     async def _deliver(self, batch: Round) -> None:
         entries: list[tuple[int, dict[str, Any]]] = []
@@ -267,6 +293,8 @@ class Pusher:
     # --- rebalancing -------------------------------------------------------------------------
 
     async def revoked(self, revoked: set[TopicPartition]) -> None:
+        self._settled.clear()
+        self._generation += 1
         task = self._in_flight
         if task is not None and not task.done():
             task.cancel()
@@ -285,6 +313,7 @@ class Pusher:
         except (KafkaError, TimeoutError) as exc:
             # Sending without the versions could put an older contact back: stop instead.
             self._failure = exc
+            self._settled.set()  # run() sees the failure
             return
         total = len(self._consumer.partitions_for_topic(self._topic) or ()) or len(assigned)
         slots = Slots(self._rate, total, frozenset(tp.partition for tp in assigned))
@@ -292,6 +321,7 @@ class Pusher:
         metrics.PUSH_RATE.set(slots.share())
         self.assignment = slots.owned
         self.joined.set()
+        self._settled.set()
         logger.info(
             "pushing outbox partitions %s at %.2f requests/s (%d of %d partitions)",
             sorted(self.assignment),

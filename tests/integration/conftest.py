@@ -304,3 +304,35 @@ async def sandbox_get(url: str, path: str):
         response = await http.get(path)
         response.raise_for_status()
         return response.json()
+
+
+def keep_running(*workers: Worker) -> None:
+    """Restart a worker that exited by itself (what the StatefulSet does)."""
+    for worker in workers:
+        if worker.process is not None and worker.process.poll() is not None:
+            worker.start()
+
+
+async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: (the group's committed offset, the end offset)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
+    await consumer.start()
+    try:
+        # A consumer that subscribes to nothing knows no topic until it asks for one.
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        assert partitions, f"no partitions known for {topic}"
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: ((await consumer.committed(tp)) or 0, ends[tp]) for tp in partitions}
+    finally:
+        await consumer.stop()
+
+
+async def outbox_delivered(names: Names, timeout: float = 60) -> None:
+    """Wait until the pusher group has committed every outbox partition to its end."""
+    positions = await poll(
+        lambda: committed_to_the_end(names.pusher_group, names.outbox),
+        lambda got: all(c == end for c, end in got.values()),
+        timeout=timeout,
+    )
+    assert all(c == end for c, end in positions.values()), positions

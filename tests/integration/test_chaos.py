@@ -14,12 +14,12 @@ import signal
 import time
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.topology import ensure_topics
 from tests.integration.conftest import (
-    BOOTSTRAP,
     Worker,
+    committed_to_the_end,
+    keep_running,
     names_settings,
     poll,
     sandbox_get,
@@ -38,28 +38,6 @@ async def produce_all(producer, names, events) -> None:
         key = event["customer"]["id"].encode()
         await producer.send(names.events, key=key, value=orjson.dumps(event))
     await producer.flush()
-
-
-def keep_running(*workers: Worker) -> None:
-    """Restart a worker that exited by itself (what the StatefulSet does)."""
-    for worker in workers:
-        if worker.process is not None and worker.process.poll() is not None:
-            worker.start()
-
-
-async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, int]]:
-    """Per partition of `topic`: (the group's committed offset, the end offset)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
-    await consumer.start()
-    try:
-        # A consumer that subscribes to nothing knows no topic until it asks for one.
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        assert partitions, f"no partitions known for {topic}"
-        ends = await consumer.end_offsets(partitions)
-        return {tp.partition: ((await consumer.committed(tp)) or 0, ends[tp]) for tp in partitions}
-    finally:
-        await consumer.stop()
 
 
 async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float = 240) -> None:

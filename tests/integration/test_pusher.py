@@ -16,13 +16,14 @@ from stream.ometria.mapping import load_preset
 from stream.redrive import Filters, redrive
 from tests.integration.conftest import (
     BOOTSTRAP,
+    keep_running,
     names_settings,
+    outbox_delivered,
     poll,
     read_topic,
     sandbox_get,
     second_worker,
 )
-from tests.integration.test_chaos import committed_to_the_end
 from tests.integration.test_delivery_faults import (
     all_delivered,
     clear_faults,
@@ -43,16 +44,6 @@ def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, o
         "customer": customer,
         "data": {"points": points},
     }
-
-
-async def outbox_delivered(names) -> None:
-    """Wait until the pusher group has committed every outbox partition to its end."""
-    positions = await poll(
-        lambda: committed_to_the_end(names.pusher_group, names.outbox),
-        lambda got: all(c == end for c, end in got.values()),
-        timeout=60,
-    )
-    assert all(c == end for c, end in positions.values()), positions
 
 
 async def metric(worker, name: str) -> float:
@@ -181,11 +172,13 @@ async def test_sigkill_during_an_outage_and_the_rebalance_after_it_lose_nothing(
             lambda s: s["by_status"].get("503", 0) >= 4,
         )
         other.stop(signal.SIGKILL)  # mid-push: its rounds are retrying against the outage
-        await poll(
-            lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
-            all_delivered(balances),
-            timeout=180,
-        )
+
+        async def contacts():
+            # A worker that stops itself (exit 70, fail closed) is restarted, as Kubernetes does.
+            keep_running(worker)
+            return await sandbox_get(sandbox, "/_sandbox/contacts")
+
+        await poll(contacts, all_delivered(balances), timeout=180)
     finally:
         other.stop()
     contacts = (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"]
