@@ -68,26 +68,9 @@ rules = SyncRules(
 )
 
 
-def _headers(message: Any) -> list[tuple[str, bytes]]:
-    headers = message.headers or []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(str(k), bytes(v or b"")) for k, v in items]
-
-
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
     """Queue a dead letter for an input record; the returned future says when it is stored."""
-    letter = DeadLetter(
-        stage="parse",
-        error_class=error_class,
-        reason=reason,
-        key=message.key,
-        value=message.value,
-        failed_at=datetime.now(UTC),
-        source_topic=message.topic,
-        source_partition=message.partition,
-        source_offset=message.offset,
-        original_headers=_headers(message),
-    )
+    letter = DeadLetter.of_record(message, stage="parse", error_class=error_class, reason=reason)
     stored = await events_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )

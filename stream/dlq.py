@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 HEADER_PREFIX = "dlq."
 MAX_HEADER_CHARS = 4000
@@ -29,6 +30,25 @@ class DeadLetter:
     source_offset: int | None = None
     original_headers: Sequence[tuple[str, bytes]] = ()
     details: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_record(cls, record: Any, *, stage: str, error_class: str, reason: str) -> DeadLetter:
+        """The dead letter of a Kafka record (aiokafka's or Faust's): its bytes, headers and
+        position, failed now."""
+        headers = record.headers or []
+        items = headers.items() if isinstance(headers, dict) else headers
+        return cls(
+            stage=stage,
+            error_class=error_class,
+            reason=reason,
+            key=record.key,
+            value=record.value,
+            failed_at=datetime.now(UTC),
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            original_headers=[(str(k), bytes(v or b"")) for k, v in items],
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         """The original headers followed by the `dlq.*` ones."""

@@ -413,15 +413,9 @@ def _observe_latency(batch: Round, now: datetime) -> None:
 
 
 def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
-    return DeadLetter(
+    return DeadLetter.of_record(
+        message,
         stage="push",
         error_class=type(exc).__name__,
         reason=f"the outbox message is not a JSON record or list of records: {exc}",
-        key=message.key,
-        value=message.value,
-        failed_at=datetime.now(UTC),
-        source_topic=message.topic,
-        source_partition=message.partition,
-        source_offset=message.offset,
-        original_headers=list(message.headers or ()),
     )

@@ -15,19 +15,9 @@ from stream.dlq import DeadLetter
 from stream.ometria.client import ApiKeyFile, OmetriaClient
 from stream.pacing import Pacer
 from stream.sandbox import SandboxConfig, running_sandbox
+from tests.unit.test_delivery import contact
 
 KEY = "k-sandbox-SECRET"
-
-
-def contact(listing_id: str, **properties: Any) -> dict[str, Any]:
-    return {
-        "@type": "contact",
-        "@collection": "loyalty",
-        "id": listing_id,
-        "customer_id": listing_id,
-        "email": f"{listing_id}@example.com",
-        "properties": properties,
-    }
 
 
 @pytest.fixture
