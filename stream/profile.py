@@ -9,12 +9,13 @@ replaced only by a strictly newer stamp, so any interleaving yields the same pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
 
 from stream.events import (
     Balance,
@@ -39,16 +40,15 @@ from stream.events import (
 # sent one event twice, and such retries follow each other closely.
 RECENT_EVENT_IDS = 32
 MAX_DELTAS = 256
-
-
-class _Value(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+# Aware datetimes as `...Z` for UTC and `...+01:00` otherwise: the JSON document pydantic wrote
+# when the profile was a pydantic model, so stored profiles read and compare as before.
+_JSON_OPTIONS = orjson.OPT_UTC_Z
 
 Delta = tuple[str, int, str]  # (stamp, points, credits) of one change of balance
 
 
-class PointsState(_Value):
+@dataclass(frozen=True)
+class PointsState:
     """Counters plus the balance ledger.
 
     The balance is the newest platform snapshot (`base_*`, set by an event's `balance`) plus
@@ -73,13 +73,15 @@ class PointsState(_Value):
         return self.balance + self.pending
 
 
-class LastReward(_Value):
+@dataclass(frozen=True)
+class LastReward:
     name: str
     code: str
     expires_at: datetime | None = None
 
 
-class TierState(_Value):
+@dataclass(frozen=True)
+class TierState:
     name: str | None = None
     previous: str | None = None
     expires_at: datetime | None = None
@@ -90,8 +92,14 @@ class TierState(_Value):
     forecast: str | None = None
 
 
-class Profile(_Value):
-    """Everything known about one customer; values are replaced, never mutated."""
+@dataclass(frozen=True)
+class Profile:
+    """Everything known about one customer; values are replaced, never mutated.
+
+    Plain frozen data: the fold builds one per event, and a validating model cost more than
+    the fold itself. Its inputs are validated events; stored profiles are read back by
+    `from_json`, which refuses a document that is not one.
+    """
 
     customer_id: str
     email: str | None = None
@@ -121,26 +129,124 @@ class Profile(_Value):
     membership_cancellation_policy: str | None = None
     # Bookkeeping: the stamp that set each snapshot field, recently applied event ids, and
     # the last contact record sent (so an unchanged contact is not sent again).
-    as_of: dict[str, str] = Field(default_factory=dict)
+    as_of: dict[str, str] = field(default_factory=dict)
     input_offset: int = -1  # the last position applied in the customer's input partition
     recent_event_ids: tuple[str, ...] = ()
     last_contact: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-able table value."""
-        return self.model_dump(mode="json")
+        document: dict[str, Any] = orjson.loads(self.to_bytes())
+        return document
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Profile:
-        return cls.model_validate(value)
+    def from_json(cls, value: Mapping[str, Any]) -> Profile:
+        """Read a stored profile back (the document `to_json` gives).
+
+        Raises:
+            ValueError: the document is not a profile (unknown or missing fields).
+        """
+        return _profile_of(dict(value))
 
     def to_bytes(self) -> bytes:
         """The table value: the same document as `to_json`, encoded."""
-        return self.model_dump_json().encode()
+        return orjson.dumps(self, option=_JSON_OPTIONS)
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Profile:
-        return cls.model_validate_json(value)
+        return _profile_of(orjson.loads(value))
+
+
+_Frozen = TypeVar("_Frozen", "Profile", PointsState)
+
+
+def evolve(value: _Frozen, changes: Mapping[str, Any]) -> _Frozen:
+    """A copy of a profile (or its points) with some fields changed, nothing validated.
+
+    `dataclasses.replace` without its per-field checks and `__init__`: the fold makes a few
+    of these per event. `changes` must name fields of the value's class.
+    """
+    new = object.__new__(type(value))
+    object.__setattr__(new, "__dict__", {**value.__dict__, **changes})
+    return new
+
+
+_Stored = TypeVar("_Stored", "Profile", PointsState, LastReward, TierState)
+
+
+def _names(kind: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    names = tuple(f.name for f in fields(kind))
+    return names, frozenset(names)
+
+
+_PROFILE_FIELDS = _names(Profile)
+_POINTS_FIELDS = _names(PointsState)
+_REWARD_FIELDS = _names(LastReward)
+_TIER_FIELDS = _names(TierState)
+_PROFILE_DATETIMES = (
+    "enrolled_at",
+    "points_expire_at",
+    "membership_started_at",
+    "membership_ends_at",
+)
+
+
+def _build(
+    kind: type[_Stored], names: tuple[tuple[str, ...], frozenset[str]], value: Any, what: str
+) -> _Stored:
+    """A stored object read back: every field given is used, the others take their defaults.
+
+    A complete document (what `to_bytes` writes) skips `__init__`, which costs more than
+    parsing the JSON; the fields keep their declared order, the order they are written in.
+    """
+    order, known = names
+    if not isinstance(value, dict):
+        raise ValueError(f"not a stored profile: {what} is not an object")
+    if not value.keys() <= known:
+        unknown = sorted(value.keys() - known)
+        raise ValueError(f"not a stored profile: {what} has unknown fields {unknown}")
+    if len(value) < len(order):
+        return kind(**value)
+    new = object.__new__(kind)
+    object.__setattr__(new, "__dict__", {name: value[name] for name in order})
+    return new
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise ValueError(f"not a stored profile: {value!r} has no UTC offset")
+    return when
+
+
+def _profile_of(value: Any) -> Profile:
+    if not isinstance(value, dict) or not isinstance(value.get("customer_id"), str):
+        raise ValueError("not a stored profile: no customer_id")
+    doc = dict(value)
+    for name in _PROFILE_DATETIMES:
+        if doc.get(name) is not None:
+            doc[name] = _when(doc[name])
+    if "points" in doc:
+        points = dict(doc["points"]) if isinstance(doc["points"], dict) else doc["points"]
+        if isinstance(points, dict) and "deltas" in points:
+            points["deltas"] = tuple(tuple(delta) for delta in points["deltas"])
+        doc["points"] = _build(PointsState, _POINTS_FIELDS, points, "points")
+    if doc.get("last_reward") is not None:
+        reward = doc["last_reward"]
+        if isinstance(reward, dict) and reward.get("expires_at") is not None:
+            reward = {**reward, "expires_at": _when(reward["expires_at"])}
+        doc["last_reward"] = _build(LastReward, _REWARD_FIELDS, reward, "last_reward")
+    if "tier" in doc:
+        tier = doc["tier"]
+        if isinstance(tier, dict) and tier.get("expires_at") is not None:
+            tier = {**tier, "expires_at": _when(tier["expires_at"])}
+        doc["tier"] = _build(TierState, _TIER_FIELDS, tier, "tier")
+    for name in ("tags", "recent_event_ids"):
+        if name in doc:
+            doc[name] = tuple(doc[name])
+    return _build(Profile, _PROFILE_FIELDS, doc, "the profile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +297,7 @@ class _Draft:
         self.updates[field] = self.current(field) + amount
 
     def points(self, **changes: Any) -> None:
-        self.updates["points"] = self.current("points").model_copy(update=changes)
+        self.updates["points"] = evolve(self.current("points"), changes)
 
     def _ledger(self, points: int, credits: Decimal, as_of: str, deltas: list[Delta]) -> None:
         while len(deltas) > MAX_DELTAS:
@@ -235,13 +341,14 @@ class _Draft:
     def build(self, event_id: str, offset: int | None) -> Profile:
         recent = (*self.profile.recent_event_ids, event_id)[-RECENT_EVENT_IDS:]
         position = self.profile.input_offset if offset is None else offset
-        return self.profile.model_copy(
-            update={
+        return evolve(
+            self.profile,
+            {
                 **self.updates,
                 "as_of": self.as_of,
                 "recent_event_ids": recent,
                 "input_offset": position,
-            }
+            },
         )
 
 
@@ -306,8 +413,8 @@ def _enrolled(draft: _Draft, event: CustomerEnrolled) -> None:
 
 def _updated(draft: _Draft, event: CustomerUpdated) -> None:
     data = event.data
-    for field in ("email", "first_name", "last_name", "loyalty_status", "blocked"):
-        draft.snapshot(field, getattr(data, field))
+    for name in ("email", "first_name", "last_name", "loyalty_status", "blocked"):
+        draft.snapshot(name, getattr(data, name))
     draft.snapshot("referral_url", data.referral_url)
     draft.snapshot("insights_segment", data.insights_segment)
     draft.snapshot("tags", tuple(data.tags) if data.tags is not None else None)

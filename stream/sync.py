@@ -8,7 +8,7 @@ from typing import Any
 
 from stream.events import LoyaltyEvent
 from stream.ometria.mapping import ContactMapping, map_contact
-from stream.profile import Profile, fold
+from stream.profile import Profile, evolve, fold
 from stream.triggers import TriggerConfig, custom_events
 
 
@@ -56,7 +56,7 @@ def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[st
     contact = map_contact(profile, rules.mapping, rules.collection)
     if contact is None or contact == profile.last_contact:
         return profile, None
-    return profile.model_copy(update={"last_contact": contact}), contact
+    return evolve(profile, {"last_contact": contact}), contact
 
 
 def sync_event(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -292,9 +292,9 @@ def source_kind(source: str) -> SourceKind | None:
         if part in _HIDDEN or part.startswith("_"):
             return None
         last = number == len(parts) - 1
-        fields = getattr(owner, "model_fields", {})
+        fields = get_type_hints(owner) if is_dataclass(owner) else {}
         if part in fields:
-            annotation = fields[part].annotation
+            annotation = fields[part]
         elif isinstance(prop := getattr(owner, part, None), property) and prop.fget:
             annotation = get_type_hints(prop.fget).get("return")
         else:

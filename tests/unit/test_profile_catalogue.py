@@ -22,7 +22,7 @@ def fold_all(*events, profile: Profile | None = None) -> Profile:
 
 def comparable(profile: Profile) -> dict:
     """A profile minus the arrival-order log of applied event ids."""
-    return profile.model_dump(exclude={"recent_event_ids"})
+    return {**profile.to_json(), "recent_event_ids": None}
 
 
 # --- points ------------------------------------------------------------------------------------

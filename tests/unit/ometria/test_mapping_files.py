@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -164,7 +165,7 @@ def test_map_contact_bool_value_map_false_source_writes_false_value(load):
         field_toml("loyaltyBlocked", "blocked", 'values = { true = "Yes", false = "No" }')
     )
 
-    properties = contact_of(mapping, PROFILE.model_copy(update={"blocked": False}))["properties"]
+    properties = contact_of(mapping, replace(PROFILE, blocked=False))["properties"]
 
     assert properties["loyaltyBlocked"] == "No"
 
@@ -172,9 +173,7 @@ def test_map_contact_bool_value_map_false_source_writes_false_value(load):
 def test_map_contact_value_missing_from_value_map_written_unchanged(load):
     mapping = load(field_toml("loyaltyStatus", "loyalty_status", 'values = { member = "Member" }'))
 
-    properties = contact_of(mapping, PROFILE.model_copy(update={"loyalty_status": "guest"}))[
-        "properties"
-    ]
+    properties = contact_of(mapping, replace(PROFILE, loyalty_status="guest"))["properties"]
 
     assert properties["loyaltyStatus"] == "guest"
 
@@ -182,7 +181,7 @@ def test_map_contact_value_missing_from_value_map_written_unchanged(load):
 def test_map_contact_bool_transform_false_source_writes_false(load):
     mapping = load(field_toml("loyaltyBlocked", "blocked", 'transform = "bool"'))
 
-    properties = contact_of(mapping, PROFILE.model_copy(update={"blocked": False}))["properties"]
+    properties = contact_of(mapping, replace(PROFILE, blocked=False))["properties"]
 
     assert properties["loyaltyBlocked"] is False
 
@@ -208,7 +207,7 @@ def test_map_contact_source_none_leaves_field_out(load):
         + field_toml("loyaltyEndsAt", "membership_ends_at", 'transform = "datetime"')
         + field_toml("loyaltyPoints", "points.balance")
     )
-    profile = PROFILE.model_copy(update={"last_name": None, "tier": TierState()})
+    profile = replace(PROFILE, last_name=None, tier=TierState())
 
     contact = contact_of(mapping, profile)
 
@@ -219,7 +218,7 @@ def test_map_contact_source_none_leaves_field_out(load):
 def test_map_contact_profile_without_email_gives_no_contact(load):
     mapping = load(field_toml("loyaltyPoints", "points.balance"))
 
-    assert map_contact(PROFILE.model_copy(update={"email": None}), mapping, "loyalty") is None
+    assert map_contact(replace(PROFILE, email=None), mapping, "loyalty") is None
 
 
 # --- consent -----------------------------------------------------------------------------------
@@ -399,7 +398,7 @@ def test_load_mapping_unknown_preset_raises_naming_setting():
 
 def test_load_mapping_source_inside_optional_model_maps_its_value(load):
     mapping = load(field_toml("loyaltyLastReward", "last_reward.name"))
-    profile = PROFILE.model_copy(update={"last_reward": LastReward(name="£10 off", code="S10")})
+    profile = replace(PROFILE, last_reward=LastReward(name="£10 off", code="S10"))
 
     assert contact_of(mapping, profile)["properties"]["loyaltyLastReward"] == "£10 off"
 
@@ -429,7 +428,7 @@ def test_load_mapping_source_naming_group_or_bookkeeping_raises(load, source):
     ],
 )
 def test_load_mapping_accepted_file_never_fails_when_mapping_a_profile(load, text):
-    profile = PROFILE.model_copy(update={"blocked": False})
+    profile = replace(PROFILE, blocked=False)
     try:
         mapping = load(text)
     except MappingError:
