@@ -13,7 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from stream.events import (
@@ -26,7 +26,7 @@ from stream.events import (
     RewardUsed,
     TierChanged,
 )
-from stream.ometria.records import MAX_PROPERTY_CHARS, CustomEvent, Scalar
+from stream.ometria.records import MAX_PROPERTY_CHARS, Scalar, custom_event_record
 from stream.profile import Profile
 
 DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
@@ -56,6 +56,7 @@ class TriggerConfig:
     options: dict[str, TriggerOptions] = field(default_factory=dict)
 
 
+_ALL_DEFAULTS = TriggerOptions()
 Fired = tuple[str, dict[str, Scalar]]
 Rule = Callable[[Any, Profile | None, Profile, TriggerConfig], Fired | None]
 
@@ -218,7 +219,7 @@ def custom_events(
     """The custom events an applied event fires (none when too old or no email is known)."""
     if not after.email:
         return []
-    if now.astimezone(UTC) - event.occurred_at.astimezone(UTC) > config.horizon:
+    if now - event.occurred_at > config.horizon:  # aware datetimes: compared in UTC
         return []
     fired: list[tuple[str, str, dict[str, Scalar]]] = []
     rule = _RULES.get(event.type)
@@ -227,11 +228,11 @@ def custom_events(
     fired.extend(_rewards_available(before, after, config))
     records = []
     for name, suffix, properties in fired:
-        options = config.options.get(name, TriggerOptions())
+        options = config.options.get(name, _ALL_DEFAULTS)
         if name in config.disabled or not options.enabled:
             continue
         # The id follows the rule, not its configured name, so renaming never re-sends.
-        record = CustomEvent(
+        record = custom_event_record(
             id=f"{event.customer.id}:{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),
             timestamp=event.occurred_at,
             event_type=options.event_type or name,
@@ -239,5 +240,5 @@ def custom_events(
             identity_account_id=after.customer_id,
             properties=_flat(properties, options.properties),
         )
-        records.append(record.to_json())
+        records.append(record)
     return records

@@ -20,7 +20,12 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stream.ometria.records import CONTACT_BUILTINS, MAX_EVENT_TYPE_CHARS, Contact, Scalar
+from stream.ometria.records import (
+    CONTACT_BUILTINS,
+    MAX_EVENT_TYPE_CHARS,
+    Scalar,
+    contact_record,
+)
 from stream.profile import Profile
 from stream.triggers import RULE_NAMES, RULE_PROPERTIES, TriggerOptions
 
@@ -379,12 +384,4 @@ def map_contact(
             builtins[rule.target] = written
         else:
             properties[rule.target] = written
-    contact = Contact(
-        collection=collection,
-        id=profile.customer_id,
-        customer_id=profile.customer_id,
-        email=profile.email,
-        properties=properties,
-        **builtins,
-    )
-    return contact.to_json()
+    return contact_record(collection, profile.customer_id, profile.email, builtins, properties)

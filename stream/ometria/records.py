@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 Scalar = str | int | float | bool | None
 # Ometria's documented limits (ometria-api.md §2.1, §3.2).
@@ -53,12 +56,14 @@ class Contact(_Record):
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
-CONTACT_BUILTINS = frozenset(
+# The built-in contact fields in the model's order (the order `to_json` writes them in).
+CONTACT_BUILTIN_ORDER = tuple(
     alias or name
     for name, field in Contact.model_fields.items()
     for alias in [field.alias]
     if name not in {"type", "collection", "id", "customer_id", "email", "properties"}
 )
+CONTACT_BUILTINS = frozenset(CONTACT_BUILTIN_ORDER)
 
 
 class CustomEvent(_Record):
@@ -80,6 +85,113 @@ def version_of(record: dict[str, Any]) -> int | None:
     """A record's version, or None when it carries none (custom events, old records)."""
     version = record.get(VERSION_KEY)
     return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+_CHOICES: dict[str, frozenset[str]] = {
+    "gender": frozenset({"m", "f", "o"}),
+    "marketing_optin": frozenset({"EXPLICITLY_OPTEDIN", "EXPLICITLY_OPTEDOUT", "NOT_SPECIFIED"}),
+}
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def _plain(properties: Mapping[str, Scalar]) -> bool:
+    """Whether the models would pass these properties through unchanged."""
+    for value in properties.values():
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):  # type: ignore[arg-type]
+                return False
+        elif kind is not str and kind is not int and kind is not bool:
+            return False
+    return True
+
+
+def contact_record(
+    collection: str,
+    customer_id: str,
+    email: str,
+    builtins: Mapping[str, Any],
+    properties: dict[str, Scalar],
+) -> dict[str, Any]:
+    """The contact as `Contact(...).to_json()` gives it, without a model for plain values.
+
+    Values the model would convert or refuse (a date-time, a choice outside its set, anything
+    but text in a built-in field, a None or a non-finite number) go through the model itself.
+
+    Raises:
+        pydantic.ValidationError: a value the model refuses.
+    """
+    plain = (
+        customer_id
+        and "timestamp_acquired" not in builtins
+        and all(type(value) is str for value in builtins.values())
+        and all(builtins[name] in allowed for name, allowed in _CHOICES.items() if name in builtins)
+        and _plain(properties)
+    )
+    if not plain:
+        return Contact(
+            collection=collection,
+            id=customer_id,
+            customer_id=customer_id,
+            email=email,
+            properties=properties,
+            **builtins,
+        ).to_json()
+    record: dict[str, Any] = {
+        "@type": "contact",
+        "@collection": collection,
+        "id": customer_id,
+        "customer_id": customer_id,
+        "email": email,
+    }
+    for name in CONTACT_BUILTIN_ORDER:
+        if name in builtins:
+            record[name] = builtins[name]
+    record["properties"] = properties
+    return record
+
+
+def custom_event_record(
+    id: str,
+    timestamp: datetime,
+    event_type: str,
+    identity_email: str | None,
+    identity_account_id: str | None,
+    properties: dict[str, Scalar],
+) -> dict[str, Any]:
+    """The custom event as `CustomEvent(...).to_json()` gives it, without a model when plain.
+
+    Raises:
+        pydantic.ValidationError: a value the model refuses.
+    """
+    plain = (
+        id
+        and 0 < len(event_type) <= MAX_EVENT_TYPE_CHARS
+        and timestamp.tzinfo is not None
+        and timestamp.utcoffset() is not None
+        and _plain(properties)
+    )
+    if not plain:
+        return CustomEvent(
+            id=id,
+            timestamp=timestamp,
+            event_type=event_type,
+            identity_email=identity_email,
+            identity_account_id=identity_account_id,
+            properties=properties,
+        ).to_json()
+    record: dict[str, Any] = {
+        "@type": "custom_event",
+        "id": id,
+        "timestamp": _DATETIME.dump_python(timestamp, mode="json"),
+        "event_type": event_type,
+    }
+    if identity_email is not None:
+        record["identity_email"] = identity_email
+    if identity_account_id is not None:
+        record["identity_account_id"] = identity_account_id
+    record["properties"] = properties
+    return record
 
 
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
