@@ -165,6 +165,10 @@ async def _skipped_before(message: Any) -> list[Any]:
     first_missing = skip_watch.check((message.topic, message.partition), message.offset)
     if first_missing is None:
         return []
+    return await _read_skipped(message, first_missing)
+
+
+async def _read_skipped(message: Any, first_missing: int) -> list[Any]:
     missing = await read_range(
         settings, message.topic, message.partition, first_missing, message.offset
     )
@@ -184,10 +188,16 @@ class _Batch:
 
     def __init__(self) -> None:
         self.profiles: dict[str, Profile | None] = {}
-        self.changed: dict[str, bytes] = {}  # customer id -> occurred_at of its latest event
+        self.changed: dict[str, datetime] = {}  # customer id -> occurred_at of its latest event
         self.last_event: dict[str, Any] = {}  # customer id -> the Faust event that carried it
         self.records: dict[str, list[dict[str, Any]]] = {}  # customer id -> its custom events
         self.stored: list[Awaitable[Any]] = []
+        # (type, outcome) -> events: counted once per batch, not once per event.
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def count(self, event_type: str, outcome: str) -> None:
+        key = (event_type, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def profile(self, customer_id: str) -> Profile | None:
         if customer_id not in self.profiles:
@@ -204,35 +214,34 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
         event = parse_event(message.value)
         check_key(event, message.key)
     except InvalidEvent as exc:
-        metrics.EVENTS.labels("unknown", "invalid").inc()
+        batch.count("unknown", "invalid")
         batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
         return
     customer_id = event.customer.id
     outcome = apply_event(batch.profile(customer_id), event, rules, now, offset=message.offset)
     if not outcome.applied:
-        metrics.EVENTS.labels(event.type, "duplicate").inc()
+        batch.count(event.type, "duplicate")
         return
-    metrics.EVENTS.labels(event.type, "applied").inc()
+    batch.count(event.type, "applied")
     batch.profiles[customer_id] = outcome.profile
-    # The event time travels with the records so that push latency can be measured.
-    occurred = event.occurred_at.isoformat().encode()
-    batch.changed[customer_id] = occurred
+    batch.changed[customer_id] = event.occurred_at
     batch.last_event[customer_id] = carrier
     if outcome.records:
         batch.records.setdefault(customer_id, []).extend(outcome.records)
 
 
-async def _send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: bytes) -> Any:
+async def _send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: datetime) -> Any:
     """Queue one outbox message with all of a customer's records of the batch, in order."""
     # Straight to Faust's producer: the topic object's send path (channels, future messages,
-    # callbacks) cost more than the fold itself, and nothing here needs it.
+    # callbacks) cost more than the fold itself, and nothing here needs it. The time of the
+    # customer's latest event travels with the records so that push latency can be measured.
     return await app.producer.send(
         settings.topics.outbox,
         customer_id.encode(),
         encode(records),
         None,
         None,
-        [(OCCURRED_AT_HEADER, occurred)],
+        [(OCCURRED_AT_HEADER, occurred.isoformat().encode())],
     )
 
 
@@ -244,16 +253,25 @@ async def fold_batch(events: list[Any]) -> None:
     batch = _Batch()
     now = datetime.now(UTC)
     for event in events:
+        message = event.message
         # Records read back after a skip share the partition of the event that revealed it.
-        for record in [*await _skipped_before(event.message), event.message]:
+        # Checked inline while the positions are known: no coroutine per record.
+        if positions_known.is_set():
+            first_missing = skip_watch.check((message.topic, message.partition), message.offset)
+            skipped = [] if first_missing is None else await _read_skipped(message, first_missing)
+        else:
+            skipped = await _skipped_before(message)
+        for record in [*skipped, message] if skipped else (message,):
             try:
                 await _fold_one(batch, record, event, now)
             except Exception as exc:
                 # A bug must not lose the event: keep its bytes with the error for a redrive.
-                metrics.EVENTS.labels("unknown", "failed").inc()
+                batch.count("unknown", "failed")
                 logger.exception("failed to process %s offset %s", record.topic, record.offset)
                 reason = f"internal error: {exc}"
                 batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
+    for (event_type, outcome), count in batch.counts.items():
+        metrics.EVENTS.labels(event_type, outcome).inc(count)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
