@@ -26,7 +26,7 @@ from stream.app import app
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
 from stream.failstop import stop_before_commit
-from stream.faust_context import set_in_event
+from stream.faust_context import mark_persisted, write_in_event
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
@@ -272,11 +272,12 @@ async def fold_batch(events: list[Any]) -> None:
                 batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
+    written: dict[str, Profile] = {}
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
-        batch.profiles[customer_id] = profile
+        written[customer_id] = profile
         records = [with_version(contact, profile.input_offset)] if contact is not None else []
         records += batch.records.get(customer_id, [])
         if records:
@@ -285,12 +286,15 @@ async def fold_batch(events: list[Any]) -> None:
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
         await stored
-    for customer_id in batch.changed:
-        profile = batch.profiles[customer_id]
-        assert profile is not None
-        set_in_event(
+    # And the changelog holds the profiles before the batch ends (when Faust acks its events).
+    changelog = [
+        await write_in_event(
             customer_to_profile, customer_id, profile.to_bytes(), batch.last_event[customer_id]
         )
+        for customer_id, profile in written.items()
+    ]
+    mark_persisted(customer_to_profile, [await acknowledged for acknowledged in changelog])
+    for customer_id, profile in written.items():
         recent_profiles.put(customer_id, profile)
 
 
