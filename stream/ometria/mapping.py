@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field, is_dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import UnionType
@@ -43,7 +44,7 @@ TEXT_BUILTINS = frozenset(
 )
 # Profile fields that hold a month and day only (the platforms drop the year).
 MONTH_DAY_SOURCES = frozenset({"date_of_birth"})
-_DATE_TOKENS = re.compile(r"YYYY|MM|DD")
+_DATE_TOKENS = re.compile(r"(YYYY|MM|DD)")  # a group, so that split keeps the tokens
 _FIELD_ID = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
@@ -311,13 +312,24 @@ def source_kind(source: str) -> SourceKind | None:
     return None
 
 
+@cache
+def _path(source: str) -> tuple[str, ...]:
+    return tuple(source.split("."))
+
+
 def _lookup(profile: Profile, source: str) -> Any:
     value: Any = profile
-    for part in source.split("."):
+    for part in _path(source):
         value = getattr(value, part, None)
         if value is None:
             return None
     return value
+
+
+@cache
+def _date_pieces(fmt: str) -> tuple[str, ...]:
+    """A date format split into literal text (even positions) and tokens (odd positions)."""
+    return tuple(_DATE_TOKENS.split(fmt))
 
 
 def _date_text(value: Any, fmt: str) -> str:
@@ -326,7 +338,8 @@ def _date_text(value: Any, fmt: str) -> str:
     else:  # a month-day "MM-DD"
         month, day = str(value).split("-")
         parts = {"YYYY": "", "MM": month, "DD": day}
-    return _DATE_TOKENS.sub(lambda m: parts[m.group(0)], fmt)
+    pieces = _date_pieces(fmt)
+    return "".join(parts[piece] if odd % 2 else piece for odd, piece in enumerate(pieces))
 
 
 def _key(value: Any) -> str:
@@ -334,9 +347,10 @@ def _key(value: Any) -> str:
 
 
 def _write(value: Any, rule: FieldRule) -> Scalar:
-    mapped = dict(rule.values)
-    if _key(value) in mapped:
-        return mapped[_key(value)]
+    if rule.values:
+        mapped = dict(rule.values)
+        if _key(value) in mapped:
+            return mapped[_key(value)]
     if rule.only_mapped:
         return None
     written = _transform(value, rule)
