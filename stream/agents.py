@@ -26,7 +26,7 @@ from stream.app import app
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
 from stream.failstop import stop_before_commit
-from stream.faust_context import mark_persisted, write_in_event
+from stream.faust_context import get_in_event, mark_persisted, write_in_event
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
@@ -204,11 +204,12 @@ class _Batch:
         key = (event_type, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def profile(self, customer_id: str) -> Profile | None:
+    def profile(self, customer_id: str, event: Any) -> Profile | None:
+        """The customer's profile as folded so far; `event` is the one about to be folded."""
         if customer_id not in self.profiles:
             cached = recent_profiles.get(customer_id)
             if cached is None:
-                stored = customer_to_profile.get(customer_id)
+                stored = get_in_event(customer_to_profile, customer_id, event)
                 cached = Profile.from_bytes(stored) if stored is not None else None
             self.profiles[customer_id] = cached
         return self.profiles[customer_id]
@@ -223,7 +224,8 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
         batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
         return
     customer_id = event.customer.id
-    outcome = apply_event(batch.profile(customer_id), event, rules, now, offset=message.offset)
+    before = batch.profile(customer_id, carrier)
+    outcome = apply_event(before, event, rules, now, offset=message.offset)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
         return

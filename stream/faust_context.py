@@ -1,4 +1,4 @@
-"""Write a table key after a batch as if inside that key's own event.
+"""Read and write a table key after a batch as if inside that key's own event.
 
 A Faust table sends each write to the changelog partition of the *current event* (the one the
 stream is iterating); `take_events` yields a whole batch, after which there is no current
@@ -17,6 +17,18 @@ from typing import Any
 
 from faust.streams import _current_event
 from faust.types import TP
+
+
+def get_in_event(table: Any, key: str, event: Any) -> Any:
+    """`table.get(key)` as inside `event`: the store looks in the event's partition only.
+
+    Without a current event a RocksDB store looks a key it has not seen in every partition.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        return table.get(key)
+    finally:
+        _current_event.reset(token)
 
 
 async def write_in_event(table: Any, key: str, value: Any, event: Any) -> Awaitable[Any]:

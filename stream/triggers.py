@@ -179,6 +179,8 @@ def _rewards_available(
     before: Profile | None, after: Profile, config: TriggerConfig
 ) -> list[tuple[str, str, dict[str, Scalar]]]:
     """A reward becomes available when the balance crosses its cost upwards (each crossing)."""
+    if not config.rewards:
+        return []
     old = before.points.balance if before else 0
     new = after.points.balance
     return [
