@@ -56,6 +56,10 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=0.005,
         # Room for a whole fold batch (see stream.agents) waiting in the agent's queue.
         stream_buffer_maxsize=20_000,
+        # Commit a fold batch's offsets soon after it ends (Faust's default waits up to 2.8 s):
+        # a worker that dies before it ever committed leaves its partitions to a takeover that
+        # faust-streaming can stall on (the stall watchdog then restarts the worker).
+        broker_commit_interval=0.5,
         # A crashed worker's partitions move on after this; Faust's own default is 60 s.
         broker_session_timeout=settings.kafka.session_timeout.total_seconds(),
         broker_heartbeat_interval=settings.kafka.session_timeout.total_seconds() / 10,
