@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 # be folded.
 FOLD_BATCH = 20_000
 FOLD_WITHIN = 2.0
+YIELD_EVERY = 200
 PROFILE_CACHE_SIZE = 20_000
 COMMITTED_OFFSETS_PATIENCE = 30.0
 
@@ -259,7 +260,11 @@ async def fold_batch(events: list[Any]) -> None:
     """
     batch = _Batch()
     now = datetime.now(UTC)
-    for event in events:
+    for n, event in enumerate(events, 1):
+        if n % YIELD_EVERY == 0:
+            # Folding a batch takes seconds: let the pusher keep its request slots meanwhile,
+            # and the web views answer.
+            await asyncio.sleep(0)
         message = event.message
         # Records read back after a skip share the partition of the event that revealed it.
         # Checked inline while the positions are known: no coroutine per record.
