@@ -22,7 +22,15 @@ from faust.serializers import codecs
 
 from bench import kafka
 from bench.gen import EventGenerator, customer_id
-from bench.procs import Metrics, Worker, clean_env, du, wait_until_read, worker_env
+from bench.procs import (
+    Metrics,
+    Worker,
+    clean_env,
+    du,
+    free_port,
+    wait_until_read,
+    worker_env,
+)
 from bench.sandbox import Sandbox
 from stream.events import parse_event
 from stream.ometria.mapping import load_mapping
@@ -115,33 +123,40 @@ async def bare_faust(s: Setup, rep: int) -> dict[str, float]:
 
 
 async def pipeline(
-    s: Setup, app_id: str, sandbox: Sandbox | None, workers: int = 1
+    s: Setup, app_id: str, sandbox: Sandbox | None, workers: int = 1, push_apart: bool = False
 ) -> dict[str, Any]:
     """`workers` x `python -m stream worker` on the events topic: events/s from ready (all
-    workers) to the last event read, or over the time budget when it runs out first."""
-    group = [
-        Worker(
-            worker_env(
-                app_id=app_id,
-                events_topic=s.events_topic,
-                data_dir=s.run_dir / f"{app_id}-data{n}",
-                ometria_url=sandbox.url if sandbox else None,
-            ),
-            s.run_dir / f"{app_id}-{n}.log",
+    workers) to the last event read, or over the time budget when it runs out first.
+
+    `push_apart`: the workers only fold (STREAM_OMETRIA__PUSH_IN_WORKER=false) and one
+    `python -m stream push` delivers, as deploy/k8s's separate-pusher component runs them.
+    """
+    group = []
+    for n in range(workers):
+        env = worker_env(
+            app_id=app_id,
+            events_topic=s.events_topic,
+            data_dir=s.run_dir / f"{app_id}-data{n}",
+            ometria_url=sandbox.url if sandbox else None,
         )
-        for n in range(workers)
-    ]
+        if push_apart:
+            env["STREAM_OMETRIA__PUSH_IN_WORKER"] = "false"
+        group.append(Worker(env, s.run_dir / f"{app_id}-{n}.log"))
+    pushers = []
+    if push_apart:
+        env = {**group[0].env, "STREAM_WEB_PORT": str(free_port())}
+        pushers.append(Worker(env, s.run_dir / f"{app_id}-push.log", command="push"))
     try:
-        for worker in group:
-            await worker.start()
+        for process in [*pushers, *group]:
+            await process.start()
         ready = max([await w.wait_ready() for w in group])
         at_ready = sum([(await w.metrics()).read for w in group])
         read, finished = await wait_until_read(group, s.events, ready + s.budget)
         applied = sum([(await w.metrics()).applied for w in group])
         rss = max(w.peak_rss() for w in group)
     finally:
-        for worker in group:
-            await worker.stop()
+        for process in [*group, *pushers]:
+            await process.stop()
     elapsed = finished - ready
     return {
         "events_per_s": (read - at_ready) / elapsed,

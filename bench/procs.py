@@ -113,9 +113,10 @@ def parse_metrics(text: str) -> Metrics:
 class Worker:
     """`python -m stream worker` as a child process with its own environment and log."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: str = "worker") -> None:
         self.env = env
         self.log = log
+        self.command = command
         self.port = int(env["STREAM_WEB_PORT"])
         self.process: asyncio.subprocess.Process | None = None
         self._http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
@@ -129,7 +130,7 @@ class Worker:
                 sys.executable,
                 "-m",
                 "stream",
-                "worker",
+                self.command,
                 env=self.env,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,

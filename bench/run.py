@@ -33,6 +33,7 @@ NEEDS = {"e": "c", "g": "c"}
 A_RATE = "ceiling: aiokafka getmany + orjson"
 B_RATE = "bare Faust agent (first → last event)"
 C_RATE = "full pipeline (ready → last event)"
+C_APART_RATE = "full pipeline, pusher apart (`push`)"
 E_RATE = "two workers, same app id (ready → last event)"
 
 
@@ -267,6 +268,10 @@ async def _figure_c(args: argparse.Namespace, s: figures.Setup, report: Report) 
                     f"c run {rep + 1}: budget of {args.budget:.0f} s ran out after "
                     f"{numbers['read']:,} of {args.events:,} events (rate over those)"
                 )
+            sandbox.state.reset(faults=False)
+            apart = await figures.pipeline(s, f"{app_id}p", sandbox, push_apart=True)
+            report.detail("c", {"push_apart": True, **apart})
+            report.add("c", C_APART_RATE, "events/s", apart["events_per_s"])
             if "g" in args.figures:
                 cost = await figures.changelog_cost(app_id, numbers["applied"])
                 report.detail("g", cost)
@@ -276,6 +281,13 @@ async def _figure_c(args: argparse.Namespace, s: figures.Setup, report: Report) 
     full = report.values("c", C_RATE)
     _ratios(report, "c", "c/a", full, report.values("a", A_RATE))
     _ratios(report, "c", "c/b", full, report.values("b", B_RATE))
+    _ratios(
+        report,
+        "c",
+        "c/b, pusher apart",
+        report.values("c", C_APART_RATE),
+        report.values("b", B_RATE),
+    )
 
 
 def _ratios(
