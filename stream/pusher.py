@@ -112,7 +112,6 @@ class Pusher:
         self._in_flight: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._stopping = False
-        self.assignment: frozenset[int] = frozenset()
         self.joined = asyncio.Event()
         # aiokafka fetches for a new assignment while `assigned` still reads the versions: no
         # round starts before that is done, and a round read across a rebalance is dropped.
@@ -196,11 +195,8 @@ class Pusher:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=KEEPALIVE)
-                polled = await consumer.getmany(timeout_ms=0)
-                for tp, records in polled.items():
-                    # Assigned by a rebalance meanwhile: read them again in the next round.
-                    if records:
-                        consumer.seek(tp, records[0].offset)
+                # Records of partitions a rebalance assigned meanwhile: read again next round.
+                await self._rewind(await consumer.getmany(timeout_ms=0))
         except asyncio.CancelledError:
             task.cancel()  # stopped from outside: nothing of this round is committed
             raise
@@ -216,10 +212,10 @@ class Pusher:
         await self._commit(batch)
 
     async def _rewind(self, batch: Round) -> None:
-        """A round read across a rebalance: its partitions start again from their commits."""
+        """Records read across a rebalance: their partitions start again from their commits."""
         mine = self._consumer.assignment()
-        for tp in batch:
-            if tp not in mine:
+        for tp, records in batch.items():
+            if tp not in mine or not records:
                 continue
             # Not aiokafka's seek_to_committed: it leaves a partition without a commit where it is.
             committed = await self._consumer.committed(tp)
@@ -304,7 +300,6 @@ class Pusher:
             self._committed.pop(tp, None)
             with contextlib.suppress(KeyError):  # never measured
                 metrics.OUTBOX_LAG.remove(str(tp.partition))
-        self.assignment = frozenset()
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         try:
@@ -319,12 +314,11 @@ class Pusher:
         slots = Slots(self._rate, total, frozenset(tp.partition for tp in assigned))
         self.delivery.pacer.use_slots(slots)
         metrics.PUSH_RATE.set(slots.share())
-        self.assignment = slots.owned
         self.joined.set()
         self._settled.set()
         logger.info(
             "pushing outbox partitions %s at %.2f requests/s (%d of %d partitions)",
-            sorted(self.assignment),
+            sorted(slots.owned),
             slots.share(),
             len(assigned),
             total,
