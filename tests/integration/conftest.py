@@ -222,6 +222,20 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+async def start_ready(*workers: Worker) -> None:
+    """Start the processes together, then wait until each is ready."""
+    for process in workers:
+        process.start()
+    for process in workers:
+        await process.wait_ready()
+
+
+async def web_get(worker: Worker, path: str) -> httpx.Response:
+    """GET `path` on a process's own web port."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(f"http://127.0.0.1:{worker.env['STREAM_WEB_PORT']}{path}")
+
+
 def second_worker(
     env: dict[str, str], tmp_path: Path, name: str = "b", command: str = "worker"
 ) -> Worker:

@@ -24,6 +24,7 @@ from tests.integration.conftest import (
     poll,
     sandbox_get,
     second_worker,
+    start_ready,
 )
 from tests.integration.test_catalogue_stream import differing_contacts, generate
 
@@ -98,10 +99,7 @@ async def test_two_workers_one_killed_mid_stream_the_other_takes_over(
 ):
     events, expected = generate(seed=123, customers=CUSTOMERS)
     other = second_worker(worker.env, tmp_path)
-    worker.start()
-    other.start()
-    await worker.wait_ready()
-    await other.wait_ready()
+    await start_ready(worker, other)
     await produce_all(producer, names, events)
     await poll(lambda: sandbox_get(sandbox, "/_sandbox/stats"), lambda s: s["contacts"] > 30)
     other.stop(signal.SIGKILL)

@@ -7,7 +7,6 @@ import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,6 +23,8 @@ from tests.integration.conftest import (
     read_topic,
     sandbox_get,
     second_worker,
+    start_ready,
+    web_get,
 )
 from tests.integration.test_delivery_faults import (
     all_delivered,
@@ -48,9 +49,7 @@ def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, o
 
 
 async def metric(worker, name: str) -> float:
-    port = worker.env["STREAM_WEB_PORT"]
-    async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    text = (await web_get(worker, "/metrics")).text
     values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
     return sum(values)
 
@@ -125,10 +124,7 @@ async def test_two_workers_together_keep_to_the_accounts_rate(
     worker.env["STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND"] = "4"
     await set_faults(sandbox, rate_limit=4)
     other = second_worker(worker.env, tmp_path)
-    worker.start()
-    other.start()
-    await worker.wait_ready()
-    await other.wait_ready()
+    await start_ready(worker, other)
     events, balances, custom_ids = story(1200, "rate")
     try:
         await produce(producer, names.events, events)
@@ -163,10 +159,7 @@ async def test_sigkill_during_an_outage_and_the_rebalance_after_it_lose_nothing(
     names, sandbox, worker, producer, tmp_path
 ):
     other = second_worker(worker.env, tmp_path)
-    worker.start()
-    other.start()
-    await worker.wait_ready()
-    await other.wait_ready()
+    await start_ready(worker, other)
     events, balances, _ = story(60, "down")
     await set_faults(sandbox, fail_status=503, fail_for_seconds=40)
     try:
@@ -204,9 +197,7 @@ async def test_pusher_runs_alone_beside_workers_that_only_fold(
         pusher.start()
         await pusher.wait_ready()
         await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
-        port = pusher.env["STREAM_WEB_PORT"]
-        async with httpx.AsyncClient(timeout=10) as http:
-            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+        ready = await web_get(pusher, "/readyz")
         assert ready.status_code == 200, ready.text
         assert orjson.loads(ready.content)["ready"] is True
     finally:
@@ -214,12 +205,6 @@ async def test_pusher_runs_alone_beside_workers_that_only_fold(
     assert code == 0, pusher.text()[-2000:]
     assert "PusherService" not in worker.text(), "the worker only folds"
     await outbox_delivered(names)
-
-
-async def readiness(worker) -> httpx.Response:
-    port = worker.env["STREAM_WEB_PORT"]
-    async with httpx.AsyncClient(timeout=10) as http:
-        return await http.get(f"http://127.0.0.1:{port}/readyz")
 
 
 async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
@@ -235,7 +220,9 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
     for start in range(half, len(events), 30):  # the stream goes on during the window
         await produce(producer, names.events, events[start : start + 30])
 
-    paused = await poll(lambda: readiness(worker), lambda r: r.status_code == 503, timeout=25)
+    paused = await poll(
+        lambda: web_get(worker, "/readyz"), lambda r: r.status_code == 503, timeout=25
+    )
     assert paused.status_code == 503, "not ready while Ometria refuses the key"
     assert "401" in orjson.loads(paused.content)["delivery"]
     assert await metric(worker, "ometria_unauthorized") == 1
@@ -249,7 +236,7 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
         lambda body: {e["id"] for e in body["events"]} >= custom_ids,
     )
     assert {e["id"] for e in delivered["events"]} == custom_ids
-    assert (await readiness(worker)).status_code == 200
+    assert (await web_get(worker, "/readyz")).status_code == 200
     assert await metric(worker, "ometria_unauthorized") == 0
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get("401", 0) > 0, "the window was real"
