@@ -155,6 +155,16 @@ def _send_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def of_this_run(events: list[dict[str, Any]], run_prefix: str) -> list[dict[str, Any]]:
+    """The custom events fired by this run's sample events: their ids read
+    `{customer}:{event_id}:{rule}`, and this run's event ids start with `run_prefix`."""
+    return [
+        event
+        for event in events
+        if str(event["id"]).startswith(f"{event.get('identity_account_id')}:{run_prefix}")
+    ]
+
+
 def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: float) -> int:
     """Wait until the stand-in holds this run's records, then print what it received."""
     from rich.console import Console
@@ -167,11 +177,7 @@ def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: f
     with httpx.Client(base_url=url, timeout=5) as http:
         while time.monotonic() < deadline:
             contacts = http.get("/_sandbox/contacts").json()["contacts"]
-            events = [
-                event
-                for event in http.get("/_sandbox/events").json()["events"]
-                if str(event["id"]).startswith(run_prefix)
-            ]
+            events = of_this_run(http.get("/_sandbox/events").json()["events"], run_prefix)
             # Every sample customer with an email fires at least one campaign event per run.
             if {e.get("identity_account_id") for e in events} >= set(customer_ids):
                 break
