@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stream.conditions import Condition, Variables, check
 from stream.events import (
     LoyaltyEvent,
     MembershipCancelled,
@@ -34,11 +35,12 @@ DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
 
 @dataclass(frozen=True, slots=True)
 class TriggerOptions:
-    """A user's choices for one rule: off, another event type, or fewer properties."""
+    """A user's choices for one rule: off, another event type, fewer properties, a condition."""
 
     enabled: bool = True
     event_type: str | None = None
     properties: frozenset[str] | None = None
+    condition: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,20 @@ RULE_PROPERTIES: dict[str, tuple[str, ...]] = {
     "loyalty_points_expiring": ("points", "expires_at", "points_balance"),
 }  # fmt: skip
 RULE_NAMES = tuple(RULE_PROPERTIES)
+# The event types each rule fires for, which its condition's `event.data` fields must exist on
+# (None: any event that changes the balance).
+RULE_EVENT_TYPES: dict[str, tuple[str, ...] | None] = {
+    "loyalty_points_earned": ("points.earned",),
+    "loyalty_reward_claimed": ("points.redeemed",),
+    "loyalty_reward_used": ("reward.used",),
+    "loyalty_tier_upgraded": ("tier.changed",),
+    "loyalty_tier_downgraded": ("tier.changed",),
+    "loyalty_tier_changed": ("tier.changed",),
+    "loyalty_referral_completed": ("referral.completed",),
+    "loyalty_membership_cancelled": ("membership.cancelled",),
+    "loyalty_reward_available": None,
+    "loyalty_points_expiring": ("points.expiring",),
+}
 
 
 def _rewards_available(
@@ -229,10 +245,15 @@ def custom_events(
         fired.append((result[0], "", result[1]))
     fired.extend(_rewards_available(before, after, config))
     records = []
+    variables: Variables | None = None  # built only for a condition, once per event
     for name, suffix, properties in fired:
         options = config.options.get(name, _ALL_DEFAULTS)
         if name in config.disabled or not options.enabled:
             continue
+        if options.condition is not None:
+            variables = variables or Variables(event, before, after, now)
+            if not check(options.condition, variables):
+                continue
         # The id follows the rule, not its configured name, so renaming never re-sends.
         record = custom_event_record(
             id=f"{event.customer.id}:{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),

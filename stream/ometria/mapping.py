@@ -21,6 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stream.conditions import ConditionError, compile_condition
 from stream.ometria.records import (
     CONTACT_BUILTINS,
     MAX_EVENT_TYPE_CHARS,
@@ -28,7 +29,7 @@ from stream.ometria.records import (
     contact_record,
 )
 from stream.profile import Profile
-from stream.triggers import RULE_NAMES, RULE_PROPERTIES, TriggerOptions
+from stream.triggers import RULE_EVENT_TYPES, RULE_NAMES, RULE_PROPERTIES, TriggerOptions
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -87,6 +88,7 @@ class _TriggerEntry(BaseModel):
     enabled: bool = True
     event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
     properties: list[str] | None = None
+    condition: str | None = Field(default=None, min_length=1)
 
 
 class _MappingDoc(BaseModel):
@@ -176,10 +178,18 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
                 f"{origin}, [triggers.{name}]: {name} has no properties {sorted(unknown)}; "
                 f"choose from {', '.join(RULE_PROPERTIES[name])}"
             )
+        condition = None
+        if options.condition is not None:
+            where = f"{origin}, [triggers.{name}], condition {options.condition!r}"
+            try:
+                condition = compile_condition(options.condition, event_types=RULE_EVENT_TYPES[name])
+            except ConditionError as exc:
+                raise MappingError(f"{where}: {exc}") from None
         triggers[name] = TriggerOptions(
             enabled=options.enabled,
             event_type=options.event_type,
             properties=frozenset(options.properties) if options.properties is not None else None,
+            condition=condition,
         )
     return ContactMapping(
         name=origin, fields=tuple(rules.values()), consent=parsed.consent, triggers=triggers
