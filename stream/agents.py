@@ -23,6 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from stream import metrics
 from stream.app import app
+from stream.declared import by_event_type
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent, check_key, parse_event
 from stream.failstop import stop_before_commit
@@ -70,6 +71,7 @@ rules = SyncRules(
         disabled=frozenset(settings.triggers.disabled),
         rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
         options=mapping.triggers,
+        declared=by_event_type(mapping.declared),
     ),
 )
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from stream.conditions import Condition, Variables, check
+from stream.declared import DeclaredRule, fire_declared
 from stream.events import (
     LoyaltyEvent,
     MembershipCancelled,
@@ -56,6 +57,8 @@ class TriggerConfig:
     disabled: frozenset[str] = frozenset()
     rewards: tuple[RewardCost, ...] = ()
     options: dict[str, TriggerOptions] = field(default_factory=dict)
+    # A mapping file's own rules, by the event type that triggers them.
+    declared: dict[str, tuple[DeclaredRule, ...]] = field(default_factory=dict)
 
 
 _ALL_DEFAULTS = TriggerOptions()
@@ -244,14 +247,18 @@ def custom_events(
     if rule is not None and (result := rule(event, before, after, config)) is not None:
         fired.append((result[0], "", result[1]))
     fired.extend(_rewards_available(before, after, config))
-    records = []
     variables: Variables | None = None  # built only for a condition, once per event
+    if config.declared and (declared := config.declared.get(event.type)):
+        variables = Variables(event, before, after, now)
+        fired.extend(fire_declared(declared, variables))
+    records = []
     for name, suffix, properties in fired:
         options = config.options.get(name, _ALL_DEFAULTS)
         if name in config.disabled or not options.enabled:
             continue
         if options.condition is not None:
-            variables = variables or Variables(event, before, after, now)
+            if variables is None:
+                variables = Variables(event, before, after, now)
             if not check(options.condition, variables):
                 continue
         # The id follows the rule, not its configured name, so renaming never re-sends.

@@ -21,7 +21,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stream.conditions import ConditionError, compile_condition
+from stream.conditions import EVENT_TYPES, ConditionError, compile_condition
+from stream.declared import DeclaredRule
 from stream.ometria.records import (
     CONTACT_BUILTINS,
     MAX_EVENT_TYPE_CHARS,
@@ -70,6 +71,7 @@ class ContactMapping:
     fields: tuple[FieldRule, ...]
     consent: bool = False
     triggers: dict[str, TriggerOptions] = field(default_factory=dict)
+    declared: tuple[DeclaredRule, ...] = ()
 
 
 class _FieldEntry(BaseModel):
@@ -91,6 +93,14 @@ class _TriggerEntry(BaseModel):
     condition: str | None = Field(default=None, min_length=1)
 
 
+class _RuleEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: list[str] = Field(min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    properties: dict[str, str] = {}
+
+
 class _MappingDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -99,6 +109,7 @@ class _MappingDoc(BaseModel):
     remove: list[str] = []
     field: list[_FieldEntry] = []
     triggers: dict[str, _TriggerEntry] = {}
+    rules: dict[str, _RuleEntry] = {}
 
 
 def load_mapping(preset: str, file: Path | None) -> ContactMapping:
@@ -191,9 +202,45 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
             properties=frozenset(options.properties) if options.properties is not None else None,
             condition=condition,
         )
+    declared = tuple(_declared(origin, name, entry) for name, entry in parsed.rules.items())
     return ContactMapping(
-        name=origin, fields=tuple(rules.values()), consent=parsed.consent, triggers=triggers
+        name=origin,
+        fields=tuple(rules.values()),
+        consent=parsed.consent,
+        triggers=triggers,
+        declared=declared,
     )
+
+
+def _declared(origin: str, name: str, entry: _RuleEntry) -> DeclaredRule:
+    where = f"{origin}, [rules.{name}]"
+    if not _FIELD_ID.match(name) or name.startswith("@") or len(name) > MAX_EVENT_TYPE_CHARS:
+        raise MappingError(
+            f"{where}: the rule's name is its Ometria event type: letters, digits and _, "
+            f"at most {MAX_EVENT_TYPE_CHARS} characters"
+        )
+    if name in RULE_NAMES:
+        raise MappingError(f"{where}: {name} is a built-in rule; set it under [triggers.{name}]")
+    unknown = sorted(set(entry.on) - set(EVENT_TYPES))
+    if unknown:
+        raise MappingError(
+            f"{where}, on: no event type {unknown[0]!r}; use some of {', '.join(EVENT_TYPES)}"
+        )
+    on = tuple(dict.fromkeys(entry.on))
+
+    def compiled(what: str, source: str) -> Any:
+        try:
+            return compile_condition(source, event_types=on)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, {what} {source!r}: {exc}") from None
+
+    condition = compiled("condition", entry.condition) if entry.condition else None
+    properties = []
+    for key, source in entry.properties.items():
+        if not _FIELD_ID.match(key) or key.startswith("@"):
+            raise MappingError(f"{where}, properties: {key!r} is not a property name")
+        properties.append((key, compiled(f"properties.{key}", source)))
+    return DeclaredRule(name=name, on=on, condition=condition, properties=tuple(properties))
 
 
 _TRANSFORM_SOURCES: dict[str, frozenset[str]] = {

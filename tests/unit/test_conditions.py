@@ -138,3 +138,38 @@ def test_mapping_condition_on_event_data_is_checked_against_the_rule_event_type(
 
     with pytest.raises(MappingError, match=re.escape("event.data has no field 'tier'")):
         parse_mapping("my.toml", doc)
+
+
+def declared_doc(**rule):
+    return {"extends": "rivo", "rules": {"loyalty_vip_welcome": {"on": ["tier.changed"], **rule}}}
+
+
+def test_declared_rule_is_parsed_with_its_condition_and_properties():
+    doc = declared_doc(
+        condition='after.tier.name == "Platinum"', properties={"t": "after.tier.name"}
+    )
+
+    (rule,) = parse_mapping("my.toml", doc).declared
+
+    assert (rule.name, rule.on) == ("loyalty_vip_welcome", ("tier.changed",))
+    assert [name for name, _ in rule.properties] == ["t"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (declared_doc(on=["tier.chanegd"]), "no event type 'tier.chanegd'"),
+        (declared_doc(condition="after.tier.nam == 'x'"), "condition \"after.tier.nam == 'x'\""),
+        (declared_doc(properties={"t": "event.data.tierr"}), "properties.t 'event.data.tierr'"),
+        (declared_doc(properties={"bad name": "after.email"}), "not a property name"),
+        ({"extends": "rivo", "rules": {"loyalty_tier_upgraded": {"on": ["tier.changed"]}}},
+         "built-in rule"),
+        ({"extends": "rivo", "rules": {"x" * 33: {"on": ["tier.changed"]}}}, "at most 32"),
+    ],
+)  # fmt: skip
+def test_declared_rule_mistakes_stop_start_up_naming_the_rule(doc, message):
+    with pytest.raises(MappingError) as caught:
+        parse_mapping("my.toml", doc)
+
+    assert message in str(caught.value)
+    assert "[rules." in str(caught.value)

@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.declared import by_event_type
 from stream.events import parse_event
 from stream.ometria.mapping import load_mapping
 from stream.sync import SyncRules, sync_event
@@ -30,7 +31,8 @@ def mapping_of(path: Path, case: dict):
 def test_golden_case_produces_exactly_the_expected_records(path):
     case = orjson.loads(path.read_bytes())
     mapping = mapping_of(path, case)
-    rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
+    config = TriggerConfig(options=mapping.triggers, declared=by_event_type(mapping.declared))
+    rules = SyncRules(mapping, "loyalty", config)
     now = datetime.fromisoformat(case["now"])
     profile, records = None, []
     for doc in case["events"]:
