@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stream.conditions import EVENT_TYPES, ConditionError, compile_condition
+from stream.conditions import EVENT_TYPES, SCAN_VARIABLES, ConditionError, compile_condition
 from stream.declared import DeclaredRule
 from stream.ometria.records import (
     CONTACT_BUILTINS,
@@ -30,6 +31,7 @@ from stream.ometria.records import (
     contact_record,
 )
 from stream.profile import Profile
+from stream.schedule import DEFAULT_LEAD_DAYS, SCHEDULE_RULES, ScheduleConfig, ScheduleRule
 from stream.triggers import RULE_EVENT_TYPES, RULE_NAMES, RULE_PROPERTIES, TriggerOptions
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
@@ -72,6 +74,7 @@ class ContactMapping:
     consent: bool = False
     triggers: dict[str, TriggerOptions] = field(default_factory=dict)
     declared: tuple[DeclaredRule, ...] = ()
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 class _FieldEntry(BaseModel):
@@ -101,6 +104,17 @@ class _RuleEntry(BaseModel):
     properties: dict[str, str] = {}
 
 
+class _ScheduleEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
+    lead_days: list[Annotated[int, Field(ge=0, le=366)]] | None = Field(default=None, min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    timezone: str | None = None  # loyalty_birthday only
+    within: Decimal | None = Field(default=None, ge=0)  # loyalty_tier_approaching only
+
+
 class _MappingDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -110,6 +124,7 @@ class _MappingDoc(BaseModel):
     field: list[_FieldEntry] = []
     triggers: dict[str, _TriggerEntry] = {}
     rules: dict[str, _RuleEntry] = {}
+    schedule: dict[str, _ScheduleEntry] = {}
 
 
 def load_mapping(preset: str, file: Path | None) -> ContactMapping:
@@ -209,7 +224,49 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
         consent=parsed.consent,
         triggers=triggers,
         declared=declared,
+        schedule=_schedule(origin, parsed.schedule),
     )
+
+
+def _schedule(origin: str, entries: dict[str, _ScheduleEntry]) -> ScheduleConfig:
+    rules = {}
+    config = ScheduleConfig()
+    for name, entry in entries.items():
+        where = f"{origin}, [schedule.{name}]"
+        if name not in SCHEDULE_RULES:
+            raise MappingError(f"{where}: unknown rule; use one of {', '.join(SCHEDULE_RULES)}")
+        if entry.lead_days is not None and name not in DEFAULT_LEAD_DAYS:
+            raise MappingError(f"{where}: lead_days applies to {', '.join(DEFAULT_LEAD_DAYS)}")
+        if entry.timezone is not None:
+            if name != "loyalty_birthday":
+                raise MappingError(f"{where}: timezone applies to loyalty_birthday only")
+            try:
+                ZoneInfo(entry.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise MappingError(
+                    f"{where}: no timezone {entry.timezone!r}; use an IANA name such as "
+                    '"Europe/London"'
+                ) from None
+            config = replace(config, birthday_timezone=entry.timezone)
+        if entry.within is not None:
+            if name != "loyalty_tier_approaching":
+                raise MappingError(f"{where}: within applies to loyalty_tier_approaching only")
+            config = replace(config, approaching_within=entry.within)
+        condition = None
+        if entry.condition is not None:
+            try:
+                condition = compile_condition(entry.condition, allowed=SCAN_VARIABLES)
+            except ConditionError as exc:
+                raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+        rules[name] = ScheduleRule(
+            enabled=entry.enabled,
+            event_type=entry.event_type,
+            lead_days=tuple(sorted(set(entry.lead_days), reverse=True))
+            if entry.lead_days
+            else None,
+            condition=condition,
+        )
+    return replace(config, rules=rules)
 
 
 def _declared(origin: str, name: str, entry: _RuleEntry) -> DeclaredRule:

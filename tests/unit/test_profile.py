@@ -4,6 +4,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -288,11 +289,16 @@ STORED = (
     '"e7","e8","e9"],"last_contact":{"@type":"contact","id":"7294851236742","properties":'
     '{"rivoPointsBalance":77,"x":1.5,"b":true}}}'
 ).encode()
+# The fields added later (issue 13), as a complete document of today writes them.
+STORED_NOW = (
+    STORED.replace(b'"2026-12-01T00:00:00Z"}', b'"2026-12-01T00:00:00Z","used":false}')[:-1]
+    + b',"schedule_fired":["2026-11-01T00:00:00Z|loyalty_birthday"]}'
+)
 
 
 def test_profile_stored_document_reads_back_to_the_same_bytes():
-    profile = Profile.from_bytes(STORED)
-    assert profile.to_bytes() == STORED
+    profile = Profile.from_bytes(STORED_NOW)
+    assert profile.to_bytes() == STORED_NOW
     assert Profile.from_json(profile.to_json()) == profile
     assert profile.points.deltas == (("2026-11-29T09:00:09.000000Z|e9", 9, "0"),)
     assert profile.enrolled_at == datetime(2026, 3, 1, 6, 15, 0, 250000, tzinfo=UTC)
@@ -303,3 +309,12 @@ def test_profile_from_json_unknown_field_raises():
         Profile.from_json({"customer_id": "c1", "points_balance": 5})
     with pytest.raises(ValueError, match="no customer_id"):
         Profile.from_json({"email": "a@example.com"})
+
+
+def test_profile_stored_before_the_schedule_fields_reads_with_their_defaults():
+    profile = Profile.from_bytes(STORED)
+
+    assert profile.schedule_fired == ()
+    assert profile.last_reward is not None
+    assert profile.last_reward.used is False
+    assert orjson.loads(profile.to_bytes())["tier"] == orjson.loads(STORED)["tier"]
