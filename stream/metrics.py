@@ -86,3 +86,19 @@ STALE_CONTACTS = Counter(
     "Contacts not sent because a newer version of them was already delivered.",
     registry=REGISTRY,
 )
+SCHEDULED = Counter(
+    "loyalty_scheduled_triggers",
+    "Time-based custom events queued by the trigger scan, by rule.",
+    ["rule"],
+    registry=REGISTRY,
+)
+SCAN_SECONDS = Histogram(
+    "loyalty_schedule_scan_seconds",
+    "Duration of one trigger scan over this worker's profiles (including the waits for folds).",
+    registry=REGISTRY,
+)
+SCAN_FAILURES = Counter(
+    "loyalty_schedule_scan_failures",
+    "Trigger scans cut short by an error (the next scan fires what was left).",
+    registry=REGISTRY,
+)
