@@ -36,6 +36,8 @@ Variable = Literal["event", "before", "after", "now"]
 EVENT_VARIABLES: frozenset[str] = frozenset({"event", "before", "after", "now"})
 # Time-based rules have no event and no "before": the profile as it stands, at the scan.
 SCAN_VARIABLES: frozenset[str] = frozenset({"after", "now"})
+# List membership follows the profile alone.
+LIST_VARIABLES: frozenset[str] = frozenset({"after"})
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 # The product's bookkeeping, not the customer's data: not visible to expressions.
 HIDDEN_FIELDS = frozenset(
@@ -268,7 +270,7 @@ class Variables(dict[str, Any]):
         event: LoyaltyEvent | None,
         before: Profile | None,
         after: Profile,
-        now: datetime,
+        now: datetime | None,
     ) -> None:
         super().__init__()
         self._sources = (event, before, after, now)
@@ -281,7 +283,7 @@ class Variables(dict[str, Any]):
             value = profile_view(before, after.customer_id)
         elif key == "after":
             value = profile_view(after)
-        elif key == "now":
+        elif key == "now" and now is not None:
             value = now
         else:
             raise KeyError(key)

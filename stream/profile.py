@@ -137,6 +137,8 @@ class Profile:
     # Time-based triggers already fired, `<due UTC>|<rule>`, kept while they could be due
     # (stream.schedule): a restart or a takeover of the partition does not fire them again.
     schedule_fired: tuple[str, ...] = ()
+    # The Ometria lists the last contact sent put the customer in (stream.lists).
+    lists: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-able table value."""
@@ -247,7 +249,7 @@ def _profile_of(value: Any) -> Profile:
         if isinstance(tier, dict) and tier.get("expires_at") is not None:
             tier = {**tier, "expires_at": _when(tier["expires_at"])}
         doc["tier"] = _build(TierState, _TIER_FIELDS, tier, "tier")
-    for name in ("tags", "recent_event_ids", "schedule_fired"):
+    for name in ("tags", "recent_event_ids", "schedule_fired", "lists"):
         if name in doc:
             doc[name] = tuple(doc[name])
     return _build(Profile, _PROFILE_FIELDS, doc, "the profile")

@@ -22,8 +22,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stream.conditions import EVENT_TYPES, SCAN_VARIABLES, ConditionError, compile_condition
+from stream.conditions import (
+    EVENT_TYPES,
+    LIST_VARIABLES,
+    SCAN_VARIABLES,
+    ConditionError,
+    compile_condition,
+)
 from stream.declared import DeclaredRule
+from stream.lists import ListRule
 from stream.ometria.records import (
     CONTACT_BUILTINS,
     MAX_EVENT_TYPE_CHARS,
@@ -75,6 +82,7 @@ class ContactMapping:
     triggers: dict[str, TriggerOptions] = field(default_factory=dict)
     declared: tuple[DeclaredRule, ...] = ()
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    lists: tuple[ListRule, ...] = ()
 
 
 class _FieldEntry(BaseModel):
@@ -115,6 +123,13 @@ class _ScheduleEntry(BaseModel):
     within: Decimal | None = Field(default=None, ge=0)  # loyalty_tier_approaching only
 
 
+class _ListEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=100)  # Ometria's list id, e.g. "1234"
+    condition: str = Field(min_length=1)
+
+
 class _MappingDoc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -125,6 +140,7 @@ class _MappingDoc(BaseModel):
     triggers: dict[str, _TriggerEntry] = {}
     rules: dict[str, _RuleEntry] = {}
     schedule: dict[str, _ScheduleEntry] = {}
+    lists: list[_ListEntry] = Field(default=[], alias="list")  # [[list]] entries
 
 
 def load_mapping(preset: str, file: Path | None) -> ContactMapping:
@@ -225,7 +241,22 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
         triggers=triggers,
         declared=declared,
         schedule=_schedule(origin, parsed.schedule),
+        lists=_lists(origin, parsed.lists),
     )
+
+
+def _lists(origin: str, entries: list[_ListEntry]) -> tuple[ListRule, ...]:
+    rules: list[ListRule] = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"{origin}, [[list]] #{number} (id {entry.id!r})"
+        if entry.id in (rule.list_id for rule in rules):
+            raise MappingError(f"{where}: the list is declared twice; keep one entry")
+        try:
+            condition = compile_condition(entry.condition, allowed=LIST_VARIABLES)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+        rules.append(ListRule(list_id=entry.id, condition=condition))
+    return tuple(rules)
 
 
 def _schedule(origin: str, entries: dict[str, _ScheduleEntry]) -> ScheduleConfig:

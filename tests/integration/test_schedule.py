@@ -39,6 +39,14 @@ condition = 'after.tier.name == "Platinum" && before.tier.name != "Platinum"'
 [rules.loyalty_vip_welcome.properties]
 tier = "after.tier.name"
 previous_tier = "before.tier.name"
+
+[[list]]
+id = "2001"
+condition = 'after.tier.name == "Gold"'
+
+[[list]]
+id = "2002"
+condition = 'after.tier.name == "Platinum"'
 """
 CUSTOMERS = [f"sched-{n}" for n in range(6)]  # spread over the three partitions
 
@@ -150,7 +158,7 @@ async def test_time_based_trigger_fires_once_per_due_date_across_restart_and_reb
                 await worker.stop_async()
 
 
-async def test_condition_and_declared_rule_fire_end_to_end(
+async def test_condition_declared_rule_and_lists_work_end_to_end(
     worker_env, tmp_path: Path, names: Names, producer, sandbox
 ):
     mapping = tmp_path / "campaigns.toml"
@@ -173,6 +181,16 @@ async def test_condition_and_declared_rule_fire_end_to_end(
         )
         fired = sorted((e["event_type"], e["properties"].get("tier")) for e in body["events"])
         assert fired == [("loyalty_tier_upgraded", "Gold"), ("loyalty_vip_welcome", "Platinum")]
+        # The contact's last list change (the stand-in keeps the newest value of each field).
+        body = await poll(
+            lambda: sandbox_get(sandbox, "/_sandbox/contacts?id=vip-1"),
+            lambda b: any(c.get("@add_to_lists") == ["2002"] for c in b["contacts"]),
+        )
+        (contact,) = body["contacts"]
+        assert contact["@add_to_lists"] == ["2002"]
+        assert contact.get("@remove_from_lists", ["2001"]) == ["2001"]
+        stats = await sandbox_get(sandbox, "/_sandbox/stats")
+        assert stats["records_rejected"] == 0
     finally:
         await worker.stop_async()
 

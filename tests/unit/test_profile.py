@@ -292,7 +292,7 @@ STORED = (
 # The fields added later (issue 13), as a complete document of today writes them.
 STORED_NOW = (
     STORED.replace(b'"2026-12-01T00:00:00Z"}', b'"2026-12-01T00:00:00Z","used":false}')[:-1]
-    + b',"schedule_fired":["2026-11-01T00:00:00Z|loyalty_birthday"]}'
+    + b',"schedule_fired":["2026-11-01T00:00:00Z|loyalty_birthday"],"lists":["1234"]}'
 )
 
 
@@ -315,6 +315,7 @@ def test_profile_stored_before_the_schedule_fields_reads_with_their_defaults():
     profile = Profile.from_bytes(STORED)
 
     assert profile.schedule_fired == ()
+    assert profile.lists == ()
     assert profile.last_reward is not None
     assert profile.last_reward.used is False
     assert orjson.loads(profile.to_bytes())["tier"] == orjson.loads(STORED)["tier"]
