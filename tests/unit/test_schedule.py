@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from stream.events import parse_event
 from stream.ometria.mapping import MappingError, load_mapping, parse_mapping
 from stream.profile import Profile, fold
 from stream.schedule import ScheduleConfig, ScheduleRule, due, mark_fired
+from stream.settings import load_settings
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "schedule"
 CASES = sorted(GOLDEN.glob("*.json"))
@@ -137,3 +139,23 @@ def test_schedule_mistakes_stop_start_up_naming_the_rule(entry, message):
 
     assert message in str(caught.value)
     assert "[schedule." in str(caught.value)
+
+
+def test_the_readme_example_mapping_for_the_crm_team_is_valid():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### Campaigns for the CRM team", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+
+    mapping = parse_mapping("README", tomllib.loads(example))
+
+    assert [rule.name for rule in mapping.declared] == ["loyalty_vip_welcome"]
+    assert [rule.list_id for rule in mapping.lists] == ["1234", "1235"]
+    assert mapping.schedule.birthday_timezone == "Europe/London"
+    assert mapping.schedule.rules["loyalty_tier_expiring"].enabled is False
+
+
+@pytest.mark.parametrize(
+    ("text", "offset"), [("30d", timedelta(days=30)), ("-1h", -timedelta(hours=1))]
+)
+def test_clock_offset_takes_signed_durations(text, offset):
+    assert load_settings(schedule={"clock_offset": text}).schedule.clock_offset == offset
