@@ -52,14 +52,26 @@ def _assigned() -> set[int]:
     return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.events}
 
 
+def _settled() -> bool:
+    """No rebalance or table recovery under way: a profile read now is the latest written,
+    fired markers included (mid-recovery a key may still hold an older value)."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    return (
+        not app.rebalancing
+        and not app.in_recovery
+        and recovery.completed.is_set()
+        and positions_known.is_set()
+    )
+
+
 def _holding(mine: set[int]) -> bool:
     """Whether this worker still owns what it started scanning (no rebalance since)."""
-    return not app.rebalancing and positions_known.is_set() and _assigned() == mine
+    return _settled() and _assigned() == mine
 
 
 async def scan_due_triggers() -> None:
     """One scan over the local profiles; an error ends it early (the next one catches up)."""
-    if app.rebalancing or not positions_known.is_set():
+    if not _settled():
         return
     mine = _assigned()
     if not mine:
