@@ -27,7 +27,7 @@ from bench import sandbox as stand_in
 from bench.gen import DEFAULT_MIX, EventGenerator, parse_mix, ticking_clock
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = "abcdefgh"
+FIGURES = "abcdefghi"
 # Figures that reuse another's runs: e compares with c's single worker, g reads c's changelogs.
 NEEDS = {"e": "c", "g": "c"}
 A_RATE = "ceiling: aiokafka getmany + orjson"
@@ -92,6 +92,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=100_000,
         help="f: profiles in the table (default: %(default)s; see bench/README.md)",
+    )
+    add(
+        "--scan-profiles",
+        type=int,
+        default=1_000_000,
+        help="i: profiles the trigger scan goes through (default: %(default)s)",
+    )
+    add(
+        "--i-repeat",
+        type=int,
+        default=1,
+        help="i: scans to time (default: 1; a million profiles take about 40 s each)",
     )
     add("--recovery-timeout", type=float, default=600.0, help="f: seconds to wait for ready")
     add("--keep", action="store_true", help="keep this run's topics and data directories")
@@ -211,6 +223,7 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         "h": _figure_h,
         "e": _figure_e,
         "f": _figure_f,
+        "i": _figure_i,
     }
     for name, figure in steps.items():
         if name in wanted:
@@ -402,6 +415,19 @@ async def _figure_f(args: argparse.Namespace, s: figures.Setup, report: Report) 
             "f", "restart with local state (start → ready)", "s", numbers["restart_seconds"], 1
         )
         report.add("f", "peak RSS after restart", "MiB", numbers["restart_peak_rss_mib"])
+
+
+async def _figure_i(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
+    templates = figures.profile_templates(1000)
+    n = f"{args.scan_profiles:,}"
+    for _ in range(args.i_repeat):
+        numbers = figures.scan_cost(args.scan_profiles, templates)
+        report.detail("i", numbers)
+        report.add("i", f"trigger scan over {n} profiles (CPU, in-process)", "s",
+                   numbers["scan_seconds"], 1)  # fmt: skip
+        report.add("i", "trigger scan rate", "profiles/s", numbers["profiles_per_second"])
+        report.add("i", "longest slice (a fold batch waits at most this)", "ms",
+                   numbers["longest_slice_ms"], 1)  # fmt: skip
 
 
 def write_json(args: argparse.Namespace, report: Report, seconds: float) -> dict[str, Any]:

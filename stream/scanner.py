@@ -25,13 +25,11 @@ from stream.agents import mapping, positions_known, profiles_lock, recent_profil
 from stream.app import app
 from stream.faust_context import mark_persisted, write_in_partition
 from stream.profile import Profile
-from stream.schedule import due, mark_fired
+from stream.schedule import SCAN_SLICE, due, mark_fired
 from stream.settings import get_settings
 from stream.tables import customer_to_profile
 
 logger = logging.getLogger(__name__)
-
-SLICE = 500  # profiles per hold of the lock: a few milliseconds of work
 
 settings = get_settings()
 config = replace(mapping.schedule, window=settings.schedule.window)
@@ -97,13 +95,13 @@ async def _scan(mine: set[int]) -> int:
         for key in list(customer_to_profile.data.keys())
     ]
     fired = 0
-    for start in range(0, len(keys), SLICE):
+    for start in range(0, len(keys), SCAN_SLICE):
         await asyncio.sleep(0)
         if not _holding(mine):
             return fired  # the partitions' new owner scans them
         chunk = [
             (key, partition)
-            for key in keys[start : start + SLICE]
+            for key in keys[start : start + SCAN_SLICE]
             if (partition := partition_of(key, partitions)) in mine
         ]
         async with profiles_lock:

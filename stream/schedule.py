@@ -28,6 +28,10 @@ from stream.conditions import Condition, Variables, check
 from stream.ometria.records import MAX_PROPERTY_CHARS, Scalar, custom_event_record
 from stream.profile import Profile, evolve
 
+# Profiles the worker's scan handles per hold of the fold's lock (stream.scanner): the longest
+# a fold batch waits for the scan is one slice's work.
+SCAN_SLICE = 500
+
 POINTS_EXPIRING = "loyalty_points_expiring"
 REWARD_EXPIRING = "loyalty_reward_expiring"
 BIRTHDAY = "loyalty_birthday"
