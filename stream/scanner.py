@@ -32,7 +32,11 @@ from stream.tables import customer_to_profile
 logger = logging.getLogger(__name__)
 
 settings = get_settings()
-config = replace(mapping.schedule, window=settings.schedule.window)
+config = replace(
+    mapping.schedule,
+    window=settings.schedule.window,
+    disabled=frozenset(settings.triggers.disabled),
+)
 
 
 def partition_of(customer_id: str, partitions: int) -> int:

@@ -67,6 +67,7 @@ class ScheduleConfig:
     window: timedelta = timedelta(days=1)
     birthday_timezone: str = "UTC"
     approaching_within: Decimal = Decimal(100)
+    disabled: frozenset[str] = frozenset()  # STREAM_TRIGGERS__DISABLED: event types not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,7 @@ def due(profile: Profile, now: datetime, config: ScheduleConfig) -> list[Due]:
         if marker in fired:
             continue
         options = config.rules.get(rule, _DEFAULTS)
-        if not options.enabled:
+        if not options.enabled or rule in config.disabled:
             continue
         if options.condition is not None:
             if variables is None:

@@ -109,6 +109,12 @@ def test_markers_survive_the_stored_profile_and_old_ones_are_dropped():
     assert later.schedule_fired == ()
 
 
+def test_an_event_type_disabled_in_the_settings_fires_nothing():
+    config = ScheduleConfig(disabled=frozenset({"loyalty_points_expiring"}))
+
+    assert due(expiring(), EXPIRES - timedelta(days=7), config) == []
+
+
 def test_a_disabled_rule_and_a_false_condition_fire_nothing():
     doc = {
         "extends": "rivo",
