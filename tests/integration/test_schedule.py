@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 
 from stream.ometria.records import decode
 from tests.integration.conftest import (
@@ -86,13 +87,16 @@ async def outbox_events(names: Names) -> list[dict]:
     return [r for m in messages for r in decode(m.value) if r["@type"] == "custom_event"]
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_time_based_trigger_fires_once_per_due_date_across_restart_and_rebalance(
-    worker_env, tmp_path: Path, names: Names, producer, sandbox
+    worker_env, tmp_path: Path, names: Names, producer, sandbox, store: str
 ):
     mapping = tmp_path / "campaigns.toml"
     mapping.write_text(MAPPING)
     env = {
         **worker_env,
+        # The scan reads and writes each store its own way (RocksDB keeps one DB per partition).
+        "STREAM_STORE": store,
         "STREAM_MAPPING__FILE": str(mapping),
         "STREAM_SCHEDULE__INTERVAL": "1s",
         "STREAM_SCHEDULE__CLOCK_OFFSET": offset(10),
