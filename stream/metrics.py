@@ -64,6 +64,16 @@ UNAUTHORIZED = Gauge(
     "1 while Ometria refuses the API key (401/403) and delivery is paused, else 0.",
     registry=REGISTRY,
 )
+PAUSED = Gauge(
+    "ometria_paused",
+    "1 while Ometria delivery is paused by `python -m stream pause`",
+    registry=REGISTRY,
+)
+READY = Gauge(
+    "loyalty_ready",
+    "1 while this process's /readyz answers ready, else 0 (set at each /readyz and /metrics).",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "loyalty_consumer_lag",
     "Records not yet committed, per partition this worker consumes (end offset - committed).",
