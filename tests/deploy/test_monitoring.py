@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ K8S = ROOT / "deploy" / "k8s"
 COMPONENT = K8S / "components" / "monitoring"
 OVERLAY = K8S / "overlays" / "example-monitoring"
 README = ROOT / "README.md"
+PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 RULES_FILE = COMPONENT / "prometheusrule.yaml"
 DASHBOARD_FILE = COMPONENT / "dashboard.json"
 # What a Grafana dashboard query may contain besides PromQL: its variables, and the
@@ -353,6 +355,28 @@ def test_prometheus_rule_is_valid_for_its_schema():
     assert len(names) == len(set(names)), "group names are the list's map key"
     for rule in ALERTS:
         assert ("alert" in rule) != ("record" in rule), f"{alert_id(rule)}: alert or record"
+
+
+def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.skip("promtool (Debian package `prometheus`) is not installed")
+    return subprocess.run(
+        [found, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def test_rules_load_in_prometheus_and_fire_as_the_runbook_says(tmp_path):
+    # Prometheus's own loader (expressions, `for`, annotation templates), then its rule unit
+    # tests: series in, alerts with their rendered annotations out, at the right time.
+    with (tmp_path / "rules.yaml").open("w", encoding="utf-8") as out:
+        yaml.safe_dump(RULE_OBJECT["spec"], out, sort_keys=False)
+    shutil.copy(PROMTOOL_TESTS, tmp_path / PROMTOOL_TESTS.name)
+    checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in checked.stdout
+    tested = promtool("test", "rules", PROMTOOL_TESTS.name, cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
 def test_pod_monitor_is_valid_for_its_schema():
