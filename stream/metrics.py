@@ -64,11 +64,6 @@ UNAUTHORIZED = Gauge(
     "1 while Ometria refuses the API key (401/403) and delivery is paused, else 0.",
     registry=REGISTRY,
 )
-PAUSED = Gauge(
-    "ometria_paused",
-    "1 while Ometria delivery is paused by `python -m stream pause`",
-    registry=REGISTRY,
-)
 READY = Gauge(
     "loyalty_ready",
     "1 while this process's /readyz answers ready, else 0 (set at each /readyz and /metrics).",
@@ -94,5 +89,11 @@ OUTBOX_LAG = Gauge(
 STALE_CONTACTS = Counter(
     "ometria_stale_contacts",
     "Contacts not sent because a newer version of them was already delivered.",
+    registry=REGISTRY,
+)
+PAUSED = Gauge(
+    "ometria_paused",
+    "1 while pushing to Ometria is paused (`python -m stream pause`, or STREAM_OMETRIA__ENABLED="
+    "false at start-up) and the outbox holds the backlog, else 0.",
     registry=REGISTRY,
 )
