@@ -64,6 +64,11 @@ UNAUTHORIZED = Gauge(
     "1 while Ometria refuses the API key (401/403) and delivery is paused, else 0.",
     registry=REGISTRY,
 )
+READY = Gauge(
+    "loyalty_ready",
+    "1 while this process's /readyz answers ready, else 0 (set at each /readyz and /metrics).",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "loyalty_consumer_lag",
     "Records not yet committed, per partition this worker consumes (end offset - committed).",
@@ -84,6 +89,12 @@ OUTBOX_LAG = Gauge(
 STALE_CONTACTS = Counter(
     "ometria_stale_contacts",
     "Contacts not sent because a newer version of them was already delivered.",
+    registry=REGISTRY,
+)
+PAUSED = Gauge(
+    "ometria_paused",
+    "1 while pushing to Ometria is paused (`python -m stream pause`, or STREAM_OMETRIA__ENABLED="
+    "false at start-up) and the outbox holds the backlog, else 0.",
     registry=REGISTRY,
 )
 SCHEDULED = Counter(
