@@ -117,7 +117,7 @@ class _ScheduleEntry(BaseModel):
 
     enabled: bool = True
     event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
-    lead_days: list[Annotated[int, Field(ge=0, le=366)]] | None = Field(default=None, min_length=1)
+    lead_days: list[Annotated[int, Field(ge=1, le=366)]] | None = Field(default=None, min_length=1)
     condition: str | None = Field(default=None, min_length=1)
     timezone: str | None = None  # loyalty_birthday only
     within: Decimal | None = Field(default=None, ge=0)  # loyalty_tier_approaching only
