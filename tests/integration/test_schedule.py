@@ -210,3 +210,48 @@ async def test_a_typo_in_a_condition_stops_start_up_naming_it(worker_env, tmp_pa
     assert "[triggers.loyalty_tier_upgraded]" in log
     assert "after.tier.nmae" in log
     assert "no field 'nmae'" in log
+
+
+async def test_state_built_after_a_due_moment_passed_the_window_does_not_fire_it(
+    worker_env, tmp_path: Path, names: Names, producer, sandbox
+):
+    """State that learns of a due moment only after it left the window (history replayed
+    into a new deployment, as here where the scan's clock is ahead of the events) fires only
+    what fell due within the window; older warnings stay unsent."""
+    mapping = tmp_path / "campaigns.toml"
+    mapping.write_text(MAPPING)
+    env = {
+        **worker_env,
+        "STREAM_MAPPING__FILE": str(mapping),
+        "STREAM_SCHEDULE__INTERVAL": "1s",
+        "STREAM_SCHEDULE__CLOCK_OFFSET": offset(12),  # the window is the default day
+    }
+    worker = Worker(env, tmp_path / "w.log")
+    try:
+        await start_ready(worker)
+        now = datetime.now(UTC).replace(microsecond=0)
+        expiries = {"fresh": now + timedelta(days=42), "stale": now + timedelta(days=40)}
+        for cid, expires in expiries.items():
+            person = {"id": cid, "email": f"{cid}@example.com"}
+            data = {"points": 50, "expires_at": expires.isoformat()}
+            for doc in (
+                envelope(f"{cid}-1", "customer.enrolled", person, {}, now),
+                envelope(f"{cid}-2", "points.expiring", {"id": cid}, data, now),
+            ):
+                await producer.send(names.events, key=cid.encode(), value=orjson.dumps(doc))
+        await producer.flush()
+        ids = {
+            cid: f"{cid}:loyalty_points_expiring:30d:{stamp(expires - timedelta(days=30))}"
+            for cid, expires in expiries.items()
+        }
+        body = await poll(
+            lambda: sandbox_get(sandbox, "/_sandbox/events?event_type=loyalty_points_expiring"),
+            lambda b: any(e["id"] == ids["fresh"] for e in b["events"]),
+        )
+        assert ids["fresh"] in {e["id"] for e in body["events"]}  # due an hour ago: fires
+        await scanned_again(worker)
+        queued = {e["id"] for e in await outbox_events(names)}
+        assert ids["fresh"] in queued
+        assert ids["stale"] not in queued  # due two days ago, beyond the window
+    finally:
+        await worker.stop_async()
