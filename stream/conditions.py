@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import cel
 from pydantic import BaseModel
@@ -32,7 +32,6 @@ from stream.events import LoyaltyEvent
 from stream.ometria.records import MAX_PROPERTY_CHARS, Scalar
 from stream.profile import PointsState, Profile
 
-Variable = Literal["event", "before", "after", "now"]
 EVENT_VARIABLES: frozenset[str] = frozenset({"event", "before", "after", "now"})
 # Time-based rules have no event and no "before": the profile as it stands, at the scan.
 SCAN_VARIABLES: frozenset[str] = frozenset({"after", "now"})
@@ -295,7 +294,8 @@ def value_of(expression: Condition, variables: Variables) -> Any:
     """The expression's value, or None when it cannot be evaluated for these values."""
     try:
         return expression.program.execute({name: variables[name] for name in expression.reads})
-    except (TypeError, ValueError, KeyError, RuntimeError):
+    except (TypeError, ValueError, KeyError, RuntimeError, ArithmeticError):
+        # CEL reports a null field, mixed number types or an overflow as one of these.
         return None
 
 
