@@ -7,7 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from stream.conditions import ConditionError, Variables, check, compile_condition
+from stream.conditions import (
+    ConditionError,
+    Variables,
+    _value,
+    check,
+    compile_condition,
+    value_of,
+)
 from stream.ometria.mapping import MappingError, parse_mapping
 from stream.profile import Profile, fold
 from stream.triggers import TriggerConfig, TriggerOptions, custom_events
@@ -173,3 +180,37 @@ def test_declared_rule_mistakes_stop_start_up_naming_the_rule(doc, message):
 
     assert message in str(caught.value)
     assert "[rules." in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        GOLD_NEWLY,
+        "after.tier == before.tier",
+        'has(after.last_reward) && after.last_reward.name == "£10 off"',
+        'after.last_reward == null || after.last_reward.name == "x"',
+        'after.tags.exists(t, t == "vip") || size(after.tags) == 0',
+        "after.points.total > before.points.total && after.points.credits >= 0.0",
+        "after.tier.progress_to_next < 100.0 && event.data.tier == after.tier.name",
+        'after.tier.expires_at > timestamp("2026-01-01T00:00:00Z")',
+    ],
+)
+def test_evaluation_on_the_fields_read_agrees_with_the_whole_profile(source):
+    """Reference: the program run over the whole event and profiles, as expressions see them."""
+    before = profile_of(make_event("customer.enrolled", {}, email=EMAIL))
+    event = make_event(
+        "tier.changed",
+        {"tier": "Gold", "progress_to_next": "40", "tier_expires_at": "2027-01-01T00:00:00Z"},
+        email=EMAIL,
+        at=60,
+    )
+    after = fold(before, event).profile
+    condition = compile_condition(source, event_types=["tier.changed"])
+    whole = {"event": _value(event), "before": _value(before), "after": _value(after)}
+
+    try:
+        expected = condition.program.execute({k: whole[k] for k in condition.reads})
+    except TypeError:  # a field of a null value: "cannot be evaluated", value_of's None
+        expected = None
+
+    assert value_of(condition, Variables(event, before, after, event.occurred_at)) == expected
