@@ -363,6 +363,7 @@ async def report_ometria_errors() -> None:
 # Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
 # and re-enabling drains it from the committed offset.
 pusher_service: PusherService | None = None
+metrics.PAUSED.set(0 if settings.ometria.enabled else 1)
 if settings.ometria.enabled:
     if settings.ometria.push_in_worker:
         # A dependency, not an `app.service`: those start only after table recovery, and the

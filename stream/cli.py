@@ -241,6 +241,91 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "an unknown time"
+    seconds = int((now - moment).total_seconds())
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
+
+
+async def _pause_state(settings: Settings) -> tuple[Any, datetime | None]:
+    from stream import control
+
+    latest = await control.read(settings)
+    return control.PauseState.from_bytes(latest.get(control.PAUSE)), control.backfill_time(
+        latest.get(control.BACKFILL)
+    )
+
+
+async def _outbox_backlog(settings: Settings) -> Any:
+    from stream.groups import backlog
+
+    return await backlog(settings, settings.topics.outbox, settings.pusher_group, settings.app_id)
+
+
+def _set_pause(args: argparse.Namespace) -> int:
+    from stream import control
+    from stream.topology import ensure_topics
+
+    settings = get_settings()
+    pause = args.command == "pause"
+    now = datetime.now(UTC)
+
+    async def switch() -> tuple[Any, Any]:
+        await ensure_topics(settings)
+        before, _ = await _pause_state(settings)
+        if before.paused != pause:
+            await control.write(settings, control.PAUSE, control.PauseState(pause, now).to_bytes())
+        return before, await _outbox_backlog(settings)
+
+    before, waiting = asyncio.run(switch())
+    if before.paused == pause:
+        state = "paused" if pause else "not paused"
+        print(f"{args.command}: already {state} since {_since(before.since, now)}; nothing changed")
+    elif pause:
+        print(
+            f"{args.command}: pushing to Ometria paused at {now.isoformat(timespec='seconds')}; "
+            f"every pusher holds within seconds and the outbox keeps the backlog "
+            f"({waiting.total} records now); `python -m stream resume` drains it"
+        )
+    else:
+        print(
+            f"{args.command}: pushing to Ometria resumed (paused since "
+            f"{_since(before.since, now)}); the pushers drain {waiting.total} records, coalesced"
+        )
+    return 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    from stream.groups import describe_group
+
+    settings = get_settings()
+
+    async def gather() -> tuple[Any, ...]:
+        pause, last_backfill = await _pause_state(settings)
+        groups = [
+            await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
+        ]
+        return pause, last_backfill, await _outbox_backlog(settings), groups
+
+    pause, last_backfill, waiting, groups = asyncio.run(gather())
+    now = datetime.now(UTC)
+    if pause.paused:
+        print(f"status: paused since {_since(pause.since, now)}")
+    else:
+        print("status: pushing (not paused)")
+    if not settings.ometria.enabled:
+        print("status: STREAM_OMETRIA__ENABLED=false here: workers started so push nothing")
+    parts = ", ".join(f"{p}: {n}" for p, n in sorted(waiting.per_partition.items()))
+    print(f"status: outbox backlog {waiting.total} records ({parts or 'no outbox topic yet'})")
+    for group in groups:
+        print(f"status: group {group.group} {group.state}, {len(group.members)} members")
+    if last_backfill is not None:
+        print(f"status: last backfill {_since(last_backfill, now)}")
+    return 0
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -307,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--dry-run", action="store_true", help="count, queue nothing")
     replay.set_defaults(run=_backfill, from_events=True)
+    for name, doc in (
+        ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
+        ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
+    ):
+        commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
+    commands.add_parser(
+        "status", help="paused or not since when, outbox backlog, groups, last backfill"
+    ).set_defaults(run=_status)
     schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)

@@ -86,3 +86,9 @@ STALE_CONTACTS = Counter(
     "Contacts not sent because a newer version of them was already delivered.",
     registry=REGISTRY,
 )
+PAUSED = Gauge(
+    "ometria_paused",
+    "1 while pushing to Ometria is paused (`python -m stream pause`, or STREAM_OMETRIA__ENABLED="
+    "false at start-up) and the outbox holds the backlog, else 0.",
+    registry=REGISTRY,
+)

@@ -209,6 +209,11 @@ class TopicSettings(_Section):
         description="Compacted: the newest contact version delivered per customer, so that no "
         "path (retry, redrive, backfill, rebalance) sends an older one.",
     )
+    control: str = Field(
+        default="loyalty.stream.control",
+        description="Compacted, one partition: operator switches every process obeys (pause, "
+        "backfill cooldown).",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,
