@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,35 +210,75 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from stream.backfill import backfill, changelog_topic
+    from stream import control
+    from stream.backfill import backfill, changelog_topic, cooldown_left
     from stream.ometria.mapping import load_mapping
+    from stream.progress import ProgressView
+    from stream.topology import ensure_topics
 
     settings = get_settings()
     mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
-    source = settings.topics.events if args.from_events else changelog_topic(settings)
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"reading {source}", total=None)
+    customers = frozenset(args.customer) if args.customer else None
+    # Only a full run counts for the cooldown and is held by it: one customer's re-sync is not
+    # the hourly "Sync Customers".
+    full = customers is None
+    now = datetime.now(UTC)
+    cooldown = settings.backfill_cooldown
 
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    async def cooldown_check() -> timedelta | None:
+        await ensure_topics(settings)
+        if not full:
+            return None
+        latest = await control.read(settings)
+        last = control.backfill_time(latest.get(control.BACKFILL))
+        left = cooldown_left(last, now, cooldown)
+        if left is None and not args.dry_run:
+            # Recorded at the start: a second run started meanwhile is refused too.
+            await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
+        return left
+
+    left = asyncio.run(cooldown_check())
+    if left is not None and not (args.force or args.dry_run):
+        print(
+            f"backfill: refused: a backfill ran less than {_human(cooldown)} ago "
+            f"(STREAM_BACKFILL_COOLDOWN); the next is allowed in {_human(left)}; "
+            "--force runs it anyway",
+            file=sys.stderr,
+        )
+        return 1
+    if left is not None and args.force and not args.dry_run:
+        asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
+    source = changelog_topic(settings)
+    with ProgressView(f"backfill {source}", unit="records") as view:
+
+        def advance(done: int, total: int, queued: int) -> None:
+            verb = "would queue" if args.dry_run else "queued"
+            view.update(done, total, f"{queued:,} contacts {verb}")
 
         report = asyncio.run(
-            backfill(
-                settings,
-                mapping,
-                dry_run=args.dry_run,
-                from_events=args.from_events,
-                progress=advance,
-            )
+            backfill(settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance)
         )
+    if full and not args.dry_run:
+        record = control.backfill_record(now, report.contacts)
+        asyncio.run(control.write(settings, control.BACKFILL, record))
     verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
     print(
-        f"{args.command}: {report.profiles} profiles, {verb} {report.contacts} contacts "
+        f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
         f"({report.without_email} without an email)"
     )
+    if report.missing:
+        print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _human(period: timedelta) -> str:
+    seconds = max(int(period.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
@@ -385,13 +425,16 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
     )
     backfill.add_argument("--dry-run", action="store_true", help="count, queue nothing")
-    backfill.set_defaults(run=_backfill, from_events=False)
-    replay = commands.add_parser(
-        "replay",
-        help="rebuild every contact from the events topic itself and queue it (table untouched)",
+    backfill.add_argument(
+        "--force", action="store_true", help="run even within the cooldown of the last backfill"
     )
-    replay.add_argument("--dry-run", action="store_true", help="count, queue nothing")
-    replay.set_defaults(run=_backfill, from_events=True)
+    backfill.add_argument(
+        "--customer",
+        action="append",
+        metavar="ID",
+        help="only this customer (repeatable); not held by the cooldown",
+    )
+    backfill.set_defaults(run=_backfill)
     for name, doc in (
         ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
         ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),

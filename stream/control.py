@@ -66,7 +66,8 @@ def backfill_time(raw: bytes | None) -> datetime | None:
         return None
 
 
-def backfill_record(at: datetime, contacts: int) -> bytes:
+def backfill_record(at: datetime, contacts: int | None) -> bytes:
+    """`contacts` is None while the run is under way."""
     return orjson.dumps({"at": at.isoformat(), "contacts": contacts})
 
 

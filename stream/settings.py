@@ -345,6 +345,14 @@ class Settings(BaseSettings):
         default=None, description="File holding the profiles API token (a mounted Secret)."
     )
 
+    backfill_cooldown: timedelta = Field(
+        default=timedelta(hours=1),
+        description="Least time between two full backfills (`--force` overrides); kept in the "
+        "control topic, so it holds across pods and Jobs.",
+    )
+
+    _backfill_cooldown = field_validator("backfill_cooldown", mode="before")(parse_duration)
+
     @property
     def pusher_group(self) -> str:
         """The consumer group of the pushers (the outbox's own, apart from the workers')."""

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from tests.integration.conftest import (
     REPO,
+    outbox_delivered,
     poll,
     read_topic,
     sandbox_get,
     web_get,
 )
-from tests.integration.test_delivery_faults import all_delivered, produce
+from tests.integration.test_delivery_faults import all_delivered, produce, story
 from tests.integration.test_pusher import metric
 
 # How long nothing may reach the stand-in while paused, once the held records are folded.
@@ -116,3 +120,49 @@ async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesce
     assert await metric(worker, "ometria_paused") == 0
     assert worker.process.pid == pid, "no restart"
     assert worker.process.poll() is None
+
+
+def without_counts(contacts: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {c["id"]: {k: v for k, v in c.items() if k != "received"} for c in contacts}
+
+
+async def test_backfill_restores_every_contact_exactly_after_a_wipe_once_per_cooldown(
+    names, sandbox, worker, producer
+):
+    events, balances, _ = story(30, "bf")
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, events)
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
+    await outbox_delivered(names)
+    # Every profile is in the changelog (written right after its outbox records).
+    await read_topic(f"{names.app_id}-customer_to_profile-changelog", expected=len(balances))
+    before = without_counts((await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"])
+    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
+        (await http.post("/_sandbox/reset")).raise_for_status()
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["contacts"] == 0
+
+    code, out = await run_cli(worker.env, "backfill")
+    assert code == 0, out
+    # Progress (one plain line at the end: the output is not a terminal), then the summary.
+    assert re.search(r"backfill \S+-changelog: \d+/\d+ records \(100%\)", out), out
+    assert f"{len(balances)} profiles, queued on {names.outbox} {len(balances)} contacts" in out
+    body = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+        lambda got: len(got["contacts"]) == len(before),
+    )
+    assert without_counts(body["contacts"]) == before
+    await outbox_delivered(names)
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["events"] == 0, "no campaign re-fired"
+
+    code, out = await run_cli(worker.env, "backfill")
+    assert code == 1, out
+    assert "refused" in out
+    assert "--force" in out
+    code, out = await run_cli(worker.env, "backfill", "--force", "--dry-run")
+    assert code == 0, out
+    assert f"would queue {len(balances)} contacts" in out
+    code, out = await run_cli(worker.env, "backfill", "--customer", "bf3", "--customer", "nobody")
+    assert code == 1, out
+    assert "1 profiles, queued" in out
+    assert "no stored profile for nobody" in out
