@@ -91,6 +91,9 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     return stored
 
 
+# Input partition -> its end offset when the last replay ran (stream.replay); set at start-up.
+replayed_until: dict[int, int] = {}
+
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
@@ -226,7 +229,9 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
         return
     customer_id = event.customer.id
     before = batch.profile(customer_id, carrier)
-    outcome = apply_event(before, event, rules, now, offset=message.offset)
+    # An event the last replay folds again fired its campaigns the first time it was folded.
+    replayed = message.offset < replayed_until.get(message.partition, 0)
+    outcome = apply_event(before, event, rules, now, offset=message.offset, fire=not replayed)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
         return

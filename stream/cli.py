@@ -95,6 +95,10 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
+    from stream import control
+    from stream.replay import REPLAY, ReplayMark
+
+    replayed = ReplayMark.from_bytes(loop.run_until_complete(control.read(settings)).get(REPLAY))
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
         use_settings(settings.model_copy(update={"topics": topics}))
@@ -103,7 +107,12 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream import agents, web  # noqa: F401 - registers the agents and views on the app
     from stream.app import app
+    from stream.replay import wipe_local_tables
 
+    if replayed is not None:
+        agents.replayed_until.update(replayed.until)
+        if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
+            print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
@@ -269,6 +278,60 @@ def _backfill(args: argparse.Namespace) -> int:
     if report.missing:
         print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream.progress import ProgressView
+    from stream.replay import ReplayRefused, parse_from, replay, replay_progress
+
+    settings = get_settings()
+    try:
+        since = parse_from(args.start)
+    except ValueError:
+        print(
+            f"replay: --from {args.start!r} is neither earliest nor an ISO 8601 time",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        mark = asyncio.run(
+            replay(
+                settings,
+                since,
+                reset_state=args.reset_state,
+                dry_run=args.dry_run,
+                now=datetime.now(UTC),
+            )
+        )
+    except ReplayRefused as exc:
+        print(f"replay: refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would rewind" if args.dry_run else "rewound"
+    print(
+        f"replay: {verb} group {settings.app_id} on {settings.topics.events} to {mark.source}: "
+        f"{mark.records()} records to fold again "
+        f"({', '.join(f'{p}: {mark.start[p]}..{mark.until[p]}' for p in sorted(mark.until))})"
+    )
+    if args.dry_run:
+        return 0
+    if mark.reset:
+        print(
+            "replay: table state discarded (changelog deleted; each worker removes its local "
+            "table files when it starts)"
+        )
+    print(
+        "replay: campaign events are not fired again for these records; contacts are re-sent "
+        "(never older than what Ometria has). Start the workers now."
+    )
+    if args.follow:
+        total = mark.records()
+        with ProgressView("replay", unit="records", every=10.0) as view:
+            done = 0
+            while done < total:
+                done = asyncio.run(replay_progress(settings, mark))
+                view.update(done, total, "folded again (committed by the workers)")
+                time.sleep(1.0)  # polling the group's commits, which the workers make
     return 0
 
 
@@ -443,6 +506,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "status", help="paused or not since when, outbox backlog, groups, last backfill"
     ).set_defaults(run=_status)
+    replay = commands.add_parser(
+        "replay",
+        help="rewind the workers to a point of the events topic (workers stopped), optionally "
+        "rebuilding the table",
+    )
+    replay.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="earliest|TIME",
+        help="earliest, or an ISO 8601 time (UTC unless it says otherwise)",
+    )
+    replay.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="discard the profile table so it is rebuilt from the events (with earliest)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="say what it would do")
+    replay.add_argument(
+        "--follow", action="store_true", help="then show the workers' progress until done"
+    )
+    replay.set_defaults(run=_replay)
     schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)

@@ -34,16 +34,19 @@ def apply_event(
     rules: SyncRules,
     now: datetime,
     offset: int | None = None,
+    *,
+    fire: bool = True,
 ) -> Outcome:
     """Fold an event and fire its custom events; the contact is left to `contact_update`.
 
     `offset` is the event's position in its partition (every event of a customer shares one):
-    a redelivered record, at or before the last position applied, changes nothing.
+    a redelivered record, at or before the last position applied, changes nothing. `fire=False`
+    folds a replayed event that fired its campaigns the first time.
     """
     folded = fold(profile, event, offset=offset)
     if not folded.applied:
         return Outcome(folded.profile, (), applied=False)
-    fired = custom_events(event, profile, folded.profile, rules.triggers, now)
+    fired = custom_events(event, profile, folded.profile, rules.triggers, now) if fire else []
     return Outcome(folded.profile, tuple(fired), applied=True)
 
 
