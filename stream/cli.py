@@ -234,12 +234,16 @@ def _backfill(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     cooldown = settings.backfill_cooldown
 
+    previous: bytes | None = None
+
     async def cooldown_check() -> timedelta | None:
+        nonlocal previous
         await ensure_topics(settings)
         if not full:
             return None
         latest = await control.read(settings)
-        last = control.backfill_time(latest.get(control.BACKFILL))
+        previous = latest.get(control.BACKFILL)
+        last = control.backfill_time(previous)
         left = cooldown_left(last, now, cooldown)
         if left is None and not args.dry_run:
             # Recorded at the start: a second run started meanwhile is refused too.
@@ -264,9 +268,17 @@ def _backfill(args: argparse.Namespace) -> int:
             verb = "would queue" if args.dry_run else "queued"
             view.update(done, total, f"{queued:,} contacts {verb}")
 
-        report = asyncio.run(
-            backfill(settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance)
-        )
+        try:
+            report = asyncio.run(
+                backfill(
+                    settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance
+                )
+            )
+        except BaseException:
+            if full and not args.dry_run:
+                # A failed run does not hold the next one (the Job's retry) back.
+                asyncio.run(control.write(settings, control.BACKFILL, previous))
+            raise
     if full and not args.dry_run:
         record = control.backfill_record(now, report.contacts)
         asyncio.run(control.write(settings, control.BACKFILL, record))

@@ -71,8 +71,8 @@ def backfill_record(at: datetime, contacts: int | None) -> bytes:
     return orjson.dumps({"at": at.isoformat(), "contacts": contacts})
 
 
-async def write(settings: Settings, key: bytes, value: bytes) -> None:
-    """Store one control record, acknowledged by every in-sync replica."""
+async def write(settings: Settings, key: bytes, value: bytes | None) -> None:
+    """Store one control record (None deletes the key), acknowledged by every in-sync replica."""
     producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     await producer.start()
     try:
