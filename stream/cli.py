@@ -265,7 +265,7 @@ def _backfill(args: argparse.Namespace) -> int:
     with ProgressView(f"backfill {source}", unit="records") as view:
 
         def advance(done: int, total: int, queued: int) -> None:
-            verb = "would queue" if args.dry_run else "queued"
+            verb = "to queue (dry run)" if args.dry_run else "queued"
             view.update(done, total, f"{queued:,} contacts {verb}")
 
         try:
