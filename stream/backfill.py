@@ -52,9 +52,13 @@ class BackfillReport:
     contacts: int
     without_email: int
     missing: tuple[str, ...] = ()  # customers asked for (--customer) without a profile
+    changed_meanwhile: int = 0  # profiles rewritten by the workers while it read: queued by them
 
 
-# done, total (changelog records read of all), contacts queued so far
+# Sends awaited together: bounds the unacknowledged futures held at once.
+ACK_EVERY = 5000
+
+# done, total (changelog records read, both passes), contacts queued so far
 Progress = Callable[[int, int, int], None]
 
 
@@ -84,13 +88,15 @@ async def backfill(
 ) -> BackfillReport:
     """Queue the current contact of every stored profile with an email on the outbox.
 
-    The changelog is read one partition at a time, keeping only that partition's latest stored
-    profile per customer (as bytes): memory is bounded by the largest partition, not by the
-    number of customers. `customers` limits it to those ids.
+    The changelog is read one partition at a time, twice: first to learn the offset of each
+    customer's latest profile, then to map and queue the profiles at those offsets as they come.
+    Memory holds one key and offset per customer of the largest partition, never the profiles
+    of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
+    those ids.
     """
     topic = changelog_topic(settings)
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
-    profiles = contacts = 0
+    profiles = contacts = changed = 0
     found: set[str] = set()
     producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     consumer = AIOKafkaConsumer(
@@ -102,43 +108,61 @@ async def backfill(
     try:
         starts = await consumer.beginning_offsets(partitions) if partitions else {}
         ends = await consumer.end_offsets(partitions) if partitions else {}
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
+        # Two passes over every partition.
+        total = 2 * sum(ends[tp] - starts[tp] for tp in partitions)
         done = 0
         for tp in partitions:
-            latest: dict[bytes, bytes] = {}
+            # Pass 1: the offset of each customer's latest stored profile (a deletion removes it).
+            latest: dict[bytes, int] = {}
             async for records in partition_batches(consumer, tp, ends[tp]):
                 for record in records:
                     if record.key is None:
                         continue
                     if record.value is None:
-                        latest.pop(record.key, None)  # deleted
+                        latest.pop(record.key, None)
                     else:
-                        latest[record.key] = record.value
+                        latest[record.key] = record.offset
                 done += len(records)
                 if progress is not None:
                     progress(done, total, contacts)
-            queued = []
-            for key, stored in latest.items():
-                customer = changelog_key(key)
-                if customers is not None and customer not in customers:
-                    continue
-                found.add(customer)
-                profiles += 1
-                contact = _contact(customer, stored, mapping, settings)
-                if contact is None:
-                    continue
-                contacts += 1
-                if producer is not None:
-                    queued.append(
-                        await producer.send(
-                            settings.topics.outbox, key=customer.encode(), value=encode(contact)
+            # Pass 2: map and queue exactly those profiles, as they come.
+            queued: list[asyncio.Future[Any]] = []
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    if record.key is None or latest.get(record.key) != record.offset:
+                        continue
+                    del latest[record.key]
+                    customer = changelog_key(record.key)
+                    if customers is not None:
+                        if customer not in customers:
+                            continue
+                        found.add(customer)  # only with --customer: a full run keeps no ids
+                    profiles += 1
+                    assert record.value is not None  # pass 1 keeps no deletion
+                    contact = _contact(customer, record.value, mapping, settings)
+                    if contact is None:
+                        continue
+                    contacts += 1
+                    if producer is not None:
+                        key, value = customer.encode(), encode(contact)
+                        queued.append(
+                            await producer.send(settings.topics.outbox, key=key, value=value)
                         )
-                    )
-            # Every send must be acknowledged: a failed one raises here instead of vanishing.
+                    if len(queued) >= ACK_EVERY:
+                        # Every send must be acknowledged: a failed one raises here.
+                        await asyncio.gather(*queued)
+                        queued = []
+                done += len(records)
+                if progress is not None:
+                    progress(done, total, contacts)
             await asyncio.gather(*queued)
-            del latest
-            if progress is not None:
-                progress(done, total, contacts)
+            # Left: compacted away between the passes, so a newer profile of theirs was stored
+            # meanwhile and its contact queued by the workers.
+            left = [changelog_key(key) for key in latest]
+            if customers is not None:
+                left = [customer for customer in left if customer in customers]
+                found.update(left)
+            changed += len(left)
     finally:
         await consumer.stop()
         if producer is not None:
@@ -148,4 +172,5 @@ async def backfill(
         contacts=contacts,
         without_email=profiles - contacts,
         missing=tuple(sorted((customers or frozenset()) - found)),
+        changed_meanwhile=changed,
     )

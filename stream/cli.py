@@ -287,6 +287,11 @@ def _backfill(args: argparse.Namespace) -> int:
         f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
         f"({report.without_email} without an email)"
     )
+    if report.changed_meanwhile:
+        print(
+            f"backfill: {report.changed_meanwhile} profiles changed while it read; the workers "
+            "queued their newer contacts"
+        )
     if report.missing:
         print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
         return 1
@@ -413,7 +418,9 @@ def _set_pause(args: argparse.Namespace) -> int:
 
 
 def _status(_: argparse.Namespace) -> int:
+    from stream import control
     from stream.groups import describe_group
+    from stream.replay import REPLAY, ReplayMark, replay_progress
 
     settings = get_settings()
 
@@ -422,9 +429,11 @@ def _status(_: argparse.Namespace) -> int:
         groups = [
             await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
         ]
-        return pause, last_backfill, await _outbox_backlog(settings), groups
+        mark = ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))
+        folded = None if mark is None else await replay_progress(settings, mark)
+        return pause, last_backfill, await _outbox_backlog(settings), groups, mark, folded
 
-    pause, last_backfill, waiting, groups = asyncio.run(gather())
+    pause, last_backfill, waiting, groups, mark, folded = asyncio.run(gather())
     now = datetime.now(UTC)
     if pause.paused:
         print(f"status: paused since {_since(pause.since, now)}")
@@ -438,6 +447,12 @@ def _status(_: argparse.Namespace) -> int:
         print(f"status: group {group.group} {group.state}, {len(group.members)} members")
     if last_backfill is not None:
         print(f"status: last backfill {_since(last_backfill, now)}")
+    if mark is not None:
+        reset = ", table reset" if mark.reset else ""
+        print(
+            f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "
+            f"{folded:,} of {mark.records():,} records folded again"
+        )
     return 0
 
 

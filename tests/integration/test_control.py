@@ -132,11 +132,17 @@ async def test_backfill_restores_every_contact_exactly_after_a_wipe_once_per_coo
     events, balances, _ = story(30, "bf")
     worker.start()
     await worker.wait_ready()
-    await produce(producer, names.events, events)
+    # Enrolments first, folded and stored, then the points: every customer has an older profile
+    # in the changelog before the latest, and the backfill must send the latest.
+    enrolments = [e for e in events if e["type"] == "customer.enrolled"]
+    await produce(producer, names.events, enrolments)
+    changelog = f"{names.app_id}-customer_to_profile-changelog"
+    await read_topic(changelog, expected=len(enrolments))
+    await produce(producer, names.events, [e for e in events if e not in enrolments])
     await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
     await outbox_delivered(names)
     # Every profile is in the changelog (written right after its outbox records).
-    await read_topic(f"{names.app_id}-customer_to_profile-changelog", expected=len(balances))
+    await read_topic(changelog, expected=2 * len(balances))
     before = without_counts((await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"])
     async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
         (await http.post("/_sandbox/reset")).raise_for_status()
