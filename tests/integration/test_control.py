@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from tests.integration.conftest import (
     REPO,
@@ -15,6 +16,8 @@ from tests.integration.conftest import (
     poll,
     read_topic,
     sandbox_get,
+    second_worker,
+    start_ready,
     web_get,
 )
 from tests.integration.test_delivery_faults import all_delivered, produce, story
@@ -58,12 +61,25 @@ async def outbox_keys(topic: str, at_least: int) -> list[bytes]:
     return [record.key for record in await read_topic(topic, expected=at_least, timeout=60)]
 
 
+@pytest.mark.parametrize("pusher_runs", ["in the worker", "apart"])
 async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesced(
-    names, sandbox, worker, producer
+    names, sandbox, worker, producer, tmp_path, pusher_runs
 ):
-    worker.start()
-    await worker.wait_ready()
-    pid = worker.process.pid
+    processes = [worker]
+    if pusher_runs == "apart":
+        worker.env["STREAM_OMETRIA__PUSH_IN_WORKER"] = "false"
+        processes.append(second_worker(worker.env, tmp_path, name="p", command="push"))
+    try:
+        await pause_scenario(names, sandbox, producer, *processes)
+    finally:
+        for process in processes[1:]:
+            await process.stop_async()
+
+
+async def pause_scenario(names, sandbox, producer, worker, *others) -> None:
+    await start_ready(worker, *others)
+    pusher = others[0] if others else worker
+    pids = [process.process.pid for process in (worker, *others)]
     live = [f"live{n}" for n in range(5)]
     await produce(producer, names.events, [event(c, "customer.enrolled", 0, {}) for c in live])
     await poll(
@@ -74,7 +90,7 @@ async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesce
     code, out = await run_cli(worker.env, "pause")
     assert code == 0, out
     assert "paused at" in out
-    paused = await poll(lambda: metric(worker, "ometria_paused"), lambda v: v == 1, timeout=15)
+    paused = await poll(lambda: metric(pusher, "ometria_paused"), lambda v: v == 1, timeout=15)
     assert paused == 1
 
     # Three fold batches per customer, each waiting until the previous one reached the outbox:
@@ -100,7 +116,7 @@ async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesce
         timeout=QUIET_FOR,
     )
     assert stats["records_accepted"] == before["records_accepted"]
-    assert (await web_get(worker, "/readyz")).status_code == 200
+    assert (await web_get(pusher, "/readyz")).status_code == 200
 
     code, out = await run_cli(worker.env, "status")
     assert code == 0, out
@@ -117,9 +133,10 @@ async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesce
     # Coalesced: each held customer's three records arrive as one contact.
     assert {c: received[c] for c in held} == {c: 1 for c in held}
     assert {c: received[c] for c in live} == {c: 2 for c in live}
-    assert await metric(worker, "ometria_paused") == 0
-    assert worker.process.pid == pid, "no restart"
-    assert worker.process.poll() is None
+    assert await metric(pusher, "ometria_paused") == 0
+    processes = (worker, *others)
+    assert [process.process.pid for process in processes] == pids, "no restart"
+    assert all(process.process.poll() is None for process in processes)
 
 
 def without_counts(contacts: list[dict[str, object]]) -> dict[object, dict[str, object]]:
