@@ -17,6 +17,7 @@ import orjson
 
 from stream.backfill import replay_profiles
 from stream.dlq import read_headers
+from stream.redrive import Filters, redrive
 from tests.integration.conftest import (
     committed_to_the_end,
     envelope,
@@ -457,6 +458,13 @@ async def test_hostile_corpus_is_dead_lettered_once_and_the_valid_records_arrive
     replayed = await replay_profiles(names_settings(names))
     assert replayed["ok-names"]["points"]["balance"] == 30
     assert not any(cid.startswith("bad") for cid in replayed)
+    # And redrive would not publish any of them back: they fail the same checks again.
+    shown: list[str] = []
+    report = await redrive(
+        names_settings(names), "events", Filters(), dry_run=True, show=shown.append
+    )
+    assert (report.matched, report.still_invalid) == (len(bad), len(bad))
+    assert all(line.startswith("keep ") and "still invalid" in line for line in shown)
     assert await worker.stop_async() == 0
     log = worker.text()
     assert "<script>" not in log
