@@ -95,7 +95,7 @@ def generate(seed: int, customers: int = CUSTOMERS):
                 )
         parsed = [parse_event(orjson.dumps(e)) for e in mine]
         if email:
-            model = reference(parsed)
+            model = reference(parsed)  # the balance is set below, once the arrival order is known
             expected[cid] = {
                 "email": email,
                 "rivoPointsBalance": model["balance"],
@@ -110,6 +110,15 @@ def generate(seed: int, customers: int = CUSTOMERS):
     duplicates = rng.sample(events, len(events) // 10)  # producer retries
     for dup in duplicates:
         events.insert(rng.randrange(len(events)), dup)
+    # The balance follows the order events arrive in (README "Balances"): each customer's
+    # events arrive in produce order, since they share a partition.
+    arrived: dict[str, list] = {}
+    for event in events:
+        arrived.setdefault(event["customer"]["id"], []).append(parse_event(orjson.dumps(event)))
+    for cid, want in expected.items():
+        mine = arrived[cid]
+        by_id = {event.event_id: event for event in mine}
+        want["rivoPointsBalance"] = reference(list(by_id.values()), mine)["balance"]
     return events, expected
 
 
