@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.events import InvalidEvent, parse_event
+from stream.events import InvalidEvent
+from stream.intake import EventWindow, admit
 from stream.kafka_auth import client_options
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.ometria.records import encode, with_version
@@ -73,12 +75,18 @@ async def read_profiles(
 async def replay_profiles(
     settings: Settings, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Every customer's profile folded from the events topic; invalid records are skipped."""
+    """Every customer's profile folded from the events topic; invalid records are skipped.
+
+    A record is judged as the workers judge it (`stream.intake.admit`, event time against the
+    clock now), so the ones they dead-lettered are skipped here.
+    """
     profiles: dict[str, Profile] = {}
+    window = EventWindow.from_settings(settings)
+    now = datetime.now(UTC)
 
     async for record in read_to_end(settings, settings.topics.events, progress):
         try:
-            event = parse_event(record.value)
+            event = admit(record.value, record.key, now, window)
         except InvalidEvent:
             continue  # the workers dead-lettered it already
         customer = event.customer.id

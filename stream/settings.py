@@ -294,6 +294,21 @@ class TriggerSettings(_Section):
     _durations = field_validator("horizon", mode="before")(parse_duration)
 
 
+class EventSettings(_Section):
+    max_age: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(days=3650),
+        description="Events whose occurred_at is older than this (about 10 years) are "
+        "dead-lettered: a wrong clock or a test record, not loyalty history.",
+    )
+    future_skew: Annotated[timedelta, Field(ge=timedelta(0))] = Field(
+        default=timedelta(minutes=5),
+        description="How far ahead of the worker's clock an occurred_at may lie (producers' "
+        "clocks drift); later ones are dead-lettered.",
+    )
+
+    _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
+
+
 class Settings(BaseSettings):
     """Everything the worker and the CLI need; read once, frozen."""
 
@@ -364,6 +379,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     mapping: MappingSettings = MappingSettings()
     triggers: TriggerSettings = TriggerSettings()
+    events: EventSettings = EventSettings()
 
     @field_validator("store")
     @classmethod

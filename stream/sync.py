@@ -9,7 +9,7 @@ from typing import Any
 from stream.events import LoyaltyEvent
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.profile import Profile, evolve, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.triggers import TriggerConfig, fire
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,7 @@ class Outcome:
     profile: Profile
     records: tuple[dict[str, Any], ...]
     applied: bool
+    suppressed: tuple[str, ...] = ()  # reasons of the custom events held back (see triggers)
 
 
 def apply_event(
@@ -43,8 +44,8 @@ def apply_event(
     folded = fold(profile, event, offset=offset)
     if not folded.applied:
         return Outcome(folded.profile, (), applied=False)
-    fired = custom_events(event, profile, folded.profile, rules.triggers, now)
-    return Outcome(folded.profile, tuple(fired), applied=True)
+    fired = fire(event, profile, folded.profile, rules.triggers, now)
+    return Outcome(folded.profile, tuple(fired.records), applied=True, suppressed=fired.suppressed)
 
 
 def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[str, Any] | None]:
@@ -75,4 +76,4 @@ def sync_event(
         return step
     after, contact = contact_update(step.profile, rules)
     records = (contact, *step.records) if contact is not None else step.records
-    return Outcome(after, records, applied=True)
+    return Outcome(after, records, applied=True, suppressed=step.suppressed)
