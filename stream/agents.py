@@ -24,9 +24,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from stream import metrics
 from stream.app import app
 from stream.dlq import DeadLetter
-from stream.events import InvalidEvent, check_key, parse_event
+from stream.events import InvalidEvent
 from stream.failstop import stop_before_commit
 from stream.faust_context import get_in_event, mark_persisted, write_in_event
+from stream.intake import EventWindow, admit
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
@@ -36,7 +37,7 @@ from stream.profile_cache import ProfileCache
 from stream.push_service import PusherService
 from stream.pusher import OCCURRED_AT_HEADER
 from stream.settings import get_settings
-from stream.skips import SkipWatch, StallWatch, read_range
+from stream.skips import SkipWatch, StallWatch, count_as_handled, read_range
 from stream.sync import SyncRules, apply_event, contact_update
 from stream.tables import customer_to_profile
 from stream.topics import events_dead_letter_topic, loyalty_events_topic
@@ -67,11 +68,13 @@ rules = SyncRules(
     triggers=TriggerConfig(
         tier_order=tuple(settings.triggers.tier_order),
         horizon=settings.triggers.horizon,
+        future_skew=settings.events.future_skew,
         disabled=frozenset(settings.triggers.disabled),
         rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
         options=mapping.triggers,
     ),
 )
+window = EventWindow.from_settings(settings)
 
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
@@ -96,6 +99,7 @@ replayed_until: dict[int, int] = {}
 
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
+commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
@@ -129,6 +133,7 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
     skip_watch.reset(committed)
     recent_profiles.clear()
     stall_watch.reset()
+    commit_watch.reset()
     positions_known.set()
 
 
@@ -138,7 +143,10 @@ STALL_CHECK_EVERY = 10.0
 async def watch_for_stalls() -> None:
     """Stop the worker when an assigned events partition stalls (see stream.skips.StallWatch).
 
-    Nothing past the stalled records was committed, so the restart reads them again.
+    Two stalls: records that stop arriving while more wait, and a group commit that stops
+    below records already folded (Faust's commit stuck behind an offset it never acked).
+    Nothing past either was committed, so the restart reads them again, and their effect on
+    state applies once.
     """
     if app.rebalancing or not positions_known.is_set():
         return
@@ -147,34 +155,44 @@ async def watch_for_stalls() -> None:
         return
     try:
         ends = await app.consumer.highwaters(*mine)
+        committed = await committed_offsets(settings)
     except KafkaError as exc:
-        logger.warning("cannot read end offsets to watch for stalls: %r", exc)
+        logger.warning("cannot read offsets to watch for stalls: %r", exc)
         return
     now = time.monotonic()
     for tp in mine:
         key = (tp.topic, tp.partition)
-        waited = stall_watch.stalled(key, skip_watch.seen(key), ends.get(tp, 0), now)
+        seen = skip_watch.seen(key)
+        waited = stall_watch.stalled(key, seen, ends.get(tp, 0), now)
         if waited is not None:
             stop_before_commit(
                 f"{tp.topic}[{tp.partition}] delivered no record for {waited:.0f}s while "
                 f"offsets up to {ends[tp] - 1} wait (STREAM_KAFKA__STALL_TIMEOUT)"
+            )
+        # The commit's "seen" is the last committed offset; it should reach the folded ones.
+        at = committed.get(key)
+        folded_end = seen + 1 if seen is not None else 0
+        waited = commit_watch.stalled(key, at - 1 if at is not None else None, folded_end, now)
+        if waited is not None:
+            stop_before_commit(
+                f"{tp.topic}[{tp.partition}]: the group's committed offset stayed at {at} for "
+                f"{waited:.0f}s while records up to {folded_end - 1} were read "
+                "(STREAM_KAFKA__STALL_TIMEOUT)"
             )
 
 
 app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
 
 
-async def _skipped_before(message: Any) -> list[Any]:
-    """The records the consumer skipped just before this one (see stream.skips), read again.
+async def _first_skipped(message: Any) -> int | None:
+    """The first offset the consumer skipped just before this record (see stream.skips).
 
-    They are read with a separate, group-less consumer: seeking Faust's own consumer back does
-    not help, as records it fetched before the seek move its read position past them again.
+    Skipped records are read again with a separate, group-less consumer: seeking Faust's own
+    consumer back does not help, as records it fetched before the seek move its read position
+    past them again.
     """
     await positions_known.wait()
-    first_missing = skip_watch.check((message.topic, message.partition), message.offset)
-    if first_missing is None:
-        return []
-    return await _read_skipped(message, first_missing)
+    return skip_watch.check((message.topic, message.partition), message.offset)
 
 
 async def _read_skipped(message: Any, first_missing: int) -> list[Any]:
@@ -201,8 +219,11 @@ class _Batch:
         self.last_event: dict[str, Any] = {}  # customer id -> the Faust event that carried it
         self.records: dict[str, list[dict[str, Any]]] = {}  # customer id -> its custom events
         self.stored: list[Awaitable[Any]] = []
+        # (partition, first, end): offsets read back after a skip, for Faust's commit.
+        self.read_back: list[tuple[Any, int, int]] = []
         # (type, outcome) -> events: counted once per batch, not once per event.
         self.counts: dict[tuple[str, str], int] = {}
+        self.suppressed: dict[str, int] = {}  # reason -> custom events held back
 
     def count(self, event_type: str, outcome: str) -> None:
         key = (event_type, outcome)
@@ -221,8 +242,7 @@ class _Batch:
 
 async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> None:
     try:
-        event = parse_event(message.value)
-        check_key(event, message.key)
+        event = admit(message.value, message.key, now, window)
     except InvalidEvent as exc:
         batch.count("unknown", "invalid")
         batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
@@ -231,11 +251,13 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
     before = batch.profile(customer_id, carrier)
     # An event the last replay folds again fired its campaigns the first time it was folded.
     replayed = message.offset < replayed_until.get(message.partition, 0)
-    outcome = apply_event(before, event, rules, now, offset=message.offset, fire=not replayed)
+    outcome = apply_event(before, event, rules, now, offset=message.offset, replayed=replayed)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
         return
     batch.count(event.type, "applied")
+    for reason in outcome.suppressed:
+        batch.suppressed[reason] = batch.suppressed.get(reason, 0) + 1
     batch.profiles[customer_id] = outcome.profile
     batch.changed[customer_id] = event.occurred_at
     batch.last_event[customer_id] = carrier
@@ -275,9 +297,12 @@ async def fold_batch(events: list[Any]) -> None:
         # Checked inline while the positions are known: no coroutine per record.
         if positions_known.is_set():
             first_missing = skip_watch.check((message.topic, message.partition), message.offset)
-            skipped = [] if first_missing is None else await _read_skipped(message, first_missing)
         else:
-            skipped = await _skipped_before(message)
+            first_missing = await _first_skipped(message)
+        skipped = []
+        if first_missing is not None:
+            skipped = await _read_skipped(message, first_missing)
+            batch.read_back.append((message.tp, first_missing, message.offset))
         for record in [*skipped, message] if skipped else (message,):
             try:
                 await _fold_one(batch, record, event, now)
@@ -289,6 +314,8 @@ async def fold_batch(events: list[Any]) -> None:
                 batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
+    for reason, count in batch.suppressed.items():
+        metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
@@ -313,6 +340,9 @@ async def fold_batch(events: list[Any]) -> None:
     mark_persisted(customer_to_profile, [await acknowledged for acknowledged in changelog])
     for customer_id, profile in written.items():
         recent_profiles.put(customer_id, profile)
+    # Stored: Faust may now commit past the records read back (it never saw them).
+    for tp, first, end in batch.read_back:
+        await count_as_handled(app.consumer, tp, first, end)
 
 
 @app.agent(loyalty_events_topic, concurrency=1)

@@ -474,7 +474,9 @@ def _redrive(args: argparse.Namespace) -> int:
     verb = "would publish" if args.dry_run else "published"
     print(
         f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
-        f"{report.matched} matched, {verb} {report.matched if args.dry_run else report.published}"
+        f"{report.matched} matched, {verb} "
+        f"{report.matched - report.still_invalid if args.dry_run else report.published}, "
+        f"kept {report.still_invalid} still invalid"
     )
     return 0
 

@@ -11,6 +11,7 @@ import mode
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream import metrics
 from stream.failstop import stop_before_commit
 from stream.metrics import REGISTRY
 from stream.ometria.client import OmetriaClient
@@ -100,17 +101,25 @@ async def run_alone(settings: Settings, port: int) -> int:
     return 0
 
 
+def _readiness(pusher: Pusher) -> str | None:
+    """Why the pusher is not ready (None when it is), kept in the gauge Prometheus scrapes."""
+    why = pusher.not_ready()
+    metrics.READY.set(1 if why is None else 0)
+    return why
+
+
 def _web_app(pusher: Pusher) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        why = pusher.not_ready()
+        why = _readiness(pusher)
         body = {"ready": why is None, "reason": why}
         return web.json_response(body, status=200 if why is None else 503)
 
     async def metrics(request: web.Request) -> web.Response:
         pusher.measure()
+        _readiness(pusher)
         response = web.Response(body=generate_latest(REGISTRY))
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response

@@ -73,8 +73,9 @@ class KafkaSettings(_Section):
     stall_timeout: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
         default=timedelta(seconds=60),
         description="A worker whose assigned events partition (or outbox partition, while the "
-        "pusher is idle) delivers nothing for this long while records wait stops, so that it "
-        "restarts from the committed offsets.",
+        "pusher is idle) delivers nothing for this long while records wait, or whose committed "
+        "offset stays this long below records it has read, stops, so that it restarts from "
+        "the committed offsets.",
     )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -298,6 +299,21 @@ class TriggerSettings(_Section):
     _durations = field_validator("horizon", mode="before")(parse_duration)
 
 
+class EventSettings(_Section):
+    max_age: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(days=3650),
+        description="Events whose occurred_at is older than this (about 10 years) are "
+        "dead-lettered: a wrong clock or a test record, not loyalty history.",
+    )
+    future_skew: Annotated[timedelta, Field(ge=timedelta(0))] = Field(
+        default=timedelta(minutes=5),
+        description="How far ahead of the worker's clock an occurred_at may lie (producers' "
+        "clocks drift); later ones are dead-lettered.",
+    )
+
+    _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
+
+
 class Settings(BaseSettings):
     """Everything the worker and the CLI need; read once, frozen."""
 
@@ -376,6 +392,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     mapping: MappingSettings = MappingSettings()
     triggers: TriggerSettings = TriggerSettings()
+    events: EventSettings = EventSettings()
 
     @field_validator("store")
     @classmethod

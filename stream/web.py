@@ -35,17 +35,23 @@ async def healthz(self: View, request: Request) -> Response:
 async def readyz(self: View, request: Request) -> Response:
     """Ready once the tables are recovered, the group is not rebalancing, and the pusher (when
     it runs in this worker) delivers: a refused API key makes the worker not ready."""
+    body = _readiness()
+    return self.json(body, status=200 if body["ready"] else 503)
+
+
+def _readiness() -> dict[str, bool | str]:
     # TableManagerT does not declare the recovery service the TableManager has.
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
     delivery = _delivery_problem()
     ready = recovered and not app.rebalancing and not app.in_recovery and delivery is None
-    body = {
+    # Prometheus scrapes /metrics, not /readyz: the gauge lets an alert see what the probe sees.
+    metrics.READY.set(1 if ready else 0)
+    return {
         "ready": ready,
         "recovered": recovered,
         "rebalancing": bool(app.rebalancing),
         "delivery": delivery or "ok",
     }
-    return self.json(body, status=200 if ready else 503)
 
 
 def _delivery_problem() -> str | None:
@@ -59,6 +65,7 @@ def _delivery_problem() -> str | None:
 async def metrics_view(self: View, request: Request) -> Response:
     """Prometheus exposition of the worker's metrics."""
     _measure_lag()
+    _readiness()
     # aiohttp refuses a content_type with parameters; Prometheus' has version and charset.
     return self.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

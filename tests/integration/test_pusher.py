@@ -200,6 +200,8 @@ async def test_pusher_runs_alone_beside_workers_that_only_fold(
         ready = await web_get(pusher, "/readyz")
         assert ready.status_code == 200, ready.text
         assert orjson.loads(ready.content)["ready"] is True
+        # What the probe sees, Prometheus sees too (the LoyaltyNotReady alert reads it).
+        assert await metric(pusher, "loyalty_ready") == 1
     finally:
         code = await pusher.stop_async(signal.SIGTERM)
     assert code == 0, pusher.text()[-2000:]
@@ -226,6 +228,7 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
     assert paused.status_code == 503, "not ready while Ometria refuses the key"
     assert "401" in orjson.loads(paused.content)["delivery"]
     assert await metric(worker, "ometria_unauthorized") == 1
+    assert await metric(worker, "loyalty_ready") == 0
 
     contacts = await poll(
         lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances), timeout=120
@@ -238,6 +241,7 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
     assert {e["id"] for e in delivered["events"]} == custom_ids
     assert (await web_get(worker, "/readyz")).status_code == 200
     assert await metric(worker, "ometria_unauthorized") == 0
+    assert await metric(worker, "loyalty_ready") == 1
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get("401", 0) > 0, "the window was real"
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []

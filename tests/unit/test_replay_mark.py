@@ -63,7 +63,8 @@ def test_a_replayed_event_folds_the_same_but_fires_no_campaign():
         )
     )
     live = apply_event(None, earned, rules, AT, offset=4)
-    replayed = apply_event(None, earned, rules, AT, offset=4, fire=False)
+    replayed = apply_event(None, earned, rules, AT, offset=4, replayed=True)
     assert live.records, "the live fold fires loyalty_points_earned"
     assert replayed.records == ()
+    assert replayed.suppressed == ("replayed",) * len(live.records)
     assert replayed.profile == live.profile
