@@ -27,7 +27,7 @@ from bench import sandbox as stand_in
 from bench.gen import DEFAULT_MIX, EventGenerator, parse_mix, ticking_clock
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = "abcdefgh"
+FIGURES = "abcdefghi"
 # Figures that reuse another's runs: e compares with c's single worker, g reads c's changelogs.
 NEEDS = {"e": "c", "g": "c"}
 A_RATE = "ceiling: aiokafka getmany + orjson"
@@ -92,6 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=100_000,
         help="f: profiles in the table (default: %(default)s; see bench/README.md)",
+    )
+    add(
+        "--i-profiles",
+        type=int,
+        default=1_000_000,
+        help="i: profiles in the changelog a backfill reads (default: %(default)s)",
     )
     add("--recovery-timeout", type=float, default=600.0, help="f: seconds to wait for ready")
     add("--keep", action="store_true", help="keep this run's topics and data directories")
@@ -211,6 +217,7 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         "h": _figure_h,
         "e": _figure_e,
         "f": _figure_f,
+        "i": _figure_i,
     }
     for name, figure in steps.items():
         if name in wanted:
@@ -402,6 +409,25 @@ async def _figure_f(args: argparse.Namespace, s: figures.Setup, report: Report) 
             "f", "restart with local state (start → ready)", "s", numbers["restart_seconds"], 1
         )
         report.add("f", "peak RSS after restart", "MiB", numbers["restart_peak_rss_mib"])
+
+
+async def _figure_i(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
+    populated = await figures.state_populate(s, args.i_profiles, name="i", json_keys=True)
+    report.detail("i", populated)
+    await kafka.create_topic(f"{populated['app_id']}.outbox", s.partitions)
+    n = f"{args.i_profiles:,}"
+    report.notes.append(
+        f"i: {populated['profiles']:,} profiles (median {populated['median_template_bytes']:.0f} "
+        f"bytes) over {s.partitions} partitions written in {populated['produce_seconds']:.0f} s"
+    )
+    for rep in range(args.repeat):
+        for dry_run, what in ((True, "--dry-run (read + map)"), (False, "queuing every contact")):
+            numbers = await figures.backfill_memory(s, populated["app_id"], dry_run)
+            report.detail("i", {"rep": rep, "dry_run": dry_run, **numbers})
+            report.add(
+                "i", f"backfill {what}, {n} profiles: peak RSS", "MiB", numbers["peak_rss_mib"]
+            )
+            report.add("i", f"backfill {what}: duration", "s", numbers["seconds"], 1)
 
 
 def write_json(args: argparse.Namespace, report: Report, seconds: float) -> dict[str, Any]:

@@ -94,6 +94,9 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     return stored
 
 
+# Input partition -> its end offset when the last replay ran (stream.replay); set at start-up.
+replayed_until: dict[int, int] = {}
+
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
@@ -246,7 +249,9 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
         return
     customer_id = event.customer.id
     before = batch.profile(customer_id, carrier)
-    outcome = apply_event(before, event, rules, now, offset=message.offset)
+    # An event the last replay folds again fired its campaigns the first time it was folded.
+    replayed = message.offset < replayed_until.get(message.partition, 0)
+    outcome = apply_event(before, event, rules, now, offset=message.offset, replayed=replayed)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
         return
@@ -393,6 +398,7 @@ async def report_ometria_errors() -> None:
 # Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
 # and re-enabling drains it from the committed offset.
 pusher_service: PusherService | None = None
+metrics.PAUSED.set(0 if settings.ometria.enabled else 1)
 if settings.ometria.enabled:
     if settings.ometria.push_in_worker:
         # A dependency, not an `app.service`: those start only after table recovery, and the

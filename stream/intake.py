@@ -1,7 +1,7 @@
 """One raw input record → a loyalty event, or the reason it is dead-lettered.
 
-The worker, `replay`, `backfill --from-events` and `redrive` all call `admit`, so a record is
-judged by the same rules wherever it is read: the contract (`parse_event`), the Kafka key
+The worker (which also folds again what `replay` rewinds) and `redrive` call `admit`, so a
+record is judged by the same rules wherever it is read: the contract (`parse_event`), the Kafka key
 (`check_key`) and the event-time window. Pure: the caller passes the clock.
 """
 

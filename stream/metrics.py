@@ -15,7 +15,8 @@ EVENTS = Counter(
 TRIGGERS_SUPPRESSED = Counter(
     "loyalty_triggers_suppressed",
     "Custom events not fired, by reason: horizon (too old or ahead of the clock), stale (the "
-    "event changed nothing it announces), no_email (no address known to send it to).",
+    "event changed nothing it announces), no_email (no address known to send it to), replayed "
+    "(folded again by `python -m stream replay`: it fired the first time).",
     ["reason"],
     registry=REGISTRY,
 )

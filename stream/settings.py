@@ -210,6 +210,11 @@ class TopicSettings(_Section):
         description="Compacted: the newest contact version delivered per customer, so that no "
         "path (retry, redrive, backfill, rebalance) sends an older one.",
     )
+    control: str = Field(
+        default="loyalty.stream.control",
+        description="Compacted, one partition: operator switches every process obeys (pause, "
+        "backfill cooldown).",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,
@@ -355,6 +360,14 @@ class Settings(BaseSettings):
     profile_api_token_file: Path | None = Field(
         default=None, description="File holding the profiles API token (a mounted Secret)."
     )
+
+    backfill_cooldown: timedelta = Field(
+        default=timedelta(hours=1),
+        description="Least time between two full backfills (`--force` overrides); kept in the "
+        "control topic, so it holds across pods and Jobs.",
+    )
+
+    _backfill_cooldown = field_validator("backfill_cooldown", mode="before")(parse_duration)
 
     @property
     def pusher_group(self) -> str:

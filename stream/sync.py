@@ -35,16 +35,23 @@ def apply_event(
     rules: SyncRules,
     now: datetime,
     offset: int | None = None,
+    *,
+    replayed: bool = False,
 ) -> Outcome:
     """Fold an event and fire its custom events; the contact is left to `contact_update`.
 
     `offset` is the event's position in its partition (every event of a customer shares one):
-    a redelivered record, at or before the last position applied, changes nothing.
+    a redelivered record, at or before the last position applied, changes nothing. `replayed`
+    folds an event that fired its campaigns the first time (`python -m stream replay`): they
+    are held back with the reason "replayed".
     """
     folded = fold(profile, event, offset=offset)
     if not folded.applied:
         return Outcome(folded.profile, (), applied=False)
     fired = fire(event, profile, folded.profile, rules.triggers, now)
+    if replayed:
+        held = fired.suppressed + ("replayed",) * len(fired.records)
+        return Outcome(folded.profile, (), applied=True, suppressed=held)
     return Outcome(folded.profile, tuple(fired.records), applied=True, suppressed=fired.suppressed)
 
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from stream.backfill import replay_profiles
 from stream.dlq import read_headers
 from stream.redrive import Filters, redrive
 from tests.integration.conftest import (
@@ -451,13 +450,11 @@ async def test_hostile_corpus_is_dead_lettered_once_and_the_valid_records_arrive
     for reason in ("horizon", "stale", "no_email"):
         assert metrics[f'loyalty_triggers_suppressed_total{{reason="{reason}"}}'] == 1, reason
 
-    # The stream went on: the worker is still running, and replay judges records the same way
-    # (the record keyed by another customer does not add its 1000 points).
+    # The stream went on: the worker is still running. (A replay judges records the same way
+    # by construction: `python -m stream replay` rewinds the workers, whose one intake path
+    # folds them again.)
     assert worker.process is not None
     assert worker.process.poll() is None
-    replayed = await replay_profiles(names_settings(names))
-    assert replayed["ok-names"]["points"]["balance"] == 30
-    assert not any(cid.startswith("bad") for cid in replayed)
     # And redrive would not publish any of them back: they fail the same checks again.
     shown: list[str] = []
     report = await redrive(
