@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run stop test lint fmt typecheck unit bench kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+.PHONY: help venv run stop test lint fmt typecheck unit bench bench-state kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,9 @@ unit: $(STAMP) ## Only the tests that need no broker
 
 bench: $(STAMP) ## Throughput, delivery and state figures on the local Kafka (ARGS="--only a,b,c --events 20000")
 	@PY=$(PY) bash bench/bench.sh $(ARGS)
+
+bench-state: $(STAMP) ## State at scale: f, i and j (the trigger scan) with 1,000,000 profiles, once each (about 11 minutes)
+	@PY=$(PY) bash bench/bench.sh --only f,i,j --profiles 1000000 --repeat 1 $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -292,6 +294,7 @@ async def backfill_run(steady: Steady, sandbox: Sandbox, rate: float) -> dict[st
             "-m",
             "stream",
             "backfill",
+            "--force",  # repetitions come within the cooldown of the previous one
             env=steady.worker.env,
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
@@ -401,32 +404,60 @@ _PLACEHOLDER_BASE = 2_000_000_000_000  # 13 digits like real ids, outside the cu
 
 
 def profile_values(
-    templates: list[tuple[bytes, bytes]], count: int
+    templates: list[tuple[bytes, bytes]], count: int, *, json_keys: bool = False
 ) -> Iterator[tuple[bytes, bytes]]:
     """`count` changelog records: key = customer id, value = a template profile as that
-    customer (its id and email rewritten)."""
+    customer (its id and email rewritten). `json_keys`: keys as Faust's JSON key codec writes
+    them (`"id"`, quotes included), which the backfill reads."""
     for index in range(count):
         placeholder, value = templates[index % len(templates)]
         key = customer_id(index).encode()
-        yield key, value.replace(placeholder, key)
+        yield (b'"%s"' % key if json_keys else key), value.replace(placeholder, key)
 
 
-async def state_populate(s: Setup, profiles: int) -> dict[str, Any]:
+async def state_populate(
+    s: Setup, profiles: int, name: str = "f", *, json_keys: bool = False
+) -> dict[str, Any]:
     """Write `profiles` profiles straight to the table's changelog (as the worker would)."""
-    app_id = f"{s.prefix}-f"
+    app_id = f"{s.prefix}-{name}"
     await kafka.create_topic(f"{app_id}.events", s.partitions)
     changelog = f"{app_id}-customer_to_profile-changelog"
     await kafka.create_topic(changelog, s.partitions, {"cleanup.policy": "compact"})
     templates = profile_templates(500)
     sizes = sorted(len(value) for _, value in templates)
     started = time.monotonic()
-    written = await kafka.produce(changelog, profile_values(templates, profiles), s.partitions)
+    values = profile_values(templates, profiles, json_keys=json_keys)
+    written = await kafka.produce(changelog, values, s.partitions)
     return {
         "app_id": app_id,
         "profiles": written,
         "produce_seconds": time.monotonic() - started,
         "median_template_bytes": statistics.median(sizes),
     }
+
+
+async def backfill_memory(s: Setup, app_id: str, dry_run: bool) -> dict[str, float]:
+    """i: `python -m stream backfill` over the changelog `state_populate` wrote: seconds and the
+    process's peak RSS (the kernel's ru_maxrss for exactly that child)."""
+    env = worker_env(
+        app_id=app_id,
+        events_topic=f"{app_id}.events",
+        data_dir=s.run_dir / f"{app_id}-backfill",
+        ometria_url=None,
+    )
+    log = s.run_dir / f"{app_id}-backfill.log"
+    args = ["backfill", "--force", *(["--dry-run"] if dry_run else [])]
+    started = time.monotonic()
+    with log.open("ab") as out:
+        # Popen, not asyncio: os.wait4 (in a thread) gives this child's own peak RSS.
+        process = subprocess.Popen(  # noqa: ASYNC220, S603
+            [sys.executable, "-m", "stream", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        _, status, usage = await asyncio.to_thread(os.wait4, process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"backfill exited with {process.returncode}, see {log}")
+    return {"seconds": time.monotonic() - started, "peak_rss_mib": usage.ru_maxrss * 1024 / MIB}
 
 
 async def state_recovery(s: Setup, app_id: str, rep: int, within: float) -> dict[str, float]:

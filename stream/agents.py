@@ -25,9 +25,10 @@ from stream import metrics
 from stream.app import app
 from stream.declared import by_event_type
 from stream.dlq import DeadLetter
-from stream.events import InvalidEvent, check_key, parse_event
+from stream.events import InvalidEvent
 from stream.failstop import stop_before_commit
 from stream.faust_context import get_in_event, mark_persisted, write_in_event
+from stream.intake import EventWindow, admit
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.ometria.mapping import load_mapping
@@ -68,12 +69,14 @@ rules = SyncRules(
     triggers=TriggerConfig(
         tier_order=tuple(settings.triggers.tier_order),
         horizon=settings.triggers.horizon,
+        future_skew=settings.events.future_skew,
         disabled=frozenset(settings.triggers.disabled),
         rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
         options=mapping.triggers,
         declared=by_event_type(mapping.declared),
     ),
 )
+window = EventWindow.from_settings(settings)
 
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
@@ -92,6 +95,9 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     )
     return stored
 
+
+# Input partition -> its end offset when the last replay ran (stream.replay); set at start-up.
+replayed_until: dict[int, int] = {}
 
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
@@ -222,6 +228,7 @@ class _Batch:
         self.read_back: list[tuple[Any, int, int]] = []
         # (type, outcome) -> events: counted once per batch, not once per event.
         self.counts: dict[tuple[str, str], int] = {}
+        self.suppressed: dict[str, int] = {}  # reason -> custom events held back
 
     def count(self, event_type: str, outcome: str) -> None:
         key = (event_type, outcome)
@@ -240,19 +247,22 @@ class _Batch:
 
 async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> None:
     try:
-        event = parse_event(message.value)
-        check_key(event, message.key)
+        event = admit(message.value, message.key, now, window)
     except InvalidEvent as exc:
         batch.count("unknown", "invalid")
         batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
         return
     customer_id = event.customer.id
     before = batch.profile(customer_id, carrier)
-    outcome = apply_event(before, event, rules, now, offset=message.offset)
+    # An event the last replay folds again fired its campaigns the first time it was folded.
+    replayed = message.offset < replayed_until.get(message.partition, 0)
+    outcome = apply_event(before, event, rules, now, offset=message.offset, replayed=replayed)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
         return
     batch.count(event.type, "applied")
+    for reason in outcome.suppressed:
+        batch.suppressed[reason] = batch.suppressed.get(reason, 0) + 1
     batch.profiles[customer_id] = outcome.profile
     batch.changed[customer_id] = event.occurred_at
     batch.last_event[customer_id] = carrier
@@ -309,6 +319,8 @@ async def fold_batch(events: list[Any]) -> None:
                 batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
+    for reason, count in batch.suppressed.items():
+        metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
@@ -392,6 +404,7 @@ async def report_ometria_errors() -> None:
 # Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
 # and re-enabling drains it from the committed offset.
 pusher_service: PusherService | None = None
+metrics.PAUSED.set(0 if settings.ometria.enabled else 1)
 if settings.ometria.enabled:
     if settings.ometria.push_in_worker:
         # A dependency, not an `app.service`: those start only after table recovery, and the

@@ -1,12 +1,11 @@
-"""Queue every known customer's contact for Ometria again: `backfill` and `replay`.
+"""`backfill` ("Sync Customers"): queue every known customer's current contact for Ometria again.
 
-`backfill` ("Sync Customers") reads the profile table's changelog (compacted: the latest profile
-per customer); `replay` rebuilds the profiles from the events topic itself, with the same pure
-fold, without touching the workers' table (for when the table is suspect). Both map each profile
-with the mapping in force and put the contacts on the outbox, where the workers push them with
-the usual batching and rate limit. Each contact carries its profile's version, so one that was
-read before a newer one was delivered is dropped by the pusher rather than sent. Custom events
-are never re-sent: campaigns do not re-fire.
+It reads the profile table's changelog (compacted: the latest profile per customer) one
+partition at a time, maps each profile with the mapping in force and puts the contacts on the
+outbox, where the pushers send them with the usual coalescing and rate limit. Each contact
+carries its profile's version, so one read before a newer one was delivered is dropped by the
+pusher rather than sent. Custom events are never re-sent: campaigns do not re-fire. The
+cooldown between runs is kept in the control topic (stream.control) by the command.
 """
 
 from __future__ import annotations
@@ -14,25 +13,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.events import InvalidEvent, parse_event
 from stream.kafka_auth import client_options
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.ometria.records import encode, with_version
-from stream.profile import Profile, fold
-from stream.reading import read_to_end
+from stream.profile import Profile
+from stream.reading import partition_batches
 from stream.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class BackfillReport:
-    profiles: int
-    contacts: int
-    without_email: int
+from stream.topology import partition_ids
 
 
 def changelog_key(key: bytes) -> str:
@@ -53,38 +46,36 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-customer_to_profile-changelog"
 
 
-async def read_profiles(
-    settings: Settings, progress: Callable[[int, int], None] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The latest stored profile of every customer, read from the table's changelog."""
-    profiles: dict[str, dict[str, Any]] = {}
-
-    async for record in read_to_end(settings, changelog_topic(settings), progress):
-        if record.key is None:
-            continue
-        customer = changelog_key(record.key)
-        if record.value is None:
-            profiles.pop(customer, None)  # deleted
-        else:
-            profiles[customer] = orjson.loads(record.value)
-    return profiles
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    profiles: int
+    contacts: int
+    without_email: int
+    missing: tuple[str, ...] = ()  # customers asked for (--customer) without a profile
+    changed_meanwhile: int = 0  # profiles rewritten by the workers while it read: queued by them
 
 
-async def replay_profiles(
-    settings: Settings, progress: Callable[[int, int], None] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Every customer's profile folded from the events topic; invalid records are skipped."""
-    profiles: dict[str, Profile] = {}
+# Sends awaited together: bounds the unacknowledged futures held at once.
+ACK_EVERY = 5000
 
-    async for record in read_to_end(settings, settings.topics.events, progress):
-        try:
-            event = parse_event(record.value)
-        except InvalidEvent:
-            continue  # the workers dead-lettered it already
-        customer = event.customer.id
-        # The offset makes the profile's version the same as the workers' fold gives it.
-        profiles[customer] = fold(profiles.get(customer), event, offset=record.offset).profile
-    return {customer: profile.to_json() for customer, profile in profiles.items()}
+# done, total (changelog records read, both passes), contacts queued so far
+Progress = Callable[[int, int, int], None]
+
+
+def cooldown_left(last: datetime | None, now: datetime, cooldown: timedelta) -> timedelta | None:
+    """How long until the next backfill is allowed, or None when it is allowed now."""
+    if last is None or now - last >= cooldown:
+        return None
+    return cooldown - (now - last)
+
+
+def _contact(
+    customer: str, stored: bytes, mapping: ContactMapping, settings: Settings
+) -> dict[str, Any] | None:
+    profile = Profile.from_bytes(stored)
+    contact = map_contact(profile, mapping, settings.ometria.collection)
+    # Versioned like the workers' contacts: the pusher never lets it replace a newer one.
+    return None if contact is None else with_version(contact, profile.input_offset)
 
 
 async def backfill(
@@ -92,32 +83,94 @@ async def backfill(
     mapping: ContactMapping,
     *,
     dry_run: bool,
-    from_events: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    customers: frozenset[str] | None = None,
+    progress: Progress | None = None,
 ) -> BackfillReport:
-    """Queue the contact of every profile with an email on the outbox (see the module doc)."""
-    read = replay_profiles if from_events else read_profiles
-    profiles = await read(settings, progress)
-    contacts = []
-    for customer, stored in profiles.items():
-        profile = Profile.from_json(stored)
-        contact = map_contact(profile, mapping, settings.ometria.collection)
-        if contact is not None:
-            # Versioned like the workers' contacts: the pusher never lets it replace a newer one.
-            contacts.append((customer, with_version(contact, profile.input_offset)))
-    if contacts and not dry_run:
-        producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    """Queue the current contact of every stored profile with an email on the outbox.
+
+    The changelog is read one partition at a time, twice: first to learn the offset of each
+    customer's latest profile, then to map and queue the profiles at those offsets as they come.
+    Memory holds one key and offset per customer of the largest partition, never the profiles
+    of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
+    those ids.
+    """
+    topic = changelog_topic(settings)
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    profiles = contacts = changed = 0
+    found: set[str] = set()
+    producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    if producer is not None:
         await producer.start()
-        try:
-            outbox = settings.topics.outbox
-            delivered = [
-                await producer.send(outbox, key=customer.encode(), value=encode(contact))
-                for customer, contact in contacts
-            ]
-            # Every send must be acknowledged: a failed one raises here instead of vanishing.
-            await asyncio.gather(*delivered)
-        finally:
+    try:
+        starts = await consumer.beginning_offsets(partitions) if partitions else {}
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        # Two passes over every partition.
+        total = 2 * sum(ends[tp] - starts[tp] for tp in partitions)
+        done = 0
+        for tp in partitions:
+            # Pass 1: the offset of each customer's latest stored profile (a deletion removes it).
+            latest: dict[bytes, int] = {}
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    if record.key is None:
+                        continue
+                    if record.value is None:
+                        latest.pop(record.key, None)
+                    else:
+                        latest[record.key] = record.offset
+                done += len(records)
+                if progress is not None:
+                    progress(done, total, contacts)
+            # Pass 2: map and queue exactly those profiles, as they come.
+            queued: list[asyncio.Future[Any]] = []
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    if record.key is None or latest.get(record.key) != record.offset:
+                        continue
+                    del latest[record.key]
+                    customer = changelog_key(record.key)
+                    if customers is not None:
+                        if customer not in customers:
+                            continue
+                        found.add(customer)  # only with --customer: a full run keeps no ids
+                    profiles += 1
+                    assert record.value is not None  # pass 1 keeps no deletion
+                    contact = _contact(customer, record.value, mapping, settings)
+                    if contact is None:
+                        continue
+                    contacts += 1
+                    if producer is not None:
+                        key, value = customer.encode(), encode(contact)
+                        queued.append(
+                            await producer.send(settings.topics.outbox, key=key, value=value)
+                        )
+                    if len(queued) >= ACK_EVERY:
+                        # Every send must be acknowledged: a failed one raises here.
+                        await asyncio.gather(*queued)
+                        queued = []
+                done += len(records)
+                if progress is not None:
+                    progress(done, total, contacts)
+            await asyncio.gather(*queued)
+            # Left: compacted away between the passes, so a newer profile of theirs was stored
+            # meanwhile and its contact queued by the workers.
+            left = [changelog_key(key) for key in latest]
+            if customers is not None:
+                left = [customer for customer in left if customer in customers]
+                found.update(left)
+            changed += len(left)
+    finally:
+        await consumer.stop()
+        if producer is not None:
             await producer.stop()
     return BackfillReport(
-        profiles=len(profiles), contacts=len(contacts), without_email=len(profiles) - len(contacts)
+        profiles=profiles,
+        contacts=contacts,
+        without_email=profiles - contacts,
+        missing=tuple(sorted((customers or frozenset()) - found)),
+        changed_meanwhile=changed,
     )

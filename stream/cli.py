@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,10 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
+    from stream import control
+    from stream.replay import REPLAY, ReplayMark
+
+    replayed = ReplayMark.from_bytes(loop.run_until_complete(control.read(settings)).get(REPLAY))
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
         use_settings(settings.model_copy(update={"topics": topics}))
@@ -103,7 +107,12 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream import agents, scanner, web  # noqa: F401 - registers agents, timers, views
     from stream.app import app
+    from stream.replay import wipe_local_tables
 
+    if replayed is not None:
+        agents.replayed_until.update(replayed.until)
+        if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
+            print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
@@ -210,34 +219,240 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
-    from stream.backfill import backfill, changelog_topic
+    from stream import control
+    from stream.backfill import backfill, changelog_topic, cooldown_left
     from stream.ometria.mapping import load_mapping
+    from stream.progress import ProgressView
+    from stream.topology import ensure_topics
 
     settings = get_settings()
     mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
-    source = settings.topics.events if args.from_events else changelog_topic(settings)
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"reading {source}", total=None)
+    customers = frozenset(args.customer) if args.customer else None
+    # Only a full run counts for the cooldown and is held by it: one customer's re-sync is not
+    # the hourly "Sync Customers".
+    full = customers is None
+    now = datetime.now(UTC)
+    cooldown = settings.backfill_cooldown
 
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    previous: bytes | None = None
 
-        report = asyncio.run(
-            backfill(
-                settings,
-                mapping,
-                dry_run=args.dry_run,
-                from_events=args.from_events,
-                progress=advance,
-            )
+    async def cooldown_check() -> timedelta | None:
+        nonlocal previous
+        await ensure_topics(settings)
+        if not full:
+            return None
+        latest = await control.read(settings)
+        previous = latest.get(control.BACKFILL)
+        last = control.backfill_time(previous)
+        left = cooldown_left(last, now, cooldown)
+        if left is None and not args.dry_run:
+            # Recorded at the start: a second run started meanwhile is refused too.
+            await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
+        return left
+
+    left = asyncio.run(cooldown_check())
+    if left is not None and not (args.force or args.dry_run):
+        print(
+            f"backfill: refused: a backfill ran less than {_human(cooldown)} ago "
+            f"(STREAM_BACKFILL_COOLDOWN); the next is allowed in {_human(left)}; "
+            "--force runs it anyway",
+            file=sys.stderr,
         )
+        return 1
+    if left is not None and args.force and not args.dry_run:
+        asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
+    source = changelog_topic(settings)
+    with ProgressView(f"backfill {source}", unit="records") as view:
+
+        def advance(done: int, total: int, queued: int) -> None:
+            verb = "to queue (dry run)" if args.dry_run else "queued"
+            view.update(done, total, f"{queued:,} contacts {verb}")
+
+        try:
+            report = asyncio.run(
+                backfill(
+                    settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance
+                )
+            )
+        except BaseException:
+            if full and not args.dry_run:
+                # A failed run does not hold the next one (the Job's retry) back.
+                asyncio.run(control.write(settings, control.BACKFILL, previous))
+            raise
+    if full and not args.dry_run:
+        record = control.backfill_record(now, report.contacts)
+        asyncio.run(control.write(settings, control.BACKFILL, record))
     verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
     print(
-        f"{args.command}: {report.profiles} profiles, {verb} {report.contacts} contacts "
+        f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
         f"({report.without_email} without an email)"
     )
+    if report.changed_meanwhile:
+        print(
+            f"backfill: {report.changed_meanwhile} profiles changed while it read; the workers "
+            "queued their newer contacts"
+        )
+    if report.missing:
+        print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream.progress import ProgressView
+    from stream.replay import ReplayRefused, parse_from, replay, replay_progress
+
+    settings = get_settings()
+    try:
+        since = parse_from(args.start)
+    except ValueError:
+        print(
+            f"replay: --from {args.start!r} is neither earliest nor an ISO 8601 time",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        mark = asyncio.run(
+            replay(
+                settings,
+                since,
+                reset_state=args.reset_state,
+                dry_run=args.dry_run,
+                now=datetime.now(UTC),
+            )
+        )
+    except ReplayRefused as exc:
+        print(f"replay: refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would rewind" if args.dry_run else "rewound"
+    print(
+        f"replay: {verb} group {settings.app_id} on {settings.topics.events} to {mark.source}: "
+        f"{mark.records()} records to fold again "
+        f"({', '.join(f'{p}: {mark.start[p]}..{mark.until[p]}' for p in sorted(mark.until))})"
+    )
+    if args.dry_run:
+        return 0
+    if mark.reset:
+        print(
+            "replay: table state discarded (changelog deleted; each worker removes its local "
+            "table files when it starts)"
+        )
+    print(
+        "replay: campaign events are not fired again for these records; contacts are re-sent "
+        "(never older than what Ometria has). Start the workers now."
+    )
+    if args.follow:
+        total = mark.records()
+        with ProgressView("replay", unit="records", every=10.0) as view:
+            done = 0
+            while done < total:
+                done = asyncio.run(replay_progress(settings, mark))
+                view.update(done, total, "folded again (committed by the workers)")
+                time.sleep(1.0)  # polling the group's commits, which the workers make
+    return 0
+
+
+def _human(period: timedelta) -> str:
+    seconds = max(int(period.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "an unknown time"
+    seconds = int((now - moment).total_seconds())
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
+
+
+async def _pause_state(settings: Settings) -> tuple[Any, datetime | None]:
+    from stream import control
+
+    latest = await control.read(settings)
+    return control.PauseState.from_bytes(latest.get(control.PAUSE)), control.backfill_time(
+        latest.get(control.BACKFILL)
+    )
+
+
+async def _outbox_backlog(settings: Settings) -> Any:
+    from stream.groups import backlog
+
+    return await backlog(settings, settings.topics.outbox, settings.pusher_group, settings.app_id)
+
+
+def _set_pause(args: argparse.Namespace) -> int:
+    from stream import control
+    from stream.topology import ensure_topics
+
+    settings = get_settings()
+    pause = args.command == "pause"
+    now = datetime.now(UTC)
+
+    async def switch() -> tuple[Any, Any]:
+        await ensure_topics(settings)
+        before, _ = await _pause_state(settings)
+        if before.paused != pause:
+            await control.write(settings, control.PAUSE, control.PauseState(pause, now).to_bytes())
+        return before, await _outbox_backlog(settings)
+
+    before, waiting = asyncio.run(switch())
+    if before.paused == pause:
+        state = "paused" if pause else "not paused"
+        print(f"{args.command}: already {state} since {_since(before.since, now)}; nothing changed")
+    elif pause:
+        print(
+            f"{args.command}: pushing to Ometria paused at {now.isoformat(timespec='seconds')}; "
+            f"every pusher holds within seconds and the outbox keeps the backlog "
+            f"({waiting.total} records now); `python -m stream resume` drains it"
+        )
+    else:
+        print(
+            f"{args.command}: pushing to Ometria resumed (paused since "
+            f"{_since(before.since, now)}); the pushers drain {waiting.total} records, coalesced"
+        )
+    return 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    from stream import control
+    from stream.groups import describe_group
+    from stream.replay import REPLAY, ReplayMark, replay_progress
+
+    settings = get_settings()
+
+    async def gather() -> tuple[Any, ...]:
+        pause, last_backfill = await _pause_state(settings)
+        groups = [
+            await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
+        ]
+        mark = ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))
+        folded = None if mark is None else await replay_progress(settings, mark)
+        return pause, last_backfill, await _outbox_backlog(settings), groups, mark, folded
+
+    pause, last_backfill, waiting, groups, mark, folded = asyncio.run(gather())
+    now = datetime.now(UTC)
+    if pause.paused:
+        print(f"status: paused since {_since(pause.since, now)}")
+    else:
+        print("status: pushing (not paused)")
+    if not settings.ometria.enabled:
+        print("status: STREAM_OMETRIA__ENABLED=false here: workers started so push nothing")
+    parts = ", ".join(f"{p}: {n}" for p, n in sorted(waiting.per_partition.items()))
+    print(f"status: outbox backlog {waiting.total} records ({parts or 'no outbox topic yet'})")
+    for group in groups:
+        print(f"status: group {group.group} {group.state}, {len(group.members)} members")
+    if last_backfill is not None:
+        print(f"status: last backfill {_since(last_backfill, now)}")
+    if mark is not None:
+        reset = ", table reset" if mark.reset else ""
+        print(
+            f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "
+            f"{folded:,} of {mark.records():,} records folded again"
+        )
     return 0
 
 
@@ -259,7 +474,9 @@ def _redrive(args: argparse.Namespace) -> int:
     verb = "would publish" if args.dry_run else "published"
     print(
         f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
-        f"{report.matched} matched, {verb} {report.matched if args.dry_run else report.published}"
+        f"{report.matched} matched, {verb} "
+        f"{report.matched - report.still_invalid if args.dry_run else report.published}, "
+        f"kept {report.still_invalid} still invalid"
     )
     return 0
 
@@ -300,13 +517,46 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
     )
     backfill.add_argument("--dry-run", action="store_true", help="count, queue nothing")
-    backfill.set_defaults(run=_backfill, from_events=False)
+    backfill.add_argument(
+        "--force", action="store_true", help="run even within the cooldown of the last backfill"
+    )
+    backfill.add_argument(
+        "--customer",
+        action="append",
+        metavar="ID",
+        help="only this customer (repeatable); not held by the cooldown",
+    )
+    backfill.set_defaults(run=_backfill)
+    for name, doc in (
+        ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
+        ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
+    ):
+        commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
+    commands.add_parser(
+        "status", help="paused or not since when, outbox backlog, groups, last backfill"
+    ).set_defaults(run=_status)
     replay = commands.add_parser(
         "replay",
-        help="rebuild every contact from the events topic itself and queue it (table untouched)",
+        help="rewind the workers to a point of the events topic (workers stopped), optionally "
+        "rebuilding the table",
     )
-    replay.add_argument("--dry-run", action="store_true", help="count, queue nothing")
-    replay.set_defaults(run=_backfill, from_events=True)
+    replay.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="earliest|TIME",
+        help="earliest, or an ISO 8601 time (UTC unless it says otherwise)",
+    )
+    replay.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="discard the profile table so it is rebuilt from the events (with earliest)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="say what it would do")
+    replay.add_argument(
+        "--follow", action="store_true", help="then show the workers' progress until done"
+    )
+    replay.set_defaults(run=_replay)
     schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,7 +28,22 @@ from pydantic import (
 )
 
 MAX_EVENT_BYTES = 64 * 1024
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Ometria caps string properties at 512 characters: a longer value is rejected here, with its
+# field named, rather than cut short on the way out.
+MAX_TEXT_CHARS = 512
+MAX_POINTS = 10**12
+# Control characters (C0, DEL, C1) and the bidirectional overrides/isolates that can make a name
+# or an id display as something else ("Trojan Source"); zero-width joiners stay (emoji, scripts).
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Free text (reasons, URLs) may hold tabs and line breaks, nothing else from those ranges.
+_UNSAFE_TEXT_CHARS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+# Years a date-time in `data` may have (Ometria reads them as dates people care about). The
+# event's own occurred_at is judged against the reader's clock instead (stream.intake), so it
+# only has to convert to UTC without overflow; its four-digit year keeps the stamps fixed width.
+_MIN_YEAR, _MAX_YEAR = 1900, 9998
+_ISO_HINT = "expected an ISO 8601 date-time with a UTC offset, such as 2026-11-21T10:00:00+00:00"
 _DECIMAL = re.compile(r"^-?\d{1,12}(\.\d{1,6})?$")
 _MONTH_DAY = re.compile(r"^(?:\d{4}-|--)?(\d{2})-(\d{2})$")
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -71,7 +87,7 @@ def _id_text(value: object) -> object:
 
 def _amount(value: object) -> Decimal:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return Decimal(str(value))
+        return _bounded_amount(Decimal(str(value)))
     return _decimal_string(value)
 
 
@@ -79,9 +95,70 @@ def _reward_name(value: object) -> object:
     return {"name": value} if isinstance(value, str) else value
 
 
+@lru_cache(maxsize=65_536)
+def _email_problem(value: str) -> str | None:
+    # Syntax only (no DNS: the pure core does no I/O). Cached: the check costs ~0.1 ms and a
+    # customer's events repeat the same address.
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
 def _email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise ValueError("expected an email address")
+    problem = _email_problem(value)
+    if problem is not None:
+        raise ValueError(f"expected an email address: {problem}")
+    return value
+
+
+def _safe(value: str) -> str:
+    if (found := _UNSAFE_CHARS.search(value)) is not None:
+        raise ValueError(
+            f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
+            "expected printable text"
+        )
+    return value
+
+
+def _safe_text(value: str) -> str:
+    if (found := _UNSAFE_TEXT_CHARS.search(value)) is not None:
+        raise ValueError(
+            f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
+            "expected printable text"
+        )
+    return value
+
+
+def _instant(value: object) -> datetime:
+    # Strict: a string with an offset only. pydantic's lax mode would take epoch numbers (and
+    # numeric strings) as UTC, which the contract does not allow.
+    if not isinstance(value, str):
+        raise ValueError(f"{_ISO_HINT}, not a {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(_ISO_HINT) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"{_ISO_HINT}; this one has no offset")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("lies outside the years 0001-9999 once converted to UTC") from None
+    return parsed
+
+
+def _moment(value: object) -> datetime:
+    parsed = _instant(value)
+    if not _MIN_YEAR <= parsed.year <= _MAX_YEAR:
+        raise ValueError(f"the year must lie between {_MIN_YEAR} and {_MAX_YEAR}")
+    return parsed
+
+
+def _bounded_amount(value: Decimal) -> Decimal:
+    if abs(value) > MAX_POINTS:
+        raise ValueError(f"expected at most {MAX_POINTS} in size")
     return value
 
 
@@ -100,6 +177,11 @@ MonthDay = Annotated[
 Email = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
 ]
+_DATE_TIME_SCHEMA = WithJsonSchema(
+    {"type": "string", "format": "date-time", "examples": ["2026-11-21T10:00:00+00:00"]}
+)
+Moment = Annotated[datetime, BeforeValidator(_moment), _DATE_TIME_SCHEMA]
+Instant = Annotated[datetime, BeforeValidator(_instant), _DATE_TIME_SCHEMA]
 Amount = Annotated[
     Decimal,
     BeforeValidator(_amount),
@@ -112,13 +194,17 @@ Id = Annotated[
     str,
     BeforeValidator(_id_text),
     StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_safe),
     WithJsonSchema(
         {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}]}
     ),
 ]
-Name = Annotated[str, StringConstraints(max_length=256)]
-Text = Annotated[str, StringConstraints(max_length=2048)]
-Points = Annotated[int, Field(ge=0, le=10**12)]
+Name = Annotated[str, StringConstraints(max_length=256), AfterValidator(_safe)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS), AfterValidator(_safe_text)]
+Points = Annotated[int, Field(ge=0, le=MAX_POINTS)]
+# A platform's balance after an event: never negative, never beyond what points can reach.
+BalancePoints = Annotated[int, Field(ge=0, le=MAX_POINTS)]
+Score = Annotated[float, Field(ge=-MAX_POINTS, le=MAX_POINTS, allow_inf_nan=False)]
 LoyaltyStatus = Literal["member", "guest"]
 
 
@@ -140,7 +226,7 @@ class Customer(_Strict):
 class Balance(_Tolerant):
     """The platform's authoritative balance after the event."""
 
-    points: int
+    points: BalancePoints
     credits: Money | None = None
 
 
@@ -148,12 +234,12 @@ class Reward(_Tolerant):
     id: Id | None = None
     name: Name
     reward_type: Name | None = None
-    value: Name | int | float | None = None
+    value: Name | Annotated[int, Field(ge=-MAX_POINTS, le=MAX_POINTS)] | Score | None = None
 
 
 class EnrolledData(_Tolerant):
     loyalty_status: LoyaltyStatus = "member"
-    enrolled_at: AwareDatetime | None = None
+    enrolled_at: Moment | None = None
     referral_code: Name | None = None
     referral_url: Text | None = None
     date_of_birth: MonthDay | None = None
@@ -184,7 +270,7 @@ class PointsRedeemedData(_Tolerant):
     reward: Reward
     points: Points = 0
     credits: Money | None = None
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
     balance: Balance | None = None
 
 
@@ -195,10 +281,10 @@ class RewardUsedData(_Tolerant):
 
 
 class TierChangedData(_Tolerant):
-    tier: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    tier: Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_safe)]
     previous_tier: Name | None = None
     direction: Literal["up", "down"] | None = None
-    tier_expires_at: AwareDatetime | None = None
+    tier_expires_at: Moment | None = None
     progress: Amount | None = None
     next_tier: Name | None = None
     progress_to_next: Amount | None = None
@@ -227,33 +313,33 @@ class PointsExpiredData(_Tolerant):
 
 
 class PointsAdjustedData(_Tolerant):
-    points: Annotated[int, Field(ge=-(10**12), le=10**12)]
+    points: Annotated[int, Field(ge=-MAX_POINTS, le=MAX_POINTS)]
     reason: Text | None = None
     balance: Balance | None = None
 
 
 class PointsExpiringData(_Tolerant):
     points: Points
-    expires_at: AwareDatetime
+    expires_at: Moment
 
 
 class MembershipStartedData(_Tolerant):
     membership_tier_id: Id
     source: Name | None = None
-    started_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    started_at: Moment | None = None
+    ends_at: Moment | None = None
 
 
 class MembershipCancelledData(_Tolerant):
     membership_tier_id: Id | None = None
     source: Name | None = None
     cancellation_policy: Name | None = None
-    ends_at: AwareDatetime | None = None
+    ends_at: Moment | None = None
 
 
 class _Envelope(_Strict):
     event_id: Id
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     source: Name | None = None
     customer: Customer
 
@@ -368,18 +454,33 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
+# Personal data is never echoed into a reason (reasons are logged and kept in headers).
+_PERSONAL_FIELDS = frozenset({"email", "first_name", "last_name"})
+
+
+def _printable(value: object, limit: int) -> str:
+    return _UNSAFE_CHARS.sub("?", str(value))[:limit]
+
+
 def _describe(error: ValidationError, doc: Any) -> str:
     head = ""
     if isinstance(doc, dict):
-        head = f"{doc.get('type', '?')} event {str(doc.get('event_id', '?'))[:128]}: "
+        kind, event_id = (
+            _printable(doc.get("type", "?"), 40),
+            _printable(doc.get("event_id", "?"), 128),
+        )
+        head = f"{kind} event {event_id}: "
     parts = []
     for item in error.errors()[:5]:
         # The discriminator puts the type name into the location; people think in fields.
         loc = [str(p) for p in item["loc"] if str(p) not in EVENT_TYPES]
         where = ".".join(loc) or "type"
         shown = item.get("input")
-        got = f" (got {shown!r:.80})" if isinstance(shown, str | int | float | bool) else ""
-        parts.append(f"{where}: {item['msg']}{got}")
+        personal = not _PERSONAL_FIELDS.isdisjoint(loc)
+        plain = isinstance(shown, str | int | float | bool)
+        got = f" (got {shown!r:.80})" if plain and not personal else ""
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}{got}")
     more = len(error.errors()) - 5
     tail = f"; and {more} more" if more > 0 else ""
     return head + "; ".join(parts) + tail

@@ -12,6 +12,14 @@ EVENTS = Counter(
     ["type", "outcome"],
     registry=REGISTRY,
 )
+TRIGGERS_SUPPRESSED = Counter(
+    "loyalty_triggers_suppressed",
+    "Custom events not fired, by reason: horizon (too old or ahead of the clock), stale (the "
+    "event changed nothing it announces), no_email (no address known to send it to), replayed "
+    "(folded again by `python -m stream replay`: it fired the first time).",
+    ["reason"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Counter(
     "loyalty_dead_letters",
     "Records sent to a dead-letter topic, by stage (parse, push) and error class.",

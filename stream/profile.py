@@ -4,11 +4,17 @@ The fold is idempotent (a record at or before the last input position applied, o
 event id again, changes nothing), order-tolerant (a late event never rolls a snapshot field
 back; deltas apply once) and deterministic. Each snapshot
 field remembers the stamp `<occurred_at UTC>|<event_id>` of the event that set it; a value is
-replaced only by a strictly newer stamp, so any interleaving yields the same profile.
+replaced only by a strictly newer stamp, so any interleaving yields the same snapshot fields.
+The time part is fixed width (`YYYY-MM-DDTHH:MM:SS.ffffffZ`, years 1900-9998 by the contract),
+so comparing stamps as text orders them by instant, then by event id: a total order.
+
+The balance follows the rule in `PointsState`; it depends on the order events arrive in, which
+Kafka fixes per customer, so redelivery and replay give the same balance.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -51,10 +57,18 @@ Delta = tuple[str, int, str]  # (stamp, points, credits) of one change of balanc
 class PointsState:
     """Counters plus the balance ledger.
 
-    The balance is the newest platform snapshot (`base_*`, set by an event's `balance`) plus
-    every delta newer than it. Deltas are kept so that a snapshot arriving late can still be
-    combined with the newer deltas already seen; beyond `MAX_DELTAS` the oldest are folded
-    into the base.
+    The balance rule (README "Balances"): the balance is the newest platform snapshot (an
+    event's `balance`, newest by stamp) plus every change of points it does not account for.
+    A snapshot accounts for the changes that reached us before it and are not newer than it;
+    a change that arrives after it is added even when its stamp is older (a producer whose
+    clock runs ahead, or a late event the platform reported after its snapshot). A snapshot
+    older than the newest one already taken is treated as a change of its event's points.
+
+    `base_*` is the newest snapshot plus the changes added to it since; `deltas` holds the
+    changes newer than it, so that a newer snapshot arriving later can account for them.
+    Beyond `MAX_DELTAS` the oldest are merged into the base (`merged_as_of` is the newest
+    merged stamp); a later snapshot older than a merged change cannot tell which of them it
+    includes, so it counts as a change too.
     """
 
     balance: int = 0
@@ -66,6 +80,7 @@ class PointsState:
     base_credits: str = "0"
     base_as_of: str = ""
     deltas: tuple[Delta, ...] = ()
+    merged_as_of: str = ""
 
     @property
     def total(self) -> int:
@@ -305,35 +320,59 @@ class _Draft:
     def points(self, **changes: Any) -> None:
         self.updates["points"] = evolve(self.current("points"), changes)
 
-    def _ledger(self, points: int, credits: Decimal, as_of: str, deltas: list[Delta]) -> None:
-        while len(deltas) > MAX_DELTAS:
-            as_of, more_points, more_credits = deltas.pop(0)
-            points += more_points
-            credits += Decimal(more_credits)
+    def _ledger(
+        self, points: int, credits: Decimal, as_of: str, deltas: list[Delta], merged: str
+    ) -> None:
+        if len(deltas) > MAX_DELTAS:
+            extra = len(deltas) - MAX_DELTAS
+            for stamp, more_points, more_credits in deltas[:extra]:
+                points += more_points
+                credits += Decimal(more_credits)
+                merged = max(merged, stamp)
+            deltas = deltas[extra:]
         self.points(
             base_points=points,
             base_credits=str(credits),
             base_as_of=as_of,
             deltas=tuple(deltas),
+            merged_as_of=merged,
             balance=points + sum(d[1] for d in deltas),
             credits=str(credits + sum((Decimal(d[2]) for d in deltas), Decimal(0))),
         )
 
     def balance_delta(self, points: int, credits: Decimal | None) -> None:
-        """Record a change of balance unless the balance snapshot already includes it."""
+        """Record a change of balance (see the rule in `PointsState`)."""
         state: PointsState = self.current("points")
+        change = str(credits or 0)
         if self.stamp <= state.base_as_of:
+            # The snapshot reached us before this change: it cannot include it.
+            self._ledger(
+                state.base_points + points,
+                Decimal(state.base_credits) + Decimal(change),
+                state.base_as_of,
+                list(state.deltas),
+                state.merged_as_of,
+            )
             return
-        deltas = sorted((*state.deltas, (self.stamp, points, str(credits or 0))))
-        self._ledger(state.base_points, Decimal(state.base_credits), state.base_as_of, deltas)
+        deltas = list(state.deltas)
+        bisect.insort(deltas, (self.stamp, points, change))
+        self._ledger(
+            state.base_points,
+            Decimal(state.base_credits),
+            state.base_as_of,
+            deltas,
+            state.merged_as_of,
+        )
 
     def balance_snapshot(self, balance: Balance | None) -> bool:
-        """Take the platform's balance after this event; True when it accounts for the event."""
+        """Take the platform's balance after this event; True when it accounts for the event.
+
+        False for an older snapshot than the one taken (or than a merged change): the event's
+        own change then counts as a delta.
+        """
         state: PointsState = self.current("points")
-        if balance is None:
+        if balance is None or self.stamp <= state.base_as_of or self.stamp < state.merged_as_of:
             return False
-        if self.stamp <= state.base_as_of:
-            return True  # an older snapshot: the newer one already includes this event
         older = [d for d in state.deltas if d[0] <= self.stamp]
         newer = [d for d in state.deltas if d[0] > self.stamp]
         credits = (
@@ -341,7 +380,7 @@ class _Draft:
             if balance.credits is not None
             else Decimal(state.base_credits) + sum((Decimal(d[2]) for d in older), Decimal(0))
         )
-        self._ledger(balance.points, credits, self.stamp, newer)
+        self._ledger(balance.points, credits, self.stamp, newer, "")
         return True
 
     def build(self, event_id: str, offset: int | None) -> Profile:
@@ -370,9 +409,15 @@ def fold(profile: Profile | None, event: LoyaltyEvent, offset: int | None = None
         return Folded(base, applied=False)
     draft = _Draft(base, stamp_of(event))
     customer = event.customer
-    draft.snapshot("email", customer.email)
-    draft.snapshot("first_name", customer.first_name)
-    draft.snapshot("last_name", customer.last_name)
+    # An update's data says what changed; its envelope may still carry the old values.
+    changed = event.data if isinstance(event, CustomerUpdated) else None
+    draft.snapshot("email", changed.email if changed and changed.email else customer.email)
+    draft.snapshot(
+        "first_name", changed.first_name if changed and changed.first_name else customer.first_name
+    )
+    draft.snapshot(
+        "last_name", changed.last_name if changed and changed.last_name else customer.last_name
+    )
     match event:
         case CustomerEnrolled():
             _enrolled(draft, event)
@@ -422,7 +467,7 @@ def _enrolled(draft: _Draft, event: CustomerEnrolled) -> None:
 
 def _updated(draft: _Draft, event: CustomerUpdated) -> None:
     data = event.data
-    for name in ("email", "first_name", "last_name", "loyalty_status", "blocked"):
+    for name in ("loyalty_status", "blocked"):
         draft.snapshot(name, getattr(data, name))
     draft.snapshot("referral_url", data.referral_url)
     draft.snapshot("insights_segment", data.insights_segment)

@@ -18,6 +18,10 @@ custom event, deliver in full requests, remember the contact versions delivered,
   version delivered per customer is kept in a compacted topic partitioned like the outbox; a
   pusher reads its partitions of it when it is assigned them, and writes to it before it commits
   the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
+- **Pause obeys the control topic** (stream.control): while paused no round starts, the
+  partitions stay assigned and uncommitted, so the outbox holds the backlog; resuming reads it
+  from the committed offsets in full rounds, coalesced. A round in flight when the pause
+  arrives finishes first.
 - **A rebalance cancels the round in flight**: the records go to their new owner from the last
   committed offset, so an old batch is never retried by a pusher that no longer owns it.
 """
@@ -37,6 +41,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from stream import metrics
+from stream.control import ControlWatch
 from stream.delivery import Delivery
 from stream.dlq import DeadLetter
 from stream.kafka_auth import client_options
@@ -117,10 +122,16 @@ class Pusher:
         # round starts before that is done, and a round read across a rebalance is dropped.
         self._settled = asyncio.Event()
         self._generation = 0
+        self.control = ControlWatch(settings)
+        # End offsets read while paused: paused partitions are not fetched, so their highwater
+        # marks stand still while the backlog grows.
+        self._ends: dict[TopicPartition, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Before joining the group: a pusher started while paused must not send a round first.
+        await self.control.start()
         await self._producer.start()
         await self._reader.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -129,7 +140,12 @@ class Pusher:
 
     async def close(self) -> None:
         """Leave the group and close every client (nothing is committed here)."""
-        for close in (self._consumer.stop, self._reader.stop, self._producer.stop):
+        for close in (
+            self._consumer.stop,
+            self._reader.stop,
+            self._producer.stop,
+            self.control.stop,
+        ):
             try:
                 await close()
             except KafkaError as exc:  # closing anyway
@@ -152,13 +168,34 @@ class Pusher:
                 with contextlib.suppress(TimeoutError):  # look at stop and failure again
                     await asyncio.wait_for(self._settled.wait(), timeout=1.0)
                 continue
+            if self.control.paused:
+                await self._hold()
+                continue
             generation = self._generation
             batch = await self._gather()
-            if batch and generation == self._generation and self._settled.is_set():
+            current = generation == self._generation and self._settled.is_set()
+            if batch and current and not self.control.paused:
                 await self._round(batch)
             elif batch:
                 await self._rewind(batch)
             self.measure()
+
+    async def _hold(self) -> None:
+        """While paused: stay in the group (it polls), send nothing, commit nothing."""
+        consumer = self._consumer
+        consumer.pause(*consumer.assignment())
+        try:
+            await self.control.wait_for_change(KEEPALIVE)
+            # Records of partitions a rebalance assigned meanwhile: read again after resuming.
+            await self._rewind(await consumer.getmany(timeout_ms=0))
+            mine = list(consumer.assignment())
+            if mine:
+                self._ends = await consumer.end_offsets(mine)
+        except KafkaError as exc:  # only the backlog figure is missing; try again next time
+            logger.warning("cannot read the outbox end offsets while paused: %r", exc)
+        finally:
+            if not self.control.paused:
+                consumer.resume(*consumer.assignment())
 
     # --- one round ---------------------------------------------------------------------------
 
@@ -298,6 +335,7 @@ class Pusher:
         for tp in revoked:
             self._delivered.pop(tp.partition, None)
             self._committed.pop(tp, None)
+            self._ends.pop(tp, None)
             with contextlib.suppress(KeyError):  # never measured
                 metrics.OUTBOX_LAG.remove(str(tp.partition))
 
@@ -379,9 +417,10 @@ class Pusher:
         """Outbox lag per owned partition, and the backlog they add up to."""
         backlog = 0
         for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
-            if end is None:
+            fetched, read = self._consumer.highwater(tp), self._ends.get(tp)
+            if fetched is None and read is None:
                 continue
+            end = max(fetched or 0, read or 0)
             lag = max(0, end - self._committed.get(tp, 0))
             metrics.OUTBOX_LAG.labels(str(tp.partition)).set(lag)
             backlog += lag

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from stream.kafka_auth import client_options
 from stream.settings import Settings
@@ -48,3 +49,19 @@ async def read_to_end(
                 progress(done, total)
     finally:
         await consumer.stop()
+
+
+async def partition_batches(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, end: int
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """The records of one partition from its beginning to `end` (exclusive), fetch by fetch.
+
+    `consumer` is assigned this partition alone for the duration.
+    """
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    while await consumer.position(tp) < end:
+        got = await consumer.getmany(tp, timeout_ms=1000)
+        records = [record for record in got.get(tp, []) if record.offset < end]
+        if records:
+            yield records

@@ -4,19 +4,23 @@ It reads the dead-letter topic from the start up to its end at the time of the c
 letters that match every filter, and publishes their original key, value and headers to where
 they came from (input letters to their source topic, Ometria records to the outbox). Running it
 twice publishes twice; that is safe because events are applied once per `event_id` and Ometria
-records are upserts by id.
+records are upserts by id. An input letter is first checked exactly as the workers check input
+(`stream.intake.admit`): one that would be dead-lettered again is shown with its reason and
+kept, not published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from aiokafka import AIOKafkaProducer
 
 from stream.dlq import HEADER_PREFIX, read_headers
+from stream.events import InvalidEvent
+from stream.intake import EventWindow, admit
 from stream.kafka_auth import client_options
 from stream.reading import read_to_end
 from stream.settings import Settings
@@ -53,6 +57,7 @@ class Report:
     scanned: int
     matched: int
     published: int
+    still_invalid: int = 0  # input letters that fail the workers' checks again: not published
 
 
 async def redrive(
@@ -69,7 +74,9 @@ async def redrive(
     # Created only to publish: an unstarted client would still warn when collected.
     producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     started = False
-    scanned = matched = published = 0
+    scanned = matched = published = still_invalid = 0
+    window = EventWindow.from_settings(settings)
+    now = datetime.now(UTC)
     try:
         async for record in read_to_end(settings, source):
             scanned += 1
@@ -86,6 +93,13 @@ async def redrive(
                 else topics.outbox
             )
             where = f"{source}/{record.partition}/{record.offset}"
+            if which == "events":
+                try:
+                    admit(record.value, record.key, now, window)
+                except InvalidEvent as exc:
+                    still_invalid += 1
+                    show(f"keep {where}: still invalid: {exc.error_class}: {exc.reason[:200]}")
+                    continue
             show(
                 f"{'would publish' if dry_run else 'publish'} {where} → {target}: "
                 f"{letter.get('error_class', '?')}: {letter.get('reason', '')[:200]}"
@@ -110,4 +124,4 @@ async def redrive(
     finally:
         if producer is not None:
             await producer.stop()
-    return Report(source, scanned, matched, published)
+    return Report(source, scanned, matched, published, still_invalid)

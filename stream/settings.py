@@ -210,6 +210,11 @@ class TopicSettings(_Section):
         description="Compacted: the newest contact version delivered per customer, so that no "
         "path (retry, redrive, backfill, rebalance) sends an older one.",
     )
+    control: str = Field(
+        default="loyalty.stream.control",
+        description="Compacted, one partition: operator switches every process obeys (pause, "
+        "backfill cooldown).",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,
@@ -325,6 +330,21 @@ class ScheduleSettings(_Section):
         return parse_duration(value)
 
 
+class EventSettings(_Section):
+    max_age: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(days=3650),
+        description="Events whose occurred_at is older than this (about 10 years) are "
+        "dead-lettered: a wrong clock or a test record, not loyalty history.",
+    )
+    future_skew: Annotated[timedelta, Field(ge=timedelta(0))] = Field(
+        default=timedelta(minutes=5),
+        description="How far ahead of the worker's clock an occurred_at may lie (producers' "
+        "clocks drift); later ones are dead-lettered.",
+    )
+
+    _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
+
+
 class Settings(BaseSettings):
     """Everything the worker and the CLI need; read once, frozen."""
 
@@ -372,6 +392,14 @@ class Settings(BaseSettings):
         default=None, description="File holding the profiles API token (a mounted Secret)."
     )
 
+    backfill_cooldown: timedelta = Field(
+        default=timedelta(hours=1),
+        description="Least time between two full backfills (`--force` overrides); kept in the "
+        "control topic, so it holds across pods and Jobs.",
+    )
+
+    _backfill_cooldown = field_validator("backfill_cooldown", mode="before")(parse_duration)
+
     @property
     def pusher_group(self) -> str:
         """The consumer group of the pushers (the outbox's own, apart from the workers')."""
@@ -396,6 +424,7 @@ class Settings(BaseSettings):
     mapping: MappingSettings = MappingSettings()
     triggers: TriggerSettings = TriggerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    events: EventSettings = EventSettings()
 
     @field_validator("store")
     @classmethod

@@ -10,7 +10,7 @@ from stream.events import LoyaltyEvent
 from stream.lists import membership, with_changes
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.profile import Profile, evolve, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.triggers import TriggerConfig, fire
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class Outcome:
     profile: Profile
     records: tuple[dict[str, Any], ...]
     applied: bool
+    suppressed: tuple[str, ...] = ()  # reasons of the custom events held back (see triggers)
 
 
 def apply_event(
@@ -35,17 +36,24 @@ def apply_event(
     rules: SyncRules,
     now: datetime,
     offset: int | None = None,
+    *,
+    replayed: bool = False,
 ) -> Outcome:
     """Fold an event and fire its custom events; the contact is left to `contact_update`.
 
     `offset` is the event's position in its partition (every event of a customer shares one):
-    a redelivered record, at or before the last position applied, changes nothing.
+    a redelivered record, at or before the last position applied, changes nothing. `replayed`
+    folds an event that fired its campaigns the first time (`python -m stream replay`): they
+    are held back with the reason "replayed".
     """
     folded = fold(profile, event, offset=offset)
     if not folded.applied:
         return Outcome(folded.profile, (), applied=False)
-    fired = custom_events(event, profile, folded.profile, rules.triggers, now)
-    return Outcome(folded.profile, tuple(fired), applied=True)
+    fired = fire(event, profile, folded.profile, rules.triggers, now)
+    if replayed:
+        held = fired.suppressed + ("replayed",) * len(fired.records)
+        return Outcome(folded.profile, (), applied=True, suppressed=held)
+    return Outcome(folded.profile, tuple(fired.records), applied=True, suppressed=fired.suppressed)
 
 
 def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[str, Any] | None]:
@@ -84,4 +92,4 @@ def sync_event(
         return step
     after, contact = contact_update(step.profile, rules)
     records = (contact, *step.records) if contact is not None else step.records
-    return Outcome(after, records, applied=True)
+    return Outcome(after, records, applied=True, suppressed=step.suppressed)

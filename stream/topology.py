@@ -57,6 +57,8 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.outbox_dead_letter, partitions, dead),
         # Partitioned like the outbox: a pusher reads the partitions it owns there.
         TopicSpec(topics.outbox_versions, partitions, {"cleanup.policy": "compact"}),
+        # One partition: every process reads all of it, and its few records stay in order.
+        TopicSpec(topics.control, 1, {"cleanup.policy": "compact"}),
     ]
 
 
@@ -138,7 +140,10 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
                 f"STREAM_TOPICS__PARTITIONS={configured}; set STREAM_TOPICS__PARTITIONS="
                 f"{partitions} or leave it unset (the profile table is partitioned like its input)"
             )
-        others = [replace(spec, partitions=partitions) for spec in others]
+        others = [
+            spec if spec.name == settings.topics.control else replace(spec, partitions=partitions)
+            for spec in others
+        ]
         created += await _create(admin, settings, others, existing)
         reach = replay_reach(events.name, await topic_retention(admin, events.name))
         return TopicsReport(created, partitions, reach)

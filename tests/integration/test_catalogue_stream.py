@@ -95,7 +95,7 @@ def generate(seed: int, customers: int = CUSTOMERS):
                 )
         parsed = [parse_event(orjson.dumps(e)) for e in mine]
         if email:
-            model = reference(parsed)
+            model = reference(parsed)  # the balance is set below, once the arrival order is known
             expected[cid] = {
                 "email": email,
                 "rivoPointsBalance": model["balance"],
@@ -110,7 +110,23 @@ def generate(seed: int, customers: int = CUSTOMERS):
     duplicates = rng.sample(events, len(events) // 10)  # producer retries
     for dup in duplicates:
         events.insert(rng.randrange(len(events)), dup)
-    return events, expected
+    return events, arrival_balances(expected, events)
+
+
+def arrival_balances(expected: dict, produced: list[dict]) -> dict:
+    """The expected contacts with the balances that `produced` (the order the events are sent
+    in) gives: the balance follows the order events arrive in (README "Balances"), and each
+    customer's events arrive in the order they were sent, as they share a partition."""
+    arrived: dict[str, list] = {}
+    for event in produced:
+        arrived.setdefault(event["customer"]["id"], []).append(parse_event(orjson.dumps(event)))
+    balanced = {}
+    for cid, want in expected.items():
+        mine = arrived[cid]
+        by_id = {event.event_id: event for event in mine}
+        balance = reference(list(by_id.values()), mine)["balance"]
+        balanced[cid] = {**want, "rivoPointsBalance": balance}
+    return balanced
 
 
 def differing_contacts(body, expected) -> list[str]:

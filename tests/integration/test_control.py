@@ -1,0 +1,191 @@
+"""Operator commands against the real broker and the stand-in: pause, resume, status."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.integration.conftest import (
+    REPO,
+    outbox_delivered,
+    poll,
+    read_topic,
+    sandbox_get,
+    second_worker,
+    start_ready,
+    web_get,
+)
+from tests.integration.test_delivery_faults import all_delivered, produce, story
+from tests.integration.test_pusher import metric
+
+# How long nothing may reach the stand-in while paused, once the held records are folded.
+QUIET_FOR = 6.0
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`python -m stream <args>` as the operator runs it; (exit code, stdout + stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stream",
+        *args,
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode()
+
+
+def event(cid: str, kind: str, n: int, data: dict[str, object]) -> dict[str, object]:
+    customer: dict[str, object] = {"id": cid}
+    if kind == "customer.enrolled":
+        customer["email"] = f"{cid}@example.com"
+    return {
+        "event_id": f"{cid}-{kind}-{n}",
+        "type": kind,
+        "occurred_at": (datetime.now(UTC) + timedelta(seconds=n)).isoformat(),
+        "customer": customer,
+        "data": data,
+    }
+
+
+async def outbox_keys(topic: str, at_least: int) -> list[bytes]:
+    return [record.key for record in await read_topic(topic, expected=at_least, timeout=60)]
+
+
+@pytest.mark.parametrize("pusher_runs", ["in the worker", "apart"])
+async def test_pause_holds_every_record_until_resume_then_delivers_them_coalesced(
+    names, sandbox, worker, producer, tmp_path, pusher_runs
+):
+    processes = [worker]
+    if pusher_runs == "apart":
+        worker.env["STREAM_OMETRIA__PUSH_IN_WORKER"] = "false"
+        processes.append(second_worker(worker.env, tmp_path, name="p", command="push"))
+    try:
+        await pause_scenario(names, sandbox, producer, *processes)
+    finally:
+        for process in processes[1:]:
+            await process.stop_async()
+
+
+async def pause_scenario(names, sandbox, producer, worker, *others) -> None:
+    await start_ready(worker, *others)
+    pusher = others[0] if others else worker
+    pids = [process.process.pid for process in (worker, *others)]
+    live = [f"live{n}" for n in range(5)]
+    await produce(producer, names.events, [event(c, "customer.enrolled", 0, {}) for c in live])
+    await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered({c: 0 for c in live})
+    )
+    before = await sandbox_get(sandbox, "/_sandbox/stats")
+
+    code, out = await run_cli(worker.env, "pause")
+    assert code == 0, out
+    assert "paused at" in out
+    paused = await poll(lambda: metric(pusher, "ometria_paused"), lambda v: v == 1, timeout=15)
+    assert paused == 1
+
+    # Three fold batches per customer, each waiting until the previous one reached the outbox:
+    # three outbox records per customer, to be sent as one contact.
+    held = [f"held{n}" for n in range(10)]
+    steps = [("customer.enrolled", {}), ("points.earned", {"points": 10})]
+    steps.append(("points.earned", {"points": 5}))
+    outbox_records = 0
+    for n, (kind, data) in enumerate(steps, 1):
+        await produce(producer, names.events, [event(c, kind, n, data) for c in held])
+        outbox_records += len(held)
+        keys = await outbox_keys(names.outbox, len(live) + outbox_records)
+        assert len(keys) == len(live) + outbox_records
+    await produce(
+        producer, names.events, [event(c, "points.earned", 9, {"points": 1}) for c in live]
+    )
+    await outbox_keys(names.outbox, len(live) * 2 + outbox_records)
+
+    # Every held record is on the outbox (folded): nothing may arrive while paused.
+    stats = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/stats"),
+        lambda s: s["records_accepted"] != before["records_accepted"],
+        timeout=QUIET_FOR,
+    )
+    assert stats["records_accepted"] == before["records_accepted"]
+    assert (await web_get(pusher, "/readyz")).status_code == 200
+
+    code, out = await run_cli(worker.env, "status")
+    assert code == 0, out
+    assert "status: paused since" in out
+    backlog = int(out.split("outbox backlog ")[1].split()[0])
+    assert backlog == len(held) * len(steps) + len(live)
+
+    code, out = await run_cli(worker.env, "resume")
+    assert code == 0, out
+    assert "resumed" in out
+    expected = {c: 15 for c in held} | {c: 1 for c in live}
+    body = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(expected))
+    received = {c["id"]: c["received"] for c in body["contacts"]}
+    # Coalesced: each held customer's three records arrive as one contact.
+    assert {c: received[c] for c in held} == {c: 1 for c in held}
+    assert {c: received[c] for c in live} == {c: 2 for c in live}
+    assert await metric(pusher, "ometria_paused") == 0
+    processes = (worker, *others)
+    assert [process.process.pid for process in processes] == pids, "no restart"
+    assert all(process.process.poll() is None for process in processes)
+
+
+def without_counts(contacts: list[dict[str, object]]) -> dict[object, dict[str, object]]:
+    return {c["id"]: {k: v for k, v in c.items() if k != "received"} for c in contacts}
+
+
+async def test_backfill_restores_every_contact_exactly_after_a_wipe_once_per_cooldown(
+    names, sandbox, worker, producer
+):
+    events, balances, _ = story(30, "bf")
+    worker.start()
+    await worker.wait_ready()
+    # Enrolments first, folded and stored, then the points: every customer has an older profile
+    # in the changelog before the latest, and the backfill must send the latest.
+    enrolments = [e for e in events if e["type"] == "customer.enrolled"]
+    await produce(producer, names.events, enrolments)
+    changelog = f"{names.app_id}-customer_to_profile-changelog"
+    await read_topic(changelog, expected=len(enrolments))
+    await produce(producer, names.events, [e for e in events if e not in enrolments])
+    await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances))
+    await outbox_delivered(names)
+    # Every profile is in the changelog (written right after its outbox records).
+    await read_topic(changelog, expected=2 * len(balances))
+    before = without_counts((await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"])
+    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
+        (await http.post("/_sandbox/reset")).raise_for_status()
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["contacts"] == 0
+
+    code, out = await run_cli(worker.env, "backfill")
+    assert code == 0, out
+    # Progress (one plain line at the end: the output is not a terminal), then the summary.
+    assert re.search(r"backfill \S+-changelog: \d+/\d+ records \(100%\)", out), out
+    assert f"{len(balances)} profiles, queued on {names.outbox} {len(balances)} contacts" in out
+    body = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+        lambda got: len(got["contacts"]) == len(before),
+    )
+    assert without_counts(body["contacts"]) == before
+    await outbox_delivered(names)
+    assert (await sandbox_get(sandbox, "/_sandbox/stats"))["events"] == 0, "no campaign re-fired"
+
+    code, out = await run_cli(worker.env, "backfill")
+    assert code == 1, out
+    assert "refused" in out
+    assert "--force" in out
+    code, out = await run_cli(worker.env, "backfill", "--force", "--dry-run")
+    assert code == 0, out
+    assert f"would queue {len(balances)} contacts" in out
+    code, out = await run_cli(worker.env, "backfill", "--customer", "bf3", "--customer", "nobody")
+    assert code == 1, out
+    assert "1 profiles, queued" in out
+    assert "no stored profile for nobody" in out

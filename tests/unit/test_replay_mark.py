@@ -1,0 +1,70 @@
+"""The replay mark the workers read at start-up, `--from`, and the local table wipe."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from stream.events import parse_event
+from stream.ometria.mapping import load_preset
+from stream.replay import ReplayMark, parse_from, wipe_local_tables
+from stream.sync import SyncRules, apply_event
+from stream.triggers import TriggerConfig
+
+AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+
+
+def test_a_replay_mark_reads_back_as_written():
+    mark = ReplayMark(AT, start={0: 3, 1: 0}, until={0: 10, 1: 4}, reset="abc", source="earliest")
+    assert ReplayMark.from_bytes(mark.to_bytes()) == mark
+    assert ReplayMark.from_bytes(None) is None
+
+
+def test_a_replay_folds_again_the_records_between_start_and_the_end_it_saw():
+    mark = ReplayMark(AT, start={0: 3, 1: 4}, until={0: 10, 1: 4})
+    assert mark.records() == 7
+
+
+def test_from_takes_earliest_or_an_iso_time_in_utc_by_default():
+    assert parse_from("earliest") is None
+    assert parse_from("2026-11-30T15:00:00") == AT
+    assert parse_from("2026-11-30T16:00:00+01:00") == AT
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        parse_from("yesterday")
+
+
+def test_a_worker_wipes_its_local_tables_once_per_state_reset(tmp_path):
+    tables = tmp_path / "v1" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "customer_to_profile-0.db").write_text("old")
+    mark = ReplayMark(AT, start={0: 0}, until={0: 5}, reset="r1")
+    assert wipe_local_tables(tables, tmp_path, mark)
+    assert not tables.exists()
+    tables.mkdir(parents=True)
+    assert not wipe_local_tables(tables, tmp_path, mark), "the same reset wipes once"
+    assert tables.exists()
+    assert not wipe_local_tables(tables, tmp_path, ReplayMark(AT, start={}, until={}))
+
+
+def test_a_replayed_event_folds_the_same_but_fires_no_campaign():
+    mapping = load_preset("rivo")
+    rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
+    earned = parse_event(
+        orjson.dumps(
+            {
+                "event_id": "e1",
+                "type": "points.earned",
+                "occurred_at": AT.isoformat(),
+                "customer": {"id": "c1", "email": "c1@example.com"},
+                "data": {"points": 10},
+            }
+        )
+    )
+    live = apply_event(None, earned, rules, AT, offset=4)
+    replayed = apply_event(None, earned, rules, AT, offset=4, replayed=True)
+    assert live.records, "the live fold fires loyalty_points_earned"
+    assert replayed.records == ()
+    assert replayed.suppressed == ("replayed",) * len(live.records)
+    assert replayed.profile == live.profile
