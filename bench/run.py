@@ -27,7 +27,7 @@ from bench import sandbox as stand_in
 from bench.gen import DEFAULT_MIX, EventGenerator, parse_mix, ticking_clock
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FIGURES = "abcdefghi"
+FIGURES = "abcdefghij"
 # `make bench` stays within its ten minutes; i (a million profiles) runs with `make bench-state`.
 DEFAULT_FIGURES = "abcdefgh"
 # Figures that reuse another's runs: e compares with c's single worker, g reads c's changelogs.
@@ -100,6 +100,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1_000_000,
         help="i: profiles in the changelog a backfill reads (default: %(default)s)",
+    )
+    add(
+        "--j-profiles",
+        type=int,
+        default=1_000_000,
+        help="j: profiles the time-based triggers' scan goes through (default: %(default)s)",
     )
     add("--recovery-timeout", type=float, default=600.0, help="f: seconds to wait for ready")
     add("--keep", action="store_true", help="keep this run's topics and data directories")
@@ -220,6 +226,7 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         "e": _figure_e,
         "f": _figure_f,
         "i": _figure_i,
+        "j": _figure_j,
     }
     for name, figure in steps.items():
         if name in wanted:
@@ -430,6 +437,18 @@ async def _figure_i(args: argparse.Namespace, s: figures.Setup, report: Report) 
                 "i", f"backfill {what}, {n} profiles: peak RSS", "MiB", numbers["peak_rss_mib"]
             )
             report.add("i", f"backfill {what}: duration", "s", numbers["seconds"], 1)
+
+
+async def _figure_j(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
+    templates = figures.profile_templates(1000)
+    n = f"{args.j_profiles:,}"
+    numbers = figures.scan_cost(args.j_profiles, templates)  # once: about 40 s a million
+    report.detail("j", numbers)
+    report.add("j", f"trigger scan over {n} profiles (CPU, in-process)", "s",
+               numbers["scan_seconds"], 1)  # fmt: skip
+    report.add("j", "trigger scan rate", "profiles/s", numbers["profiles_per_second"])
+    report.add("j", "longest slice (a fold batch waits at most this)", "ms",
+               numbers["longest_slice_ms"], 1)  # fmt: skip
 
 
 def write_json(args: argparse.Namespace, report: Report, seconds: float) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from stream import metrics
 from stream.app import app
+from stream.declared import by_event_type
 from stream.dlq import DeadLetter
 from stream.events import InvalidEvent
 from stream.failstop import stop_before_commit
@@ -72,6 +73,7 @@ rules = SyncRules(
         disabled=frozenset(settings.triggers.disabled),
         rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
         options=mapping.triggers,
+        declared=by_event_type(mapping.declared),
     ),
 )
 window = EventWindow.from_settings(settings)
@@ -109,6 +111,9 @@ recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 # Set once the committed offsets of the current assignment are known: until then no record is
 # checked for skips (a record checked against stale positions could hide a skip for good).
 positions_known = asyncio.Event()
+# Held while a batch folds and while the trigger scan (stream.scanner) handles a slice: both
+# read, change and write profiles across awaits, and neither may overwrite the other's write.
+profiles_lock = asyncio.Lock()
 
 
 @app.on_partitions_revoked.connect
@@ -265,7 +270,7 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
         batch.records.setdefault(customer_id, []).extend(outcome.records)
 
 
-async def _send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: datetime) -> Any:
+async def send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: datetime) -> Any:
     """Queue one outbox message with all of a customer's records of the batch, in order."""
     # Straight to Faust's producer: the topic object's send path (channels, future messages,
     # callbacks) cost more than the fold itself, and nothing here needs it. The time of the
@@ -325,7 +330,7 @@ async def fold_batch(events: list[Any]) -> None:
         records = [with_version(contact, profile.input_offset)] if contact is not None else []
         records += batch.records.get(customer_id, [])
         if records:
-            batch.stored.append(await _send_outbox(customer_id, records, occurred))
+            batch.stored.append(await send_outbox(customer_id, records, occurred))
     # The outbox must hold the records before the table says their events were applied: after
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
@@ -352,7 +357,8 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
     batches = stream.take_events(FOLD_BATCH, within=FOLD_WITHIN)  # type: ignore[attr-defined]
     async for events in batches:
         try:
-            await fold_batch(events)
+            async with profiles_lock:
+                await fold_batch(events)
         except BaseException as exc:
             # Faust acks these events as soon as this iteration ends, however it ends.
             stop_before_commit("a batch of input records was not safely stored", exc)

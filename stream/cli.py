@@ -105,7 +105,7 @@ def _worker(_: argparse.Namespace) -> int:
 
     import faust
 
-    from stream import agents, web  # noqa: F401 - registers the agents and views on the app
+    from stream import agents, scanner, web  # noqa: F401 - registers agents, timers, views
     from stream.app import app
     from stream.replay import wipe_local_tables
 

@@ -11,6 +11,7 @@ table's store, changelog topic and codecs; revisit it when upgrading faust-strea
 
 from __future__ import annotations
 
+import types
 import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -53,6 +54,18 @@ async def write_in_event(table: Any, key: str, value: Any, event: Any) -> Awaita
         changelog.get_topic_name(), raw_key, raw_value, event.message.partition, None, None
     )
     return stored
+
+
+class _InPartition:
+    """Stands in for an event of a partition, for a write that no event carried."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = types.SimpleNamespace(partition=partition)
+
+
+async def write_in_partition(table: Any, key: str, value: Any, partition: int) -> Awaitable[Any]:
+    """`write_in_event` for a key of a known partition, outside any event (the trigger scan)."""
+    return await write_in_event(table, key, value, _InPartition(partition))
 
 
 def mark_persisted(table: Any, acknowledged: Iterable[Any]) -> None:

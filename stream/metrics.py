@@ -105,3 +105,19 @@ PAUSED = Gauge(
     "false at start-up) and the outbox holds the backlog, else 0.",
     registry=REGISTRY,
 )
+SCHEDULED = Counter(
+    "loyalty_scheduled_triggers",
+    "Time-based custom events queued by the trigger scan, by rule.",
+    ["rule"],
+    registry=REGISTRY,
+)
+SCAN_SECONDS = Histogram(
+    "loyalty_schedule_scan_seconds",
+    "Duration of one trigger scan over this worker's profiles (including the waits for folds).",
+    registry=REGISTRY,
+)
+SCAN_FAILURES = Counter(
+    "loyalty_schedule_scan_failures",
+    "Trigger scans cut short by an error (the next scan fires what was left).",
+    registry=REGISTRY,
+)

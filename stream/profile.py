@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -93,6 +93,7 @@ class LastReward:
     name: str
     code: str
     expires_at: datetime | None = None
+    used: bool = False  # a reward.used with this code came after the claim
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,11 @@ class Profile:
     input_offset: int = -1  # the last position applied in the customer's input partition
     recent_event_ids: tuple[str, ...] = ()
     last_contact: dict[str, Any] | None = None
+    # Time-based triggers already fired, `<due UTC>|<rule>`, kept while they could be due
+    # (stream.schedule): a restart or a takeover of the partition does not fire them again.
+    schedule_fired: tuple[str, ...] = ()
+    # The Ometria lists the last contact sent put the customer in (stream.lists).
+    lists: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-able table value."""
@@ -258,7 +264,7 @@ def _profile_of(value: Any) -> Profile:
         if isinstance(tier, dict) and tier.get("expires_at") is not None:
             tier = {**tier, "expires_at": _when(tier["expires_at"])}
         doc["tier"] = _build(TierState, _TIER_FIELDS, tier, "tier")
-    for name in ("tags", "recent_event_ids"):
+    for name in ("tags", "recent_event_ids", "schedule_fired", "lists"):
         if name in doc:
             doc[name] = tuple(doc[name])
     return _build(Profile, _PROFILE_FIELDS, doc, "the profile")
@@ -423,6 +429,9 @@ def fold(profile: Profile | None, event: LoyaltyEvent, offset: int | None = None
             _points_redeemed(draft, event)
         case RewardUsed():
             draft.add("rewards_used", 1)
+            reward = draft.current("last_reward")
+            if reward is not None and reward.code == event.data.code and not reward.used:
+                draft.assign("last_reward", replace(reward, used=True))
         case TierChanged():
             _tier_changed(draft, event)
         case ReferralCompleted():

@@ -299,6 +299,37 @@ class TriggerSettings(_Section):
     _durations = field_validator("horizon", mode="before")(parse_duration)
 
 
+class ScheduleSettings(_Section):
+    enabled: bool = Field(
+        default=True, description="false = no time-based triggers (the scan does not run)."
+    )
+    interval: Annotated[timedelta, Field(ge=timedelta(seconds=1))] = Field(
+        default=timedelta(minutes=5),
+        description="How often each worker scans its profiles for time-based triggers.",
+    )
+    window: Annotated[timedelta, Field(ge=timedelta(minutes=1))] = Field(
+        default=timedelta(days=1),
+        description="A due moment fires while it is at most this old: the longest outage the "
+        "scan catches up on; older ones (state rebuilt by a replay) never fire.",
+    )
+    clock_offset: timedelta = Field(
+        default=timedelta(0),
+        description="Added to the clock the scan reads, and to nothing else: lets a demo or a "
+        "test bring due dates forward. Leave 0 in production.",
+    )
+
+    _durations = field_validator("interval", "window", mode="before")(parse_duration)
+
+    @field_validator("clock_offset", mode="before")
+    @classmethod
+    def _signed(cls, value: object) -> object:
+        # `-2d` as well as `2d`: parse_duration reads unsigned amounts.
+        if isinstance(value, str) and value.strip().startswith("-"):
+            parsed = parse_duration(value.strip()[1:])
+            return -parsed if isinstance(parsed, timedelta) else value
+        return parse_duration(value)
+
+
 class EventSettings(_Section):
     max_age: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(days=3650),
@@ -392,6 +423,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     mapping: MappingSettings = MappingSettings()
     triggers: TriggerSettings = TriggerSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     events: EventSettings = EventSettings()
 
     @field_validator("store")

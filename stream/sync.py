@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from stream.events import LoyaltyEvent
+from stream.lists import membership, with_changes
 from stream.ometria.mapping import ContactMapping, map_contact
 from stream.profile import Profile, evolve, fold
 from stream.triggers import TriggerConfig, fire
@@ -62,9 +63,17 @@ def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[st
     latest, whatever happened in between.
     """
     contact = map_contact(profile, rules.mapping, rules.collection)
-    if contact is None or contact == profile.last_contact:
+    if contact is None:
         return profile, None
-    return evolve(profile, {"last_contact": contact}), contact
+    if not rules.mapping.lists:
+        if contact == profile.last_contact:
+            return profile, None
+        return evolve(profile, {"last_contact": contact}), contact
+    lists = membership(profile, rules.mapping.lists)
+    if contact == profile.last_contact and lists == profile.lists:
+        return profile, None
+    record = with_changes(contact, profile.lists, lists)
+    return evolve(profile, {"last_contact": contact, "lists": lists}), record
 
 
 def sync_event(

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from stream.conditions import Condition, Variables, check
+from stream.declared import DeclaredRule, fire_declared
 from stream.events import (
     LoyaltyEvent,
     MembershipCancelled,
@@ -37,11 +39,12 @@ DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
 
 @dataclass(frozen=True, slots=True)
 class TriggerOptions:
-    """A user's choices for one rule: off, another event type, or fewer properties."""
+    """A user's choices for one rule: off, another event type, fewer properties, a condition."""
 
     enabled: bool = True
     event_type: str | None = None
     properties: frozenset[str] | None = None
+    condition: Condition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class TriggerConfig:
     disabled: frozenset[str] = frozenset()
     rewards: tuple[RewardCost, ...] = ()
     options: dict[str, TriggerOptions] = field(default_factory=dict)
+    # A mapping file's own rules, by the event type that triggers them.
+    declared: dict[str, tuple[DeclaredRule, ...]] = field(default_factory=dict)
 
 
 _ALL_DEFAULTS = TriggerOptions()
@@ -177,6 +182,20 @@ RULE_PROPERTIES: dict[str, tuple[str, ...]] = {
     "loyalty_points_expiring": ("points", "expires_at", "points_balance"),
 }  # fmt: skip
 RULE_NAMES = tuple(RULE_PROPERTIES)
+# The event types each rule fires for, which its condition's `event.data` fields must exist on
+# (None: any event that changes the balance).
+RULE_EVENT_TYPES: dict[str, tuple[str, ...] | None] = {
+    "loyalty_points_earned": ("points.earned",),
+    "loyalty_reward_claimed": ("points.redeemed",),
+    "loyalty_reward_used": ("reward.used",),
+    "loyalty_tier_upgraded": ("tier.changed",),
+    "loyalty_tier_downgraded": ("tier.changed",),
+    "loyalty_tier_changed": ("tier.changed",),
+    "loyalty_referral_completed": ("referral.completed",),
+    "loyalty_membership_cancelled": ("membership.cancelled",),
+    "loyalty_reward_available": None,
+    "loyalty_points_expiring": ("points.expiring",),
+}
 
 
 def _rewards_available(
@@ -241,12 +260,13 @@ def fire(
     if rule is not None and (result := rule(event, before, after, config)) is not None:
         fired.append((result[0], "", result[1]))
     fired.extend(_rewards_available(before, after, config))
+    declared = config.declared.get(event.type) if config.declared else None
     chosen = []
     for name, suffix, properties in fired:
         options = config.options.get(name, _ALL_DEFAULTS)
         if name not in config.disabled and options.enabled:
             chosen.append((name, suffix, properties, options))
-    if not chosen:
+    if not chosen and not declared:
         return Firing([])
     age = now - event.occurred_at  # aware datetimes: compared in UTC
     if age > config.horizon or -age > config.future_skew:
@@ -255,8 +275,23 @@ def fire(
         return Firing([], ("stale",) * len(chosen))
     if not after.email:
         return Firing([], ("no_email",) * len(chosen))
+    # Conditions and declared rules are evaluated only for an event that may fire, over
+    # variables built once per event (stream.conditions); a condition that does not hold means
+    # the rule does not apply, which is not a suppression.
+    variables: Variables | None = None
+    if declared:
+        variables = Variables(event, before, after, now)
+        for name, suffix, properties in fire_declared(declared, variables):
+            options = config.options.get(name, _ALL_DEFAULTS)
+            if name not in config.disabled and options.enabled:
+                chosen.append((name, suffix, properties, options))
     records = []
     for name, suffix, properties, options in chosen:
+        if options.condition is not None:
+            if variables is None:
+                variables = Variables(event, before, after, now)
+            if not check(options.condition, variables):
+                continue
         # The id follows the rule, not its configured name, so renaming never re-sends.
         record = custom_event_record(
             id=f"{event.customer.id}:{event.event_id}:{name}" + (f":{suffix}" if suffix else ""),

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.lists import carry_lists
 from stream.ometria.records import (
     MAX_RECORD_BYTES,
     MAX_RECORDS_PER_REQUEST,
@@ -88,7 +89,9 @@ def coalesce(
             superseded += 1
             held_version = version_of(held[1])
             if version is not None and held_version is not None and version < held_version:
+                latest[identity] = (held[0], carry_lists(record, held[1]))
                 continue
+            record = carry_lists(held[1], record)
         latest[identity] = (partition, record)
     versions = {
         (partition, identity[2]): version

@@ -10,17 +10,27 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass, replace
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stream.conditions import (
+    EVENT_TYPES,
+    LIST_VARIABLES,
+    SCAN_VARIABLES,
+    ConditionError,
+    compile_condition,
+)
+from stream.declared import DeclaredRule
+from stream.lists import ListRule
 from stream.ometria.records import (
     CONTACT_BUILTINS,
     MAX_EVENT_TYPE_CHARS,
@@ -28,7 +38,8 @@ from stream.ometria.records import (
     contact_record,
 )
 from stream.profile import Profile
-from stream.triggers import RULE_NAMES, RULE_PROPERTIES, TriggerOptions
+from stream.schedule import DEFAULT_LEAD_DAYS, SCHEDULE_RULES, ScheduleConfig, ScheduleRule
+from stream.triggers import RULE_EVENT_TYPES, RULE_NAMES, RULE_PROPERTIES, TriggerOptions
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -69,6 +80,9 @@ class ContactMapping:
     fields: tuple[FieldRule, ...]
     consent: bool = False
     triggers: dict[str, TriggerOptions] = field(default_factory=dict)
+    declared: tuple[DeclaredRule, ...] = ()
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    lists: tuple[ListRule, ...] = ()
 
 
 class _FieldEntry(BaseModel):
@@ -87,6 +101,33 @@ class _TriggerEntry(BaseModel):
     enabled: bool = True
     event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
     properties: list[str] | None = None
+    condition: str | None = Field(default=None, min_length=1)
+
+
+class _RuleEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: list[str] = Field(min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    properties: dict[str, str] = {}
+
+
+class _ScheduleEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
+    lead_days: list[Annotated[int, Field(ge=1, le=366)]] | None = Field(default=None, min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    timezone: str | None = None  # loyalty_birthday only
+    within: Decimal | None = Field(default=None, ge=0)  # loyalty_tier_approaching only
+
+
+class _ListEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=100)  # Ometria's list id, e.g. "1234"
+    condition: str = Field(min_length=1)
 
 
 class _MappingDoc(BaseModel):
@@ -97,6 +138,9 @@ class _MappingDoc(BaseModel):
     remove: list[str] = []
     field: list[_FieldEntry] = []
     triggers: dict[str, _TriggerEntry] = {}
+    rules: dict[str, _RuleEntry] = {}
+    schedule: dict[str, _ScheduleEntry] = {}
+    lists: list[_ListEntry] = Field(default=[], alias="list")  # [[list]] entries
 
 
 def load_mapping(preset: str, file: Path | None) -> ContactMapping:
@@ -176,14 +220,115 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
                 f"{origin}, [triggers.{name}]: {name} has no properties {sorted(unknown)}; "
                 f"choose from {', '.join(RULE_PROPERTIES[name])}"
             )
+        condition = None
+        if options.condition is not None:
+            where = f"{origin}, [triggers.{name}], condition {options.condition!r}"
+            try:
+                condition = compile_condition(options.condition, event_types=RULE_EVENT_TYPES[name])
+            except ConditionError as exc:
+                raise MappingError(f"{where}: {exc}") from None
         triggers[name] = TriggerOptions(
             enabled=options.enabled,
             event_type=options.event_type,
             properties=frozenset(options.properties) if options.properties is not None else None,
+            condition=condition,
         )
+    declared = tuple(_declared(origin, name, entry) for name, entry in parsed.rules.items())
     return ContactMapping(
-        name=origin, fields=tuple(rules.values()), consent=parsed.consent, triggers=triggers
+        name=origin,
+        fields=tuple(rules.values()),
+        consent=parsed.consent,
+        triggers=triggers,
+        declared=declared,
+        schedule=_schedule(origin, parsed.schedule),
+        lists=_lists(origin, parsed.lists),
     )
+
+
+def _lists(origin: str, entries: list[_ListEntry]) -> tuple[ListRule, ...]:
+    rules: list[ListRule] = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"{origin}, [[list]] #{number} (id {entry.id!r})"
+        if entry.id in (rule.list_id for rule in rules):
+            raise MappingError(f"{where}: the list is declared twice; keep one entry")
+        try:
+            condition = compile_condition(entry.condition, allowed=LIST_VARIABLES)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+        rules.append(ListRule(list_id=entry.id, condition=condition))
+    return tuple(rules)
+
+
+def _schedule(origin: str, entries: dict[str, _ScheduleEntry]) -> ScheduleConfig:
+    rules = {}
+    config = ScheduleConfig()
+    for name, entry in entries.items():
+        where = f"{origin}, [schedule.{name}]"
+        if name not in SCHEDULE_RULES:
+            raise MappingError(f"{where}: unknown rule; use one of {', '.join(SCHEDULE_RULES)}")
+        if entry.lead_days is not None and name not in DEFAULT_LEAD_DAYS:
+            raise MappingError(f"{where}: lead_days applies to {', '.join(DEFAULT_LEAD_DAYS)}")
+        if entry.timezone is not None:
+            if name != "loyalty_birthday":
+                raise MappingError(f"{where}: timezone applies to loyalty_birthday only")
+            try:
+                ZoneInfo(entry.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise MappingError(
+                    f"{where}: no timezone {entry.timezone!r}; use an IANA name such as "
+                    '"Europe/London"'
+                ) from None
+            config = replace(config, birthday_timezone=entry.timezone)
+        if entry.within is not None:
+            if name != "loyalty_tier_approaching":
+                raise MappingError(f"{where}: within applies to loyalty_tier_approaching only")
+            config = replace(config, approaching_within=entry.within)
+        condition = None
+        if entry.condition is not None:
+            try:
+                condition = compile_condition(entry.condition, allowed=SCAN_VARIABLES)
+            except ConditionError as exc:
+                raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+        rules[name] = ScheduleRule(
+            enabled=entry.enabled,
+            event_type=entry.event_type,
+            lead_days=tuple(sorted(set(entry.lead_days), reverse=True))
+            if entry.lead_days
+            else None,
+            condition=condition,
+        )
+    return replace(config, rules=rules)
+
+
+def _declared(origin: str, name: str, entry: _RuleEntry) -> DeclaredRule:
+    where = f"{origin}, [rules.{name}]"
+    if not _FIELD_ID.match(name) or name.startswith("@") or len(name) > MAX_EVENT_TYPE_CHARS:
+        raise MappingError(
+            f"{where}: the rule's name is its Ometria event type: letters, digits and _, "
+            f"at most {MAX_EVENT_TYPE_CHARS} characters"
+        )
+    if name in RULE_NAMES:
+        raise MappingError(f"{where}: {name} is a built-in rule; set it under [triggers.{name}]")
+    unknown = sorted(set(entry.on) - set(EVENT_TYPES))
+    if unknown:
+        raise MappingError(
+            f"{where}, on: no event type {unknown[0]!r}; use some of {', '.join(EVENT_TYPES)}"
+        )
+    on = tuple(dict.fromkeys(entry.on))
+
+    def compiled(what: str, source: str) -> Any:
+        try:
+            return compile_condition(source, event_types=on)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, {what} {source!r}: {exc}") from None
+
+    condition = compiled("condition", entry.condition) if entry.condition else None
+    properties = []
+    for key, source in entry.properties.items():
+        if not _FIELD_ID.match(key) or key.startswith("@"):
+            raise MappingError(f"{where}, properties: {key!r} is not a property name")
+        properties.append((key, compiled(f"properties.{key}", source)))
+    return DeclaredRule(name=name, on=on, condition=condition, properties=tuple(properties))
 
 
 _TRANSFORM_SOURCES: dict[str, frozenset[str]] = {

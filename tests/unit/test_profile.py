@@ -318,11 +318,16 @@ STORED = (
     '"e7","e8","e9"],"last_contact":{"@type":"contact","id":"7294851236742","properties":'
     '{"rivoPointsBalance":77,"x":1.5,"b":true}}}'
 ).encode()
+# The fields added later (issue 13), as a complete document of today writes them.
+STORED_NOW = (
+    STORED.replace(b'"2026-12-01T00:00:00Z"}', b'"2026-12-01T00:00:00Z","used":false}')[:-1]
+    + b',"schedule_fired":["2026-11-01T00:00:00Z|loyalty_birthday"],"lists":["1234"]}'
+)
 
 
 def test_profile_stored_document_reads_back_to_the_same_document():
-    profile = Profile.from_bytes(STORED)
-    expected = orjson.loads(STORED)
+    profile = Profile.from_bytes(STORED_NOW)
+    expected = orjson.loads(STORED_NOW)
     # The ledger field added later takes its default: nothing was merged past a snapshot.
     expected["points"]["merged_as_of"] = ""
     assert profile.to_bytes() == orjson.dumps(expected)
@@ -336,3 +341,13 @@ def test_profile_from_json_unknown_field_raises():
         Profile.from_json({"customer_id": "c1", "points_balance": 5})
     with pytest.raises(ValueError, match="no customer_id"):
         Profile.from_json({"email": "a@example.com"})
+
+
+def test_profile_stored_before_the_schedule_fields_reads_with_their_defaults():
+    profile = Profile.from_bytes(STORED)
+
+    assert profile.schedule_fired == ()
+    assert profile.lists == ()
+    assert profile.last_reward is not None
+    assert profile.last_reward.used is False
+    assert orjson.loads(profile.to_bytes())["tier"] == orjson.loads(STORED)["tier"]
