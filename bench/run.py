@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="d: the stand-in's rate limit and the worker's "
         "STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND (default: %(default)s)",
     )
-    add("--h-customers", type=int, default=20_000, help="h: customers backfilled (default: 20000)")
+    add("--h-customers", type=int, default=10_000, help="h: customers backfilled (default: 10000)")
     add(
         "--h-repeat",
         type=int,
@@ -290,10 +290,13 @@ async def _figure_c(args: argparse.Namespace, s: figures.Setup, report: Report) 
                     f"c run {rep + 1}: budget of {args.budget:.0f} s ran out after "
                     f"{numbers['read']:,} of {args.events:,} events (rate over those)"
                 )
-            sandbox.state.reset(faults=False)
-            apart = await figures.pipeline(s, f"{app_id}p", sandbox, push_apart=True)
-            report.detail("c", {"push_apart": True, **apart})
-            report.add("c", C_APART_RATE, "events/s", apart["events_per_s"])
+            if rep == 0:
+                # Once: it shows what the in-worker pusher costs; three would take the bench
+                # past its ten minutes.
+                sandbox.state.reset(faults=False)
+                apart = await figures.pipeline(s, f"{app_id}p", sandbox, push_apart=True)
+                report.detail("c", {"push_apart": True, **apart})
+                report.add("c", C_APART_RATE, "events/s", apart["events_per_s"])
             if "g" in args.figures:
                 cost = await figures.changelog_cost(app_id, numbers["applied"])
                 report.detail("g", cost)
