@@ -1,10 +1,12 @@
 """The push policy: rate limit, retry with backoff, split and dead-letter; the only retry loop.
 
-Contract (design §7): `deliver(records)` returns once every record is either accepted by
-Ometria or dead-lettered. Transient failures (transport, timeout, 5xx, 429) are retried for as
-long as it takes, with exponential backoff and full jitter, honouring `Retry-After`; meanwhile the
-outbox offset is not committed, so the outbox holds the backlog and a crash re-sends the batch.
-That makes delivery at-least-once; records carry stable ids, so a re-send is an upsert.
+Contract: `deliver(records)` returns once every record is either accepted by Ometria or
+dead-lettered. Transient failures (transport, timeout, 5xx, 429) are retried for as long as it
+takes, with exponential backoff and full jitter, honouring `Retry-After`; meanwhile the outbox
+offset is not committed, so the outbox holds the backlog and a crash re-sends the batch. That
+makes delivery at-least-once; records carry stable ids, so a re-send is an upsert. See
+docs/architecture.md#delivery, and docs/ometria-contract.md#responses-and-how-each-is-handled
+for each answer.
 
 A refused key (401/403) says nothing about the records: delivery pauses, re-sending the same
 request every `auth_retry_interval` until Ometria accepts the key, and `unauthorized` says why

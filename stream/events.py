@@ -1,4 +1,6 @@
-"""Inbound loyalty events: the pydantic models of the contract (design §3) and `parse_event`.
+"""Inbound loyalty events: the pydantic models of the contract and `parse_event`.
+
+The contract: README "The event contract" and docs/architecture.md#event-contract.
 
 Unknown top-level fields are rejected (a typo must not pass silently); unknown fields inside
 `data` are tolerated so producers can add fields before we read them.

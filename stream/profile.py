@@ -1,4 +1,6 @@
-"""A customer's loyalty profile and the pure fold of one event into it (design §4).
+"""A customer's loyalty profile and the pure fold of one event into it.
+
+See docs/architecture.md#profile-state.
 
 The fold is idempotent (a record at or before the last input position applied, or a recent
 event id again, changes nothing), order-tolerant (a late event never rolls a snapshot field

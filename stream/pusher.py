@@ -1,4 +1,6 @@
-"""The pusher: delivers the outbox to Ometria as a consumer group of its own (design §7).
+"""The pusher: delivers the outbox to Ometria as a consumer group of its own.
+
+See docs/architecture.md#delivery.
 
 It reads the outbox with a plain aiokafka consumer, not Faust's stream machinery, so that it can
 hold a partition for as long as Ometria needs (an outage, a revoked key) without Faust's

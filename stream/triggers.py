@@ -1,4 +1,6 @@
-"""Campaign triggers: loyalty events → Ometria custom events (design §6); pure.
+"""Campaign triggers: loyalty events → Ometria custom events; pure.
+
+See docs/architecture.md#campaign-triggers.
 
 A trigger fires only for an event younger than the horizon at processing time, so replaying
 history rebuilds contacts without re-firing old campaigns, and not ahead of the clock by more

@@ -1,4 +1,6 @@
-"""Profile → Ometria contact, driven by a mapping table (design §5); pure apart from loading.
+"""Profile → Ometria contact, driven by a mapping table; pure apart from loading.
+
+See docs/architecture.md#contact-mapping.
 
 A mapping is data: a preset shipped with the package (`presets/*.toml`) or a user file (TOML or
 JSON) of `[[field]]` entries `target ← source` with an optional value transform, plus optional

@@ -11,7 +11,7 @@ import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 Scalar = str | int | float | bool | None
-# Ometria's documented limits (ometria-api.md §2.1, §3.2).
+# Ometria's documented limits (docs/ometria-contract.md#limits).
 MAX_EVENT_TYPE_CHARS = 32
 MAX_PROPERTY_CHARS = 512
 MAX_RECORD_BYTES = 60 * 1024

@@ -1,4 +1,7 @@
-"""Local stand-in for Ometria's push API that enforces its documented rules (§10).
+"""Local stand-in for Ometria's push API that enforces its documented rules.
+
+The rules are in docs/ometria-contract.md; docs/architecture.md#local-stand-in-and-tests says
+how the tests use it.
 
 Run it with `python -m stream sandbox`; tests start it in-process with `running_sandbox`.
 """

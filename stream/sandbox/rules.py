@@ -1,6 +1,6 @@
 """Ometria push API rules as pure functions: judge a push body and each of its records.
 
-Facts come from ometria-api.md (§1 request shape, §2.1 limits, §3 record fields). Nothing
+Facts come from docs/ometria-contract.md (request shape, records, limits). Nothing
 here does I/O; the sandbox server applies these rules and keeps the results.
 """
 
@@ -17,7 +17,8 @@ import orjson
 RecordType = Literal["contact", "custom_event", "order", "product"]
 RECORD_TYPES: Final[tuple[RecordType, ...]] = get_args(RecordType)
 
-# Ometria's own wording (ometria-api.md §1.3); the error list mostly says "not a valid value".
+# Ometria's own wording (docs/ometria-contract.md#the-errors-list); the error list mostly says
+# "not a valid value".
 NOT_VALID: Final = "not a valid value"
 REQUIRED: Final = "required key not provided"
 TOO_LARGE: Final = "Payload invalid: Record is too large."
@@ -362,7 +363,7 @@ def _validate_custom_event(record: Mapping[str, object]) -> list[RecordError]:
         open_ended=False,
         kind="custom_event",
     )
-    # Every custom event must be tied to a contact (ometria-api.md §3.2).
+    # Every custom event must be tied to a contact (docs/ometria-contract.md#custom-event).
     if not any(key in record for key in _EVENT_IDENTITIES):
         errors += _invalid("root", f"needs at least one of {', '.join(_EVENT_IDENTITIES)}")
     return errors

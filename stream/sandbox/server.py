@@ -21,8 +21,8 @@ from stream.sandbox.state import Clock, InvalidFaults, Reply, SandboxState
 SANDBOX_STATE: Final = web.AppKey("sandbox_state", SandboxState)
 AUTH_HEADER: Final = "X-Ometria-Auth"
 
-# Ometria documents no whole-request limit (ometria-api.md §2.1); allow every legal batch
-# with room to spare, so oversized records reach the per-record check instead of a 413.
+# Ometria documents no whole-request limit (docs/ometria-contract.md#limits); allow every legal
+# batch with room to spare, so oversized records reach the per-record check instead of a 413.
 _BODY_HEADROOM: Final = 2
 _MIN_BODY_BYTES: Final = 1024 * 1024
 

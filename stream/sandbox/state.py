@@ -35,7 +35,8 @@ logger = logging.getLogger("stream.sandbox")
 
 Clock = Callable[[], float]
 
-MAX_ERRORS: Final = 100  # Ometria keeps the 100 newest errors (ometria-api.md §1.3).
+# Ometria keeps the 100 newest errors (docs/ometria-contract.md#the-errors-list).
+MAX_ERRORS: Final = 100
 MAX_LOGGED_REQUESTS: Final = 10_000  # bounds memory on long `make run` sessions
 NOT_AUTHORISED: Final = "API key is not authorised to access this resource"
 RATE_LIMITED: Final = "Rate limit exceeded"

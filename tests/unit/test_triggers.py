@@ -1,4 +1,6 @@
-"""Campaign triggers: which loyalty events fire which Ometria custom events (design §6)."""
+"""Campaign triggers: which loyalty events fire which Ometria custom events.
+
+See docs/architecture.md#campaign-triggers."""
 
 from __future__ import annotations
 
