@@ -88,7 +88,7 @@ async def outbox_events(names: Names) -> list[dict]:
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
-async def test_time_based_trigger_fires_once_per_due_date_across_restart_and_rebalance(
+async def test_every_time_based_trigger_fires_once_per_due_date_across_restart_and_rebalance(
     worker_env, tmp_path: Path, names: Names, producer, sandbox, store: str
 ):
     mapping = tmp_path / "campaigns.toml"
@@ -99,36 +99,81 @@ async def test_time_based_trigger_fires_once_per_due_date_across_restart_and_reb
         "STREAM_STORE": store,
         "STREAM_MAPPING__FILE": str(mapping),
         "STREAM_SCHEDULE__INTERVAL": "1s",
-        "STREAM_SCHEDULE__CLOCK_OFFSET": offset(10),
+        # Today first: the birthday and the approaching tier fall due now (the latter when
+        # the tier event happened, which can only be now).
+        "STREAM_SCHEDULE__CLOCK_OFFSET": "0s",
     }
     first = Worker(env, tmp_path / "worker-a.log")
     other = second_worker(env, tmp_path)
+    now = datetime.now(UTC).replace(microsecond=0)
+    expires = now + timedelta(days=40)  # points and tier: 30 days before is day 10, 7 is 33
+    reward_expires = now + timedelta(days=17)  # 7 days before is day 10
+    birthday = now.astimezone(UTC).replace(hour=0, minute=0, second=0)
+
+    def due(rule: str, when: datetime, lead: str = "") -> set[str]:
+        part = f"{lead}:" if lead else ""
+        return {f"{cid}:{rule}:{part}{stamp(when)}" for cid in CUSTOMERS}
+
+    today = due("loyalty_birthday", birthday) | due("loyalty_tier_approaching", now)
+    day10 = (
+        due("loyalty_points_expiring", expires - timedelta(days=30), "30d")
+        | due("loyalty_reward_expiring", reward_expires - timedelta(days=7), "7d")
+        | due("loyalty_tier_expiring", expires - timedelta(days=30), "30d")
+    )
+    day33 = due("loyalty_points_expiring", expires - timedelta(days=7), "7d") | due(
+        "loyalty_tier_expiring", expires - timedelta(days=7), "7d"
+    )
+    rules = ("birthday", "tier_approaching", "points_expiring", "reward_expiring", "tier_expiring")
+
+    async def delivered() -> dict[str, int]:
+        """The scan's events, by id (event-driven ones carry the event id, not `:rule:`)."""
+        found: dict[str, int] = {}
+        for rule in rules:
+            body = await sandbox_get(sandbox, f"/_sandbox/events?event_type=loyalty_{rule}")
+            found.update(
+                {e["id"]: e["received"] for e in body["events"] if f":loyalty_{rule}:" in e["id"]}
+            )
+        return found
+
+    async def each_once(expected: set[str]) -> None:
+        queued = [e["id"] for e in await outbox_events(names) if e["id"] in expected]
+        assert sorted(queued) == sorted(expected)  # each once on the outbox
+        assert await delivered() == dict.fromkeys(expected, 1)  # and once at Ometria
+
     try:
         await start_ready(first)
-        now = datetime.now(UTC).replace(microsecond=0)
-        expires = now + timedelta(days=40)
         for cid in CUSTOMERS:
             person = {"id": cid, "email": f"{cid}@example.com"}
+            tier = {
+                "tier": "Silver", "previous_tier": "Bronze", "direction": "up",
+                "tier_expires_at": expires.isoformat(), "next_tier": "Gold",
+                "progress_to_next": 50,
+            }  # fmt: skip
+            reward = {
+                "redemption_id": f"{cid}-r", "code": f"CODE-{cid}", "points": 100,
+                "reward": {"id": "1", "name": "$10 off", "reward_type": "fixed_amount",
+                           "value": "10.00"},
+                "expires_at": reward_expires.isoformat(),
+            }  # fmt: skip
             for doc in (
                 envelope(f"{cid}-1", "customer.enrolled", person, {}, now),
+                envelope(f"{cid}-2", "points.earned", {"id": cid}, {"points": 300}, now),
                 envelope(
-                    f"{cid}-2", "points.expiring", {"id": cid},
+                    f"{cid}-3", "points.expiring", {"id": cid},
                     {"points": 120, "expires_at": expires.isoformat()}, now,
+                ),
+                envelope(f"{cid}-4", "points.redeemed", {"id": cid}, reward, now),
+                envelope(f"{cid}-5", "tier.changed", {"id": cid}, tier, now),
+                envelope(
+                    f"{cid}-6", "birthday.updated", {"id": cid},
+                    {"date_of_birth": f"{birthday:%m-%d}"}, now,
                 ),
             ):  # fmt: skip
                 await producer.send(names.events, key=cid.encode(), value=orjson.dumps(doc))
         await producer.flush()
-        warning = {f"{cid}:loyalty_points_expiring:30d:{stamp(expires - timedelta(days=30))}"
-                   for cid in CUSTOMERS}  # fmt: skip
 
-        async def delivered(event_type: str) -> dict[str, int]:
-            """The scan's events (the points.expiring event itself fires one of its own)."""
-            body = await sandbox_get(sandbox, f"/_sandbox/events?event_type={event_type}")
-            return {e["id"]: e["received"] for e in body["events"] if f":{event_type}:" in e["id"]}
-
-        got = await poll(lambda: delivered("loyalty_points_expiring"), lambda d: set(d) >= warning)
-        assert set(got) == warning  # the 7-day last chance is not due yet
-
+        got = await poll(delivered, lambda d: set(d) >= today)
+        assert set(got) == today  # nothing of day 10 or 33 yet
         # A restart: the markers came back with the table, nothing fires again.
         await first.stop_async()
         await start_ready(first)
@@ -137,25 +182,27 @@ async def test_time_based_trigger_fires_once_per_due_date_across_restart_and_reb
         await start_ready(other)
         await poll(lambda: scans(other), lambda n: n >= 1, timeout=60)
         await scanned_again(first, other)
+        await each_once(today)
 
-        queued = [e["id"] for e in await outbox_events(names) if e["id"] in warning]
-        assert sorted(queued) == sorted(warning)  # each once on the outbox
-        assert await delivered("loyalty_points_expiring") == dict.fromkeys(warning, 1)
-
-        # Three weeks later: the last chance falls due, once, on whichever worker holds it.
+        # Day 10: three rules' first warnings, on both workers; then one leaves (a rebalance).
         await other.stop_async()
+        await first.stop_async()
+        for worker in (first, other):
+            worker.env["STREAM_SCHEDULE__CLOCK_OFFSET"] = offset(10)
+        await start_ready(first, other)
+        await poll(delivered, lambda d: set(d) >= today | day10)
+        await other.stop_async()
+        await scanned_again(first)
+        await each_once(today | day10)
+
+        # Day 33: the last chances, once, on whichever worker holds them.
         await first.stop_async()
         for worker in (first, other):
             worker.env["STREAM_SCHEDULE__CLOCK_OFFSET"] = offset(33)
         await start_ready(first, other)
-        last = {f"{cid}:loyalty_points_expiring:7d:{stamp(expires - timedelta(days=7))}"
-                for cid in CUSTOMERS}  # fmt: skip
-        got = await poll(lambda: delivered("loyalty_points_expiring"), lambda d: set(d) >= last)
+        await poll(delivered, lambda d: set(d) >= today | day10 | day33)
         await scanned_again(first, other)
-
-        queued = [e["id"] for e in await outbox_events(names) if e["id"] in warning | last]
-        assert sorted(queued) == sorted(warning | last)
-        assert await delivered("loyalty_points_expiring") == dict.fromkeys(warning | last, 1)
+        await each_once(today | day10 | day33)
     finally:
         for worker in (first, other):
             if worker.process is not None:
