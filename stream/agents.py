@@ -38,7 +38,7 @@ from stream.profile_cache import ProfileCache
 from stream.push_service import PusherService
 from stream.pusher import OCCURRED_AT_HEADER
 from stream.settings import get_settings
-from stream.skips import SkipWatch, StallWatch, count_as_handled, read_range
+from stream.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled, read_range
 from stream.sync import SyncRules, apply_event, contact_update
 from stream.tables import customer_to_profile
 from stream.topics import events_dead_letter_topic, loyalty_events_topic
@@ -102,6 +102,7 @@ replayed_until: dict[int, int] = {}
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
+recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
@@ -153,6 +154,7 @@ async def watch_for_stalls() -> None:
     Nothing past either was committed, so the restart reads them again, and their effect on
     state applies once.
     """
+    _watch_recovery(time.monotonic())
     if app.rebalancing or not positions_known.is_set():
         return
     mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
@@ -184,6 +186,19 @@ async def watch_for_stalls() -> None:
                 f"{waited:.0f}s while records up to {folded_end - 1} were read "
                 "(STREAM_KAFKA__STALL_TIMEOUT)"
             )
+
+
+def _watch_recovery(now: float) -> None:
+    """Stop the worker when a table recovery reads nothing for too long (a restart recovers
+    again); see stream.skips.RecoveryWatch."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
+    waited = recovery_watch.stalled(recovery.in_recovery, remaining, now)
+    if waited is not None:
+        stop_before_commit(
+            f"table recovery read no changelog record for {waited:.0f}s while {remaining} "
+            "remain (STREAM_KAFKA__STALL_TIMEOUT)"
+        )
 
 
 app.timer(STALL_CHECK_EVERY)(watch_for_stalls)

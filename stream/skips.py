@@ -98,6 +98,24 @@ class StallWatch:
         return waited if waited >= self._patience else None
 
 
+class RecoveryWatch:
+    """Notice a table recovery that reads nothing while changelog records remain.
+
+    Seen after a takeover: faust-streaming's recovery resumed its changelog partitions, then
+    received no record for minutes while the group counted as rebalancing (so no events
+    partition counts as stalled, and none is folded).
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._watch = StallWatch(patience)
+
+    def stalled(self, in_recovery: bool, remaining: int, now: float) -> float | None:
+        """Seconds the remaining count stood still above zero, once too long."""
+        left = remaining if in_recovery else 0
+        # Progress is the count changing; records wait while it is above zero.
+        return self._watch.stalled("recovery", -left - 1, 0, now)
+
+
 class IncompleteRead(Exception):
     """A missing range could not be read back whole; processing past it would lose records."""
 

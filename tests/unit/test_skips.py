@@ -7,7 +7,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream.skips import SkipWatch, StallWatch, count_as_handled
+from stream.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 
 
 def test_skip_watch_consecutive_offsets_need_no_seek():
@@ -150,3 +150,24 @@ async def test_a_skip_that_read_back_nothing_changes_nothing_for_faust(faust_con
     consumer = _acked(faust_consumer, committed=373, acked=range(373, 377))
     await count_as_handled(consumer, TP1, 377, 377)
     assert consumer._new_offset(TP1) == 377
+
+
+def test_recovery_watch_a_recovery_reading_nothing_while_records_remain_is_stalled():
+    watch = RecoveryWatch(patience=20)
+    assert watch.stalled(True, 120, now=0) is None
+    assert watch.stalled(True, 120, now=19) is None
+    assert watch.stalled(True, 120, now=21) == 21
+
+
+def test_recovery_watch_a_recovery_that_reads_is_not_stalled():
+    watch = RecoveryWatch(patience=20)
+    for n, remaining in enumerate(range(120, 0, -10)):
+        assert watch.stalled(True, remaining, now=15.0 * n) is None
+
+
+def test_recovery_watch_no_recovery_or_nothing_left_is_never_stalled():
+    watch = RecoveryWatch(patience=20)
+    assert watch.stalled(False, 120, now=0) is None
+    assert watch.stalled(False, 120, now=100) is None
+    assert watch.stalled(True, 0, now=200) is None
+    assert watch.stalled(True, 0, now=300) is None
