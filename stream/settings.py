@@ -483,6 +483,6 @@ def get_settings() -> Settings:
 
 
 def use_settings(settings: Settings) -> None:
-    """Replace the process-wide settings; only before `stream.app` is imported."""
+    """Replace the process-wide settings; only before `stream.runtime.app` is imported."""
     global _current
     _current = settings

@@ -14,8 +14,8 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from stream.domain.records import PRIVATE_KEYS
 from stream.ometria.errors import Permanent, Retryable, Unauthorized
-from stream.ometria.records import PRIVATE_KEYS
 from stream.settings import OmetriaSettings, SettingsError
 
 BODY_EXCERPT_CHARS = 2000

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from stream.conditions import (
+from stream.domain.conditions import (
     ConditionError,
     Variables,
     _value,
@@ -15,9 +15,9 @@ from stream.conditions import (
     compile_condition,
     value_of,
 )
-from stream.ometria.mapping import MappingError, parse_mapping
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, TriggerOptions, custom_events
+from stream.domain.mapping import MappingError, parse_mapping
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig, TriggerOptions, custom_events
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"

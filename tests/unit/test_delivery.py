@@ -12,11 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from stream import metrics
-from stream.delivery import AUTH_LOG_INTERVAL, Delivery
-from stream.dlq import DeadLetter
+from stream.domain.dlq import DeadLetter
+from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import ApiKeyFile, OmetriaClient
-from stream.ometria.records import MAX_RECORD_BYTES, encode
-from stream.pacing import Pacer
+from stream.ometria.delivery import AUTH_LOG_INTERVAL, Delivery
+from stream.ometria.pacing import Pacer
 
 API_KEY = "k-SECRET-123"
 
@@ -254,7 +254,7 @@ async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_er
     ]
     records = [contact("c1"), contact("c2"), contact("c3")]
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver(records)
 
     (letter,) = dead_letters
@@ -275,7 +275,7 @@ async def test_deliver_rejections_errors_list_unreadable_dead_letters_nothing_an
     ometria.script = [rejecting(1, 2)]
     ometria.errors = 503
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver([contact("c1"), contact("c2"), contact("c3")])
 
     assert dead_letters == []
@@ -290,7 +290,7 @@ async def test_deliver_rejections_not_named_in_errors_list_stay_accepted(
     ometria.script = [rejecting(1, 1)]
     ometria.errors = [{"error_message": "not a valid value", "error_path": "root > lastname"}]
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver([contact("c1"), contact("c2")])
 
     assert dead_letters == []

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from stream.events import InvalidEvent, parse_event
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.domain.events import InvalidEvent, parse_event
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig, custom_events
 from tests.conftest import T0, event_doc, make_event
 
 EMAIL = "sarah@example.com"

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream.ometria.batching import plan_requests
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.domain.batching import plan_requests
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig, custom_events
 from tests.conftest import T0, make_event
 
 EMAIL = "sarah@example.com"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.profile import fold
-from stream.triggers import RewardCost, TriggerConfig, custom_events
+from stream.domain.profile import fold
+from stream.domain.triggers import RewardCost, TriggerConfig, custom_events
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"
