@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stream.domain.records import encode
+
 HEADER_PREFIX = "dlq."
 MAX_HEADER_CHARS = 4000
 
@@ -48,6 +50,27 @@ class DeadLetter:
             source_partition=record.partition,
             source_offset=record.offset,
             original_headers=[(str(k), bytes(v or b"")) for k, v in items],
+        )
+
+    @classmethod
+    def of_ometria_record(
+        cls,
+        record: Mapping[str, Any],
+        *,
+        error_class: str,
+        reason: str,
+        details: Mapping[str, str] | None = None,
+    ) -> DeadLetter:
+        """The dead letter of an Ometria record the push refused, keyed by its customer."""
+        key = record.get("identity_account_id") or record.get("id", "")
+        return cls(
+            stage="push",
+            error_class=error_class,
+            reason=reason,
+            key=str(key).encode(),
+            value=encode(dict(record)),
+            failed_at=datetime.now(UTC),
+            details=details or {},
         )
 
     def headers(self) -> list[tuple[str, bytes]]:

@@ -41,7 +41,7 @@ from stream.domain.records import (
     contact_record,
 )
 from stream.domain.schedule import DEFAULT_LEAD_DAYS, SCHEDULE_RULES, ScheduleConfig, ScheduleRule
-from stream.domain.triggers import RULE_EVENT_TYPES, RULE_NAMES, RULE_PROPERTIES, TriggerOptions
+from stream.domain.triggers import RULE_NAMES, TriggerOptions, TriggerOptionsError, parse_options
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -210,31 +210,12 @@ def parse_mapping(origin: str, doc: dict[str, Any]) -> ContactMapping:
             raise MappingError(f"{where}: the target is mapped twice; keep one entry")
         seen.add(entry.target)
         rules[entry.target] = _rule(where, entry, consent=parsed.consent)
-    triggers = {}
+    triggers: dict[str, TriggerOptions] = {}
     for name, options in parsed.triggers.items():
-        if name not in RULE_NAMES:
-            raise MappingError(
-                f"{origin}, [triggers.{name}]: unknown rule; use one of {', '.join(RULE_NAMES)}"
-            )
-        unknown = set(options.properties or ()) - set(RULE_PROPERTIES[name])
-        if unknown:
-            raise MappingError(
-                f"{origin}, [triggers.{name}]: {name} has no properties {sorted(unknown)}; "
-                f"choose from {', '.join(RULE_PROPERTIES[name])}"
-            )
-        condition = None
-        if options.condition is not None:
-            where = f"{origin}, [triggers.{name}], condition {options.condition!r}"
-            try:
-                condition = compile_condition(options.condition, event_types=RULE_EVENT_TYPES[name])
-            except ConditionError as exc:
-                raise MappingError(f"{where}: {exc}") from None
-        triggers[name] = TriggerOptions(
-            enabled=options.enabled,
-            event_type=options.event_type,
-            properties=frozenset(options.properties) if options.properties is not None else None,
-            condition=condition,
-        )
+        try:
+            triggers[name] = parse_options(name, **options.model_dump())
+        except TriggerOptionsError as exc:
+            raise MappingError(f"{origin}, [triggers.{name}]{exc.at}: {exc}") from None
     declared = tuple(_declared(origin, name, entry) for name, entry in parsed.rules.items())
     return ContactMapping(
         name=origin,

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stream.domain.declared import by_event_type
 from stream.domain.events import LoyaltyEvent
 from stream.domain.lists import membership, with_changes
 from stream.domain.mapping import ContactMapping, map_contact
 from stream.domain.profile import Profile, evolve, fold
-from stream.domain.triggers import TriggerConfig, fire
+from stream.domain.triggers import RewardCost, TriggerConfig, fire
+from stream.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,23 @@ class SyncRules:
     mapping: ContactMapping
     collection: str
     triggers: TriggerConfig
+
+    @classmethod
+    def from_settings(cls, settings: Settings, mapping: ContactMapping) -> SyncRules:
+        """The rules the settings and the loaded contact mapping describe."""
+        return cls(
+            mapping=mapping,
+            collection=settings.ometria.collection,
+            triggers=TriggerConfig(
+                tier_order=tuple(settings.triggers.tier_order),
+                horizon=settings.triggers.horizon,
+                future_skew=settings.events.future_skew,
+                disabled=frozenset(settings.triggers.disabled),
+                rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
+                options=mapping.triggers,
+                declared=by_event_type(mapping.declared),
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from stream.domain.conditions import Condition, Variables, check
+from stream.domain.conditions import (
+    Condition,
+    ConditionError,
+    Variables,
+    check,
+    compile_condition,
+)
 from stream.domain.declared import DeclaredRule, fire_declared
 from stream.domain.events import (
     LoyaltyEvent,
@@ -198,6 +204,48 @@ RULE_EVENT_TYPES: dict[str, tuple[str, ...] | None] = {
     "loyalty_reward_available": None,
     "loyalty_points_expiring": ("points.expiring",),
 }
+
+
+class TriggerOptionsError(ValueError):
+    """A built-in rule's options are invalid; the message says what and how to fix it.
+
+    `at` narrows the place within the rule's options (e.g. its condition), for the caller's
+    message.
+    """
+
+    def __init__(self, message: str, at: str = "") -> None:
+        super().__init__(message)
+        self.at = at
+
+
+def parse_options(
+    name: str,
+    *,
+    enabled: bool = True,
+    event_type: str | None = None,
+    properties: Iterable[str] | None = None,
+    condition: str | None = None,
+) -> TriggerOptions:
+    """The checked options of the built-in rule `name`: a known rule, properties it has, and a
+    condition that compiles over the fields of the events it fires for."""
+    if name not in RULE_NAMES:
+        raise TriggerOptionsError(f"unknown rule; use one of {', '.join(RULE_NAMES)}")
+    chosen = frozenset(properties) if properties is not None else None
+    unknown = (chosen or frozenset()) - set(RULE_PROPERTIES[name])
+    if unknown:
+        raise TriggerOptionsError(
+            f"{name} has no properties {sorted(unknown)}; "
+            f"choose from {', '.join(RULE_PROPERTIES[name])}"
+        )
+    compiled = None
+    if condition is not None:
+        try:
+            compiled = compile_condition(condition, event_types=RULE_EVENT_TYPES[name])
+        except ConditionError as exc:
+            raise TriggerOptionsError(str(exc), at=f", condition {condition!r}") from None
+    return TriggerOptions(
+        enabled=enabled, event_type=event_type, properties=chosen, condition=compiled
+    )
 
 
 def _rewards_available(

@@ -302,13 +302,7 @@ class Delivery:
             self.stats.dead_lettered += 1
             metrics.DEAD_LETTERS.labels("push", error_class).inc()
             await self._dead_letter(
-                DeadLetter(
-                    stage="push",
-                    error_class=error_class,
-                    reason=reason,
-                    key=str(record.get("identity_account_id") or record.get("id", "")).encode(),
-                    value=encode(record),
-                    failed_at=datetime.now(UTC),
-                    details=details or {},
+                DeadLetter.of_ometria_record(
+                    record, error_class=error_class, reason=reason, details=details
                 )
             )

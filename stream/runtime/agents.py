@@ -22,7 +22,6 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stream import metrics
-from stream.domain.declared import by_event_type
 from stream.domain.dlq import DeadLetter
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
@@ -31,7 +30,6 @@ from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import encode, with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
-from stream.domain.triggers import RewardCost, TriggerConfig
 from stream.ometria.client import OmetriaClient
 from stream.ometria.errors import OmetriaError
 from stream.runtime.app import app
@@ -39,7 +37,8 @@ from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, mark_persisted, write_in_event
 from stream.runtime.push_service import PusherService
 from stream.runtime.pusher import OCCURRED_AT_HEADER
-from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled, read_range
+from stream.runtime.reading import read_range
+from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
 from stream.runtime.topology import committed_offsets
@@ -63,19 +62,8 @@ COMMITTED_OFFSETS_PATIENCE = 30.0
 
 settings = get_settings()
 mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
-rules = SyncRules(
-    mapping=mapping,
-    collection=settings.ometria.collection,
-    triggers=TriggerConfig(
-        tier_order=tuple(settings.triggers.tier_order),
-        horizon=settings.triggers.horizon,
-        future_skew=settings.events.future_skew,
-        disabled=frozenset(settings.triggers.disabled),
-        rewards=tuple(RewardCost(n, p) for n, p in settings.triggers.rewards.items()),
-        options=mapping.triggers,
-        declared=by_event_type(mapping.declared),
-    ),
-)
+# Built once, from the settings, when the agents are declared (Faust declares agents at import).
+rules = SyncRules.from_settings(settings, mapping)
 window = EventWindow.from_settings(settings)
 
 

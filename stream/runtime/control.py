@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from stream import metrics
 from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import READ_TIMEOUT, group_less_consumer, partition_batches
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 PAUSE = b"pause"
 BACKFILL = b"backfill"
-READ_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,31 +85,24 @@ async def read(settings: Settings) -> dict[bytes, bytes | None]:
     """The latest value of every control key (empty if the topic does not exist yet)."""
     if not await partition_ids(settings, settings.topics.control):
         return {}
-    consumer = AIOKafkaConsumer(
-        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
-    )
+    consumer = group_less_consumer(settings)
     await consumer.start()
     try:
-        latest: dict[bytes, bytes | None] = {}
-        tp = TopicPartition(settings.topics.control, 0)
-        consumer.assign([tp])
-        await _read_to_end(consumer, tp, latest)
-        return latest
+        return await _read_latest(consumer, TopicPartition(settings.topics.control, 0))
     finally:
         await consumer.stop()
 
 
-async def _read_to_end(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, latest: dict[bytes, bytes | None]
-) -> None:
-    await consumer.seek_to_beginning(tp)
+async def _read_latest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[bytes, bytes | None]:
+    """The latest value of every key, from the partition's beginning to its end as of now."""
+    latest: dict[bytes, bytes | None] = {}
     end = (await consumer.end_offsets([tp]))[tp]
     async with asyncio.timeout(READ_TIMEOUT):
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                for record in records:
-                    if record.key is not None:
-                        latest[record.key] = record.value
+        async for records in partition_batches(consumer, tp, end):
+            for record in records:
+                if record.key is not None:
+                    latest[record.key] = record.value
+    return latest
 
 
 class ControlWatch:
@@ -123,9 +116,7 @@ class ControlWatch:
 
     def __init__(self, settings: Settings) -> None:
         self._tp = TopicPartition(settings.topics.control, 0)
-        self._consumer = AIOKafkaConsumer(
-            **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        self._consumer = group_less_consumer(settings)
         self.pause = PauseState()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -136,9 +127,8 @@ class ControlWatch:
 
     async def start(self) -> None:
         await self._consumer.start()
-        self._consumer.assign([self._tp])
-        latest: dict[bytes, bytes | None] = {}
-        await _read_to_end(self._consumer, self._tp, latest)
+        # Leaves the consumer assigned to the partition, at its end: _follow goes on from there.
+        latest = await _read_latest(self._consumer, self._tp)
         if PAUSE in latest:
             self._apply(PauseState.from_bytes(latest[PAUSE]))
         metrics.PAUSED.set(1 if self.paused else 0)

@@ -51,6 +51,7 @@ from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Slots
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import group_less_consumer, partition_batches
 from stream.runtime.topology import admin_client
 from stream.settings import Settings
 
@@ -104,9 +105,7 @@ class Pusher:
         )
         # Versions and dead letters must be stored before an outbox offset is committed.
         self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=5)
-        self._reader = AIOKafkaConsumer(
-            **options, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
+        self._reader = group_less_consumer(settings)
         self.delivery = Delivery(
             client,
             max_requests_per_second=self._rate,
@@ -393,21 +392,11 @@ class Pusher:
         wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not wanted:
             return
-        reader = self._reader
-        reader.assign(wanted)
-        await reader.seek_to_beginning(*wanted)
-        ends = await reader.end_offsets(wanted)
+        ends = await self._reader.end_offsets(wanted)
         versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
-        remaining = {tp for tp in wanted if ends[tp] > 0}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
-            while remaining:
-                for tp in list(remaining):
-                    if await reader.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                if not remaining:
-                    break
-                got = await reader.getmany(*remaining, timeout_ms=1000)
-                for tp, records in got.items():
+            for tp in wanted:
+                async for records in partition_batches(self._reader, tp, ends[tp]):
                     for record in records:
                         if record.key is not None and record.value is not None:
                             versions[tp.partition][record.key.decode()] = int(record.value)

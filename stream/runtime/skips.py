@@ -16,16 +16,8 @@ the skip itself is fixed upstream (faust-streaming pinned < 0.16).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Hashable
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from stream.runtime.kafka_auth import client_options
-from stream.settings import Settings
-
-READ_TIMEOUT = 30.0
 
 
 class SkipWatch:
@@ -114,39 +106,3 @@ class RecoveryWatch:
         left = remaining if in_recovery else 0
         # Progress is the count changing; records wait while it is above zero.
         return self._watch.stalled("recovery", -left - 1, 0, now)
-
-
-class IncompleteRead(Exception):
-    """A missing range could not be read back whole; processing past it would lose records."""
-
-
-async def read_range(
-    settings: Settings, topic: str, partition: int, start: int, end: int
-) -> list[Any]:
-    """The records of one partition with start <= offset < end, read without a group.
-
-    Exact or nothing: the read position must reach `end` (offsets it passes without a record
-    are transaction markers or compacted away, never records), else IncompleteRead.
-    """
-    tp = TopicPartition(topic, partition)
-    # "earliest": a reset lookup that lands after the seek must not move past the range.
-    consumer = AIOKafkaConsumer(
-        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        deadline = time.monotonic() + READ_TIMEOUT
-        while await consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                raise IncompleteRead(
-                    f"{topic}[{partition}]: read offsets {start}..{end - 1} back only up to "
-                    f"{await consumer.position(tp) - 1} within {READ_TIMEOUT:.0f}s"
-                )
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            records.extend(r for r in batch.get(tp, []) if start <= r.offset < end)
-    finally:
-        await consumer.stop()
-    return records
