@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from stream.domain.events import LoyaltyEvent
 from stream.domain.profile import PointsState, Profile
 from stream.domain.records import MAX_PROPERTY_CHARS, Scalar
+from stream.errors import ConfigurationError
 
 EVENT_VARIABLES: frozenset[str] = frozenset({"event", "before", "after", "now"})
 # Time-based rules have no event and no "before": the profile as it stands, at the scan.
@@ -48,7 +49,7 @@ HIDDEN_FIELDS = frozenset(
 _DECIMAL_TEXT = frozenset({"credits", "progress", "progress_to_next", "progress_to_renew"})
 
 
-class ConditionError(ValueError):
+class ConditionError(ConfigurationError):
     """An expression does not compile or reads a field that does not exist."""
 
 

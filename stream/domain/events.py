@@ -29,6 +29,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from stream.errors import LoyaltyStreamError
+
 MAX_EVENT_BYTES = 64 * 1024
 # Ometria caps string properties at 512 characters: a longer value is rejected here, with its
 # field named, rather than cut short on the way out.
@@ -51,7 +53,7 @@ _MONTH_DAY = re.compile(r"^(?:\d{4}-|--)?(\d{2})-(\d{2})$")
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-class InvalidEvent(Exception):
+class InvalidEvent(LoyaltyStreamError):
     """An input record that is not a valid loyalty event; `reason` says what to fix."""
 
     def __init__(self, reason: str, *, error_class: str = "InvalidEvent") -> None:

@@ -42,6 +42,7 @@ from stream.domain.records import (
 )
 from stream.domain.schedule import DEFAULT_LEAD_DAYS, SCHEDULE_RULES, ScheduleConfig, ScheduleRule
 from stream.domain.triggers import RULE_NAMES, TriggerOptions, TriggerOptionsError, parse_options
+from stream.errors import ConfigurationError
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
 TRANSFORMS: tuple[str, ...] = get_args(Transform)
@@ -61,7 +62,7 @@ _DATE_TOKENS = re.compile(r"(YYYY|MM|DD)")  # a group, so that split keeps the t
 _FIELD_ID = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
-class MappingError(Exception):
+class MappingError(ConfigurationError):
     """A mapping is invalid; the message names the file, the entry and the fix."""
 
 

@@ -41,6 +41,7 @@ from stream.domain.events import (
 )
 from stream.domain.profile import Profile
 from stream.domain.records import MAX_PROPERTY_CHARS, Scalar, custom_event_record
+from stream.errors import ConfigurationError
 
 DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
 
@@ -206,7 +207,7 @@ RULE_EVENT_TYPES: dict[str, tuple[str, ...] | None] = {
 }
 
 
-class TriggerOptionsError(ValueError):
+class TriggerOptionsError(ConfigurationError):
     """A built-in rule's options are invalid; the message says what and how to fix it.
 
     `at` narrows the place within the rule's options (e.g. its condition), for the caller's

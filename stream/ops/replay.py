@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from stream.errors import LoyaltyStreamError
 from stream.ops.backfill import changelog_topic
 from stream.runtime import control
 from stream.runtime.groups import describe_group
@@ -45,7 +46,7 @@ REPLAY = b"replay"
 DELETE_PATIENCE = 60.0
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(LoyaltyStreamError):
     """The replay cannot run now; the message says why and what to do."""
 
 

@@ -46,6 +46,7 @@ from stream import metrics
 from stream.domain.batching import coalesce
 from stream.domain.dlq import DeadLetter
 from stream.domain.records import decode
+from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Slots
@@ -68,7 +69,7 @@ VERSIONS_READ_TIMEOUT = 60.0
 Round = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
-class PusherStopped(Exception):
+class PusherStopped(LoyaltyStreamError):
     """The pusher cannot go on safely; nothing past the failed round was committed."""
 
 

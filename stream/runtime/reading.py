@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from stream.errors import LoyaltyStreamError
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
@@ -22,7 +23,7 @@ from stream.settings import Settings
 READ_TIMEOUT = 30.0
 
 
-class IncompleteRead(Exception):
+class IncompleteRead(LoyaltyStreamError):
     """A missing range could not be read back whole; processing past it would lose records."""
 
 
