@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from stream.domain.records import encode
@@ -34,9 +34,11 @@ class DeadLetter:
     details: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of_record(cls, record: Any, *, stage: str, error_class: str, reason: str) -> DeadLetter:
+    def of_record(
+        cls, record: Any, *, stage: str, error_class: str, reason: str, failed_at: datetime
+    ) -> DeadLetter:
         """The dead letter of a Kafka record (aiokafka's or Faust's): its bytes, headers and
-        position, failed now."""
+        position."""
         headers = record.headers or []
         items = headers.items() if isinstance(headers, dict) else headers
         return cls(
@@ -45,7 +47,7 @@ class DeadLetter:
             reason=reason,
             key=record.key,
             value=record.value,
-            failed_at=datetime.now(UTC),
+            failed_at=failed_at,
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
@@ -59,6 +61,7 @@ class DeadLetter:
         *,
         error_class: str,
         reason: str,
+        failed_at: datetime,
         details: Mapping[str, str] | None = None,
     ) -> DeadLetter:
         """The dead letter of an Ometria record the push refused, keyed by its customer."""
@@ -69,7 +72,7 @@ class DeadLetter:
             reason=reason,
             key=str(key).encode(),
             value=encode(dict(record)),
-            failed_at=datetime.now(UTC),
+            failed_at=failed_at,
             details=details or {},
         )
 

@@ -303,6 +303,10 @@ class Delivery:
             metrics.DEAD_LETTERS.labels("push", error_class).inc()
             await self._dead_letter(
                 DeadLetter.of_ometria_record(
-                    record, error_class=error_class, reason=reason, details=details
+                    record,
+                    error_class=error_class,
+                    reason=reason,
+                    failed_at=datetime.now(UTC),
+                    details=details,
                 )
             )

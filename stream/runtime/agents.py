@@ -69,7 +69,9 @@ window = EventWindow.from_settings(settings)
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
     """Queue a dead letter for an input record; the returned future says when it is stored."""
-    letter = DeadLetter.of_record(message, stage="parse", error_class=error_class, reason=reason)
+    letter = DeadLetter.of_record(
+        message, stage="parse", error_class=error_class, reason=reason, failed_at=datetime.now(UTC)
+    )
     stored = await events_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )

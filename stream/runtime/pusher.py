@@ -443,4 +443,5 @@ def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLe
         stage="push",
         error_class=type(exc).__name__,
         reason=f"the outbox message is not a JSON record or list of records: {exc}",
+        failed_at=datetime.now(UTC),
     )
