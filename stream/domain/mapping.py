@@ -45,7 +45,6 @@ from stream.domain.triggers import RULE_NAMES, TriggerOptions, TriggerOptionsErr
 from stream.errors import ConfigurationError
 
 Transform = Literal["text", "integer", "decimal", "bool", "date", "datetime", "birthday_1940"]
-TRANSFORMS: tuple[str, ...] = get_args(Transform)
 PRESETS = ("rivo", "loyaltylion")
 # Consent must never be sent by accident: Ometria favours opt-outs and forced values stick.
 CONSENT_FIELDS = frozenset({"marketing_optin", "@force_optin", "channels"})

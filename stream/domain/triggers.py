@@ -354,14 +354,3 @@ def fire(
         )
         records.append(record)
     return Firing(records)
-
-
-def custom_events(
-    event: LoyaltyEvent,
-    before: Profile | None,
-    after: Profile,
-    config: TriggerConfig,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """The custom events an applied event fires (see `fire`, which also says what it held)."""
-    return fire(event, before, after, config, now).records

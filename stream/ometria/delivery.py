@@ -53,17 +53,6 @@ class DeadLetterSink(Protocol):
     async def __call__(self, letter: DeadLetter) -> None: ...
 
 
-@dataclass
-class DeliveryStats:
-    requests: int = 0
-    records_accepted: int = 0
-    retries: int = 0
-    throttled: int = 0
-    dead_lettered: int = 0
-    rejected_reported: int = 0
-    unauthorized: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class AuthPause:
     """Why delivery is paused: Ometria refuses the API key."""
@@ -105,7 +94,6 @@ class Delivery:
         self._clock = clock
         self._auth_pause: AuthPause | None = None
         self._auth_logged_at = float("-inf")
-        self.stats = DeliveryStats()
 
     @property
     def unauthorized(self) -> AuthPause | None:
@@ -141,13 +129,11 @@ class Delivery:
                 {"status": str(exc.status_code), "body": exc.body},
             )
             return
-        self.stats.records_accepted += result.accepted
         if result.rejected:
             await self._rejected(records, result)
 
     async def _rejected(self, records: list[dict[str, Any]], result: PushResult) -> None:
         """Dead-letter the records Ometria's errors list names for this request; no others."""
-        self.stats.rejected_reported += result.rejected
         metrics.RECORDS_REJECTED.inc(result.rejected)
         logger.warning(
             "Ometria accepted request %s but reports %d of its %d records rejected "
@@ -213,10 +199,8 @@ class Delivery:
 
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        self.stats.retries += 1
         metrics.PUSH_RETRIES.inc()
         if isinstance(error, Retryable) and error.status_code == 429:
-            self.stats.throttled += 1
             metrics.PUSH_THROTTLED.inc()
         delay = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
@@ -236,7 +220,6 @@ class Delivery:
             return result
 
     def _paused(self, status_code: int) -> None:
-        self.stats.unauthorized += 1
         if self._auth_pause is None:
             self._auth_pause = AuthPause(status_code, datetime.now(UTC))
             metrics.UNAUTHORIZED.set(1)
@@ -274,7 +257,6 @@ class Delivery:
         async for attempt in retrying:
             with attempt:
                 await self.pacer.wait()
-                self.stats.requests += 1
                 metrics.BATCH_RECORDS.observe(len(records))
                 try:
                     result = await self._client.push(records)
@@ -299,7 +281,6 @@ class Delivery:
         details: dict[str, str] | None = None,
     ) -> None:
         for record in records:
-            self.stats.dead_lettered += 1
             metrics.DEAD_LETTERS.labels("push", error_class).inc()
             await self._dead_letter(
                 DeadLetter.of_ometria_record(

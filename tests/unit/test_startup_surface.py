@@ -70,7 +70,7 @@ def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
 def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
     from stream.domain.events import parse_event
     from stream.domain.profile import fold
-    from stream.domain.triggers import TriggerConfig, custom_events
+    from stream.domain.triggers import TriggerConfig, fire
     from stream.ops.cli import of_this_run
     from stream.ops.samples import sample_events
 
@@ -84,7 +84,7 @@ def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
             before = profiles.get(event.customer.id)
             after = fold(before, event).profile
             profiles[event.customer.id] = after
-            records += custom_events(event, before, after, TriggerConfig(), now)
+            records += fire(event, before, after, TriggerConfig(), now).records
         return records
 
     mine, other = fired("aaaa1111"), fired("bbbb2222")
