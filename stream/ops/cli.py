@@ -107,7 +107,7 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream.ops import web  # noqa: F401 - registers the views
     from stream.ops.replay import wipe_local_tables
-    from stream.runtime import agents, scanner  # noqa: F401 - registers agents, timers
+    from stream.runtime import agents, ometria_jobs, scanner  # noqa: F401 - registers them
     from stream.runtime.app import app
 
     if replayed is not None:

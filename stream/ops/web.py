@@ -15,8 +15,8 @@ from yarl import URL
 from stream import metrics
 from stream.metrics import REGISTRY
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
-from stream.runtime.agents import pusher_service
 from stream.runtime.app import app
+from stream.runtime.ometria_jobs import pusher_service
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import loyalty_events_topic
 from stream.settings import get_settings

@@ -3,7 +3,7 @@
 Nothing escapes the loop: Faust acks a message whose processing raised, so every failure is
 caught per event and dead-lettered with the original bytes, or stops the worker before the
 batch's offsets commit. The outbox is delivered by the pusher (stream.runtime.pusher), which runs
-inside the worker as a service unless told otherwise.
+inside the worker unless told otherwise (stream.runtime.ometria_jobs).
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-import orjson
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -30,12 +28,9 @@ from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import encode, with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
-from stream.ometria.client import OmetriaClient
-from stream.ometria.errors import OmetriaError
 from stream.runtime.app import app
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, mark_persisted, write_in_event
-from stream.runtime.push_service import PusherService
 from stream.runtime.pusher import OCCURRED_AT_HEADER
 from stream.runtime.reading import read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
@@ -367,56 +362,3 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
         except BaseException as exc:
             # Faust acks these events as soon as this iteration ends, however it ends.
             stop_before_commit("a batch of input records was not safely stored", exc)
-
-
-class ErrorsWatch:
-    """Remembers which entries of Ometria's errors list were already reported."""
-
-    def __init__(self, remember: int = 1000) -> None:
-        self._seen: deque[bytes] = deque(maxlen=remember)
-
-    def new(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = []
-        for entry in entries:
-            fingerprint = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-            if fingerprint not in self._seen:
-                self._seen.append(fingerprint)
-                fresh.append(entry)
-        return fresh
-
-
-errors_watch = ErrorsWatch()
-
-
-async def report_ometria_errors() -> None:
-    """Poll Ometria's account-wide record errors and report the new ones (log + metric)."""
-    conf = settings.ometria
-    try:
-        async with OmetriaClient.from_settings(conf) as client:
-            entries = await client.errors()
-    except OmetriaError as exc:
-        logger.warning("could not read Ometria's errors list: %s", exc)
-        return
-    for entry in errors_watch.new(entries):
-        metrics.ERRORS_REPORTED.inc()
-        logger.warning(
-            "Ometria reports a record error: %s at %s",
-            str(entry.get("error_message"))[:200],
-            str(entry.get("error_path"))[:200],
-        )
-
-
-# Paused (STREAM_OMETRIA__ENABLED=false): nothing consumes the outbox, so it holds the backlog
-# and re-enabling drains it from the committed offset.
-pusher_service: PusherService | None = None
-metrics.PAUSED.set(0 if settings.ometria.enabled else 1)
-if settings.ometria.enabled:
-    if settings.ometria.push_in_worker:
-        # A dependency, not an `app.service`: those start only after table recovery, and the
-        # outbox backlog need not wait for it.
-        pusher_service = PusherService(settings, loop=app.loop)
-        app.add_dependency(pusher_service)
-    poll_every = settings.ometria.errors_poll_interval.total_seconds()
-    if poll_every > 0:
-        # One worker is enough: the list is account-wide.
-        app.timer(poll_every, on_leader=True)(report_ometria_errors)
