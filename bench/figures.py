@@ -34,12 +34,12 @@ from bench.procs import (
     worker_env,
 )
 from bench.sandbox import Sandbox
-from stream.events import parse_event
-from stream.ometria.mapping import load_mapping
-from stream.profile import Profile
-from stream.schedule import SCAN_SLICE, ScheduleConfig, due
-from stream.sync import SyncRules, sync_event
-from stream.triggers import TriggerConfig
+from stream.domain.events import parse_event
+from stream.domain.mapping import load_mapping
+from stream.domain.profile import Profile
+from stream.domain.schedule import SCAN_SLICE, ScheduleConfig, due
+from stream.domain.sync import SyncRules, sync_event
+from stream.domain.triggers import TriggerConfig
 
 MIB = 1024 * 1024
 
@@ -487,7 +487,7 @@ async def state_recovery(s: Setup, app_id: str, rep: int, within: float) -> dict
 
 def scan_cost(profiles: int, templates: list[tuple[bytes, bytes]]) -> dict[str, float]:
     """The worker's scan work over `profiles` stored profiles, in-process: decode each value
-    and ask `stream.schedule.due`, in the scan's slices (what it does under the fold's lock).
+    and ask `stream.domain.schedule.due`, in the scan's slices (what it does under the fold's lock).
     The values are built per slice outside the timing; the outbox and changelog writes for
     what is due are not included (a small share: few profiles are due at any scan)."""
     config = ScheduleConfig()

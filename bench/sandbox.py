@@ -11,9 +11,9 @@ import orjson
 from aiohttp import web
 
 from bench.procs import API_KEY
-from stream.sandbox import SandboxConfig, build_app
-from stream.sandbox.server import SANDBOX_STATE
-from stream.sandbox.state import SandboxState
+from stream.ops.sandbox import SandboxConfig, build_app
+from stream.ops.sandbox.server import SANDBOX_STATE
+from stream.ops.sandbox.state import SandboxState
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """`python -m stream ...`."""
 
-from stream.cli import main
+from stream.ops.cli import main
 
 raise SystemExit(main())

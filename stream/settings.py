@@ -21,13 +21,15 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from stream.errors import ConfigurationError
+
 ENV_PREFIX = "STREAM_"
 DEFAULT_PARTITIONS = 8
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-class SettingsError(Exception):
+class SettingsError(ConfigurationError):
     """The configuration is invalid; the message names each variable and how to fix it."""
 
 
@@ -53,9 +55,24 @@ def _readable_file(value: Path | None) -> Path | None:
     return value
 
 
-def _secret_from(path: Path) -> SecretStr:
-    """A secret kept in a file (a mounted Kubernetes Secret), without its trailing newline."""
+def read_secret_file(path: Path) -> SecretStr:
+    """A secret kept in a file (a mounted Kubernetes Secret), without its trailing newline.
+
+    The one reader of every `*_FILE` secret: the settings below, and the Ometria client when
+    it re-reads a rotated key. Raises OSError when the file cannot be read.
+    """
     return SecretStr(path.read_text(encoding="utf-8").strip())
+
+
+def _fill_from_file(model: BaseModel, field: str, path: Path | None) -> bool:
+    """Set `field` from the secret file at `path` unless the field is set directly (its own
+    variable wins); an empty file leaves it unset. True when the file was read."""
+    if getattr(model, field) is not None or path is None or not path.is_file():
+        return False
+    secret = read_secret_file(path)
+    # The models are frozen; this runs in their own after-validators, before anyone sees them.
+    object.__setattr__(model, field, secret if secret.get_secret_value() else None)
+    return True
 
 
 class _Section(BaseModel):
@@ -104,8 +121,7 @@ class KafkaSettings(_Section):
 
     @model_validator(mode="after")
     def _complete(self) -> KafkaSettings:
-        if self.sasl_password is None and self.sasl_password_file is not None:
-            object.__setattr__(self, "sasl_password", _secret_from(self.sasl_password_file))
+        _fill_from_file(self, "sasl_password", self.sasl_password_file)
         if self.security_protocol.startswith("SASL_") and not (
             self.sasl_username and self.sasl_password
         ):
@@ -178,9 +194,7 @@ class OmetriaSettings(_Section):
 
     @model_validator(mode="after")
     def _read_key_file(self) -> OmetriaSettings:
-        if self.api_key is None and self.api_key_file is not None:
-            object.__setattr__(self, "api_key", _secret_from(self.api_key_file))
-            self._key_from_file = True
+        self._key_from_file = _fill_from_file(self, "api_key", self.api_key_file)
         return self
 
     @property
@@ -410,13 +424,8 @@ class Settings(BaseSettings):
     def _read_secret_files(self) -> Settings:
         # Both are optional: a missing or empty file leaves the profiles API off, and emails
         # hashed with a random key per process.
-        for field, path in (
-            ("profile_api_token", self.profile_api_token_file),
-            ("log_email_key", self.log_email_key_file),
-        ):
-            if getattr(self, field) is None and path is not None and path.is_file():
-                secret = _secret_from(path)
-                object.__setattr__(self, field, secret if secret.get_secret_value() else None)
+        _fill_from_file(self, "profile_api_token", self.profile_api_token_file)
+        _fill_from_file(self, "log_email_key", self.log_email_key_file)
         return self
 
     kafka: KafkaSettings = KafkaSettings()
@@ -483,6 +492,6 @@ def get_settings() -> Settings:
 
 
 def use_settings(settings: Settings) -> None:
-    """Replace the process-wide settings; only before `stream.app` is imported."""
+    """Replace the process-wide settings; only before `stream.runtime.app` is imported."""
     global _current
     _current = settings

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.events import LoyaltyEvent, parse_event
+from stream.domain.events import LoyaltyEvent, parse_event
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 _ids = itertools.count()

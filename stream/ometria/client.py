@@ -14,9 +14,9 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from stream.domain.records import PRIVATE_KEYS
 from stream.ometria.errors import Permanent, Retryable, Unauthorized
-from stream.ometria.records import PRIVATE_KEYS
-from stream.settings import OmetriaSettings, SettingsError
+from stream.settings import OmetriaSettings, SettingsError, read_secret_file
 
 BODY_EXCERPT_CHARS = 2000
 # How often a key file is looked at (one stat) for a rotated key; a 401/403 looks at once.
@@ -109,15 +109,15 @@ class ApiKeyFile:
             stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
             if stamp == self._stamp:
                 return None
-            text = self._path.read_text(encoding="utf-8").strip()
+            key = read_secret_file(self._path)
         except OSError as exc:
             self._unusable(f"cannot be read ({type(exc).__name__})")
             return None
-        if not text:
+        if not key.get_secret_value():
             self._unusable("is empty")
             return None
         self._stamp, self._problem = stamp, None
-        return SecretStr(text)
+        return key
 
     def _unusable(self, problem: str) -> None:
         self._problem = problem

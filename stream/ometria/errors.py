@@ -1,6 +1,6 @@
 """Ometria failures, classified at the edge: retry, wait for a working key, or decide.
 
-OmetriaError
+OmetriaError       (under stream.errors.LoyaltyStreamError)
 ├── Retryable      transport error, timeout, 5xx, 429: retry with backoff
 ├── Unauthorized   401, 403: the key is wrong or revoked; pause until Ometria accepts it
 └── Permanent      any other 4xx: this request can never succeed as it is
@@ -8,8 +8,10 @@ OmetriaError
 
 from __future__ import annotations
 
+from stream.errors import LoyaltyStreamError
 
-class OmetriaError(Exception):
+
+class OmetriaError(LoyaltyStreamError):
     """Root of every error the Ometria client raises."""
 
 

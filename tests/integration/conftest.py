@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.sandbox import SandboxConfig, running_sandbox
+from stream.ops.sandbox import SandboxConfig, running_sandbox
 from stream.settings import Settings, load_settings
 
 BOOTSTRAP = os.environ.get(

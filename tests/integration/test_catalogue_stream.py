@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from stream.events import parse_event
-from stream.profile import stamp_of
+from stream.domain.events import parse_event
+from stream.domain.profile import stamp_of
 from tests.integration.conftest import poll, sandbox_get
 from tests.unit.test_profile import reference
 

@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from stream.topology import ensure_topics
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     Worker,
     committed_to_the_end,

@@ -9,8 +9,8 @@ import httpx
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
-from stream.dlq import read_headers
-from stream.redrive import Filters, redrive
+from stream.domain.dlq import read_headers
+from stream.ops.redrive import Filters, redrive
 from stream.settings import load_settings
 from tests.integration.conftest import BOOTSTRAP, poll, read_topic, sandbox_get
 

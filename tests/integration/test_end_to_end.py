@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import orjson
 
-from stream.backfill import backfill
-from stream.dlq import read_headers
-from stream.ometria.mapping import load_preset
+from stream.domain.dlq import read_headers
+from stream.domain.mapping import load_preset
+from stream.ops.backfill import backfill
 from stream.settings import load_settings
 from tests.integration.conftest import (
     BOOTSTRAP,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 
-from stream.peer_auth import PEER_SIGNATURE_HEADER, sign
+from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign
 from tests.integration.conftest import (
     BOOTSTRAP,
     REPO,

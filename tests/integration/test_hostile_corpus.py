@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 
-from stream.dlq import read_headers
-from stream.redrive import Filters, redrive
+from stream.domain.dlq import read_headers
+from stream.ops.redrive import Filters, redrive
 from tests.integration.conftest import (
     committed_to_the_end,
     envelope,

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from stream.kafka_auth import client_options
+from stream.runtime.kafka_auth import client_options
 from stream.settings import Settings, load_settings
 from tests.integration.conftest import BOOTSTRAP, READY, envelope, poll, sandbox_get
 

@@ -11,9 +11,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from stream.backfill import backfill
-from stream.ometria.mapping import load_preset
-from stream.redrive import Filters, redrive
+from stream.domain.mapping import load_preset
+from stream.ops.backfill import backfill
+from stream.ops.redrive import Filters, redrive
 from tests.integration.conftest import (
     BOOTSTRAP,
     keep_running,

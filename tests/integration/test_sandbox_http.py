@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stream.sandbox import SandboxConfig, running_sandbox
+from stream.ops.sandbox import SandboxConfig, running_sandbox
 
 KEY = "test-key-5b1d"
 AUTH = {"X-Ometria-Auth": KEY}
@@ -509,7 +509,7 @@ async def test_main_serves_until_sigterm_and_never_prints_the_key() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from stream.sandbox import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from stream.ops.sandbox import main; sys.exit(main(sys.argv[1:]))",
         "--port=0",
         f"--api-key={KEY}",
         cwd=REPO_ROOT,

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.ometria.records import decode
+from stream.domain.records import decode
 from tests.integration.conftest import (
     Names,
     Worker,

@@ -8,8 +8,8 @@ import time
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from stream.runtime.topology import ensure_topics
 from stream.settings import SettingsError
-from stream.topology import ensure_topics
 from tests.integration.conftest import BOOTSTRAP, names_settings
 
 
@@ -68,7 +68,7 @@ async def test_ensure_topics_conflicting_partition_setting_names_the_fix(names):
 
 
 async def test_created_topics_have_their_retention_on_the_broker(names):
-    from stream.topology import admin_client, topic_retention
+    from stream.runtime.topology import admin_client, topic_retention
 
     settings = names_settings(names, partitions=3, outbox_retention="20d")
     report = await ensure_topics(settings)

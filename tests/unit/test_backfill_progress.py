@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
-from stream.backfill import cooldown_left
-from stream.progress import ProgressView
+from stream.ops.backfill import cooldown_left
+from stream.ops.progress import ProgressView
 
 NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -12,8 +12,8 @@ import random
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stream.events import LoyaltyEvent
-from stream.profile import MAX_DELTAS, Profile, fold, stamp_of
+from stream.domain.events import LoyaltyEvent
+from stream.domain.profile import MAX_DELTAS, Profile, fold, stamp_of
 from tests.conftest import make_event
 
 SIGN = {

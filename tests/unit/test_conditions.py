@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from stream.conditions import (
+from stream.domain.conditions import (
     ConditionError,
     Variables,
     _value,
@@ -15,9 +15,9 @@ from stream.conditions import (
     compile_condition,
     value_of,
 )
-from stream.ometria.mapping import MappingError, parse_mapping
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, TriggerOptions, custom_events
+from stream.domain.mapping import MappingError, parse_mapping
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig, TriggerOptions, fire
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"
@@ -34,7 +34,7 @@ def profile_of(*events) -> Profile | None:
 def fired_types(event, before, options) -> list[str]:
     after = fold(before, event).profile
     config = TriggerConfig(options=options)
-    records = custom_events(event, before, after, config, event.occurred_at + timedelta(minutes=1))
+    records = fire(event, before, after, config, event.occurred_at + timedelta(minutes=1)).records
     return [record["event_type"] for record in records]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.control import PauseState, backfill_record, backfill_time
+from stream.runtime.control import PauseState, backfill_record, backfill_time
 
 
 def test_a_pause_record_reads_back_as_written():

@@ -12,15 +12,43 @@ import pytest
 from pydantic import SecretStr
 
 from stream import metrics
-from stream.delivery import AUTH_LOG_INTERVAL, Delivery
-from stream.dlq import DeadLetter
+from stream.domain.dlq import DeadLetter
+from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import ApiKeyFile, OmetriaClient
-from stream.ometria.records import MAX_RECORD_BYTES, encode
-from stream.pacing import Pacer
+from stream.ometria.delivery import AUTH_LOG_INTERVAL, Delivery
+from stream.ometria.pacing import Pacer
 
 API_KEY = "k-SECRET-123"
 
 Reply = Callable[[list[dict[str, Any]]], httpx.Response]
+
+
+def _counter_values() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+@pytest.fixture
+def counted() -> Callable[..., float]:
+    """How much a counter grew since the test began, summed over the labels not given: read
+    from the metrics registry, which is what operators see."""
+    before = _counter_values()
+
+    def grown(name: str, **labels: str) -> float:
+        def total(values: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+            return sum(
+                value
+                for (sample, sample_labels), value in values.items()
+                if sample == f"{name}_total" and labels.items() <= dict(sample_labels).items()
+            )
+
+        return total(_counter_values()) - total(before)
+
+    return grown
 
 
 def contact(record_id: str, **properties: Any) -> dict[str, Any]:
@@ -137,21 +165,21 @@ def delivery(client, sleeps, dead_letters, pacer_clock) -> Delivery:
 
 
 async def test_deliver_accepted_batch_sends_one_request_without_retries(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     records = [contact("c1"), contact("c2")]
 
     await delivery.deliver(records)
 
     assert ometria.bodies == [records]
-    assert delivery.stats.records_accepted == 2
-    assert (delivery.stats.requests, delivery.stats.retries) == (1, 0)
+    assert counted("ometria_records_pushed") == 2
+    assert (counted("ometria_push_requests"), counted("ometria_push_retries")) == (1, 0)
     assert sleeps == []
     assert dead_letters == []
 
 
 async def test_deliver_transient_503_three_times_then_accepted_retries_and_delivers(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     ometria.script = [status(503)] * 3
     records = [contact("c1"), contact("c2")]
@@ -160,16 +188,16 @@ async def test_deliver_transient_503_three_times_then_accepted_retries_and_deliv
 
     assert ometria.bodies == [records] * 4
     assert ometria.accepted == records
-    assert delivery.stats.retries == 3
-    assert delivery.stats.requests == 4
-    assert delivery.stats.records_accepted == 2
+    assert counted("ometria_push_retries") == 3
+    assert counted("ometria_push_requests") == 4
+    assert counted("ometria_records_pushed") == 2
     assert dead_letters == []
     assert len(sleeps) == 3
     assert all(0 <= delay <= 60 for delay in sleeps)
 
 
 async def test_deliver_transport_error_retried_until_accepted(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     def refuse(records: list[dict[str, Any]]) -> httpx.Response:
         raise httpx.ConnectError("connection refused")
@@ -179,13 +207,13 @@ async def test_deliver_transport_error_retried_until_accepted(
     await delivery.deliver([contact("c1")])
 
     assert ometria.accepted == [contact("c1")]
-    assert delivery.stats.retries == 2
+    assert counted("ometria_push_retries") == 2
     assert len(sleeps) == 2
     assert dead_letters == []
 
 
 async def test_deliver_throttled_with_retry_after_waits_at_least_that_long(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     ometria.script = [status(429, **{"Retry-After": "7"})]
 
@@ -193,13 +221,13 @@ async def test_deliver_throttled_with_retry_after_waits_at_least_that_long(
 
     assert sleeps[0] >= 7
     assert len(sleeps) == 1
-    assert delivery.stats.throttled == 1
+    assert counted("ometria_push_throttled") == 1
     assert ometria.accepted == [contact("c1")]
     assert dead_letters == []
 
 
 async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_record(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     def refuse_bad(records: list[dict[str, Any]]) -> httpx.Response:
         if any(record["id"] == "bad" for record in records):
@@ -212,7 +240,7 @@ async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_rec
     await delivery.deliver(records)
 
     assert sorted(record["id"] for record in ometria.accepted) == ["a", "b", "d"]
-    assert delivery.stats.records_accepted == 3
+    assert counted("ometria_records_pushed") == 3
     (letter,) = dead_letters
     assert letter.value == encode(contact("bad"))
     assert letter.stage == "push"
@@ -244,7 +272,7 @@ def error_entry(record_id: str, request_id: str = "req-9", path: str = "root > e
 
 
 async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_errors_list_names(
-    delivery, ometria, dead_letters, caplog
+    counted, delivery, ometria, dead_letters, caplog
 ):
     ometria.script = [rejecting(2, 1)]
     ometria.errors = [
@@ -254,7 +282,7 @@ async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_er
     ]
     records = [contact("c1"), contact("c2"), contact("c3")]
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver(records)
 
     (letter,) = dead_letters
@@ -263,25 +291,25 @@ async def test_deliver_accepted_with_rejections_dead_letters_only_records_the_er
     assert letter.reason == "Ometria rejected the record: not a valid value at root > email"
     assert dict(letter.details) == {"status": "202", "request_id": "req-9"}
     assert ometria.errors_read == 1
-    assert delivery.stats.rejected_reported == 1
-    assert delivery.stats.records_accepted == 2
+    assert counted("ometria_records_rejected") == 1
+    assert counted("ometria_records_pushed") == 2
     assert "req-9" in caplog.text
     assert "1 of its 3 records rejected" in caplog.text
 
 
 async def test_deliver_rejections_errors_list_unreadable_dead_letters_nothing_and_warns(
-    delivery, ometria, dead_letters, caplog
+    counted, delivery, ometria, dead_letters, caplog
 ):
     ometria.script = [rejecting(1, 2)]
     ometria.errors = 503
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver([contact("c1"), contact("c2"), contact("c3")])
 
     assert dead_letters == []
     assert ometria.errors_read == 1, "read once, not retried"
     assert "could not read Ometria's errors list for request req-9" in caplog.text
-    assert delivery.stats.rejected_reported == 2
+    assert counted("ometria_records_rejected") == 2
 
 
 async def test_deliver_rejections_not_named_in_errors_list_stay_accepted(
@@ -290,7 +318,7 @@ async def test_deliver_rejections_not_named_in_errors_list_stay_accepted(
     ometria.script = [rejecting(1, 1)]
     ometria.errors = [{"error_message": "not a valid value", "error_path": "root > lastname"}]
 
-    with caplog.at_level(logging.WARNING, logger="stream.delivery"):
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
         await delivery.deliver([contact("c1"), contact("c2")])
 
     assert dead_letters == []
@@ -320,7 +348,7 @@ async def test_deliver_record_with_two_errors_dead_lettered_once_with_both_reaso
     ids=["accepted-null", "rejected-string", "list"],
 )
 async def test_deliver_undocumented_2xx_body_counts_all_accepted_dead_letters_nothing(
-    delivery, ometria, dead_letters, body
+    counted, delivery, ometria, dead_letters, body
 ):
     ometria.script = [lambda records: httpx.Response(202, content=orjson.dumps(body))]
 
@@ -328,7 +356,7 @@ async def test_deliver_undocumented_2xx_body_counts_all_accepted_dead_letters_no
 
     assert dead_letters == []
     assert ometria.errors_read == 0
-    assert delivery.stats.records_accepted == 2
+    assert counted("ometria_records_pushed") == 2
 
 
 # --- refused key (401/403) ------------------------------------------------------------------
@@ -339,7 +367,7 @@ def unauthorized_gauge() -> float | None:
 
 
 async def test_deliver_refused_key_pauses_and_resends_the_same_request_until_accepted(
-    delivery, ometria, sleeps, dead_letters
+    counted, delivery, ometria, sleeps, dead_letters
 ):
     seen: list[tuple[object, float | None]] = []
 
@@ -367,7 +395,11 @@ async def test_deliver_refused_key_pauses_and_resends_the_same_request_until_acc
     assert [gauge for _, gauge in seen] == [0.0, 1.0, 1.0]
     assert delivery.unauthorized is None
     assert unauthorized_gauge() == 0.0
-    assert delivery.stats.unauthorized == 3
+    assert (
+        counted("ometria_push_requests", status="401")
+        + counted("ometria_push_requests", status="403")
+        == 3
+    )
 
 
 async def test_deliver_refused_key_retries_at_the_configured_interval(

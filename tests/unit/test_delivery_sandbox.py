@@ -10,11 +10,11 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from stream.delivery import Delivery
-from stream.dlq import DeadLetter
+from stream.domain.dlq import DeadLetter
 from stream.ometria.client import ApiKeyFile, OmetriaClient
-from stream.pacing import Pacer
-from stream.sandbox import SandboxConfig, running_sandbox
+from stream.ometria.delivery import Delivery
+from stream.ometria.pacing import Pacer
+from stream.ops.sandbox import SandboxConfig, running_sandbox
 from tests.unit.test_delivery import contact
 
 KEY = "k-sandbox-SECRET"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.dlq import MAX_HEADER_CHARS, DeadLetter, read_headers
+from stream.domain.dlq import MAX_HEADER_CHARS, DeadLetter, read_headers
 
 FAILED_AT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 

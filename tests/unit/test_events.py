@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.events import InvalidEvent, check_key, parse_event
+from stream.domain.events import InvalidEvent, check_key, parse_event
 from tests.conftest import event_doc, make_event
 
 

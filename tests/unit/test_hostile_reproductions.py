@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from stream.events import InvalidEvent, parse_event
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.domain.events import InvalidEvent, parse_event
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig, fire
 from tests.conftest import T0, event_doc, make_event
 
 EMAIL = "sarah@example.com"
@@ -84,7 +84,7 @@ def test_late_tier_change_without_previous_tier_fires_no_downgrade():
     late = make_event("tier.changed", {"tier": "Silver"}, email=EMAIL, at=5)
     after = fold(before, late).profile
     assert after.tier.name == "Gold"
-    assert custom_events(late, before, after, TriggerConfig(), T0 + timedelta(minutes=1)) == []
+    assert fire(late, before, after, TriggerConfig(), T0 + timedelta(minutes=1)).records == []
 
 
 def test_event_dated_2099_fires_no_campaign():
@@ -92,7 +92,7 @@ def test_event_dated_2099_fires_no_campaign():
         "points.earned", {"points": 5}, email=EMAIL, at=datetime(2099, 1, 1, tzinfo=UTC)
     )
     after = fold(None, future).profile
-    assert custom_events(future, None, after, TriggerConfig(), T0) == []
+    assert fire(future, None, after, TriggerConfig(), T0).records == []
 
 
 @pytest.mark.parametrize("points", [-999_999, 9_300_000_000_000_000_000])

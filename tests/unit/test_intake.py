@@ -1,4 +1,4 @@
-"""The one intake path (stream.intake.admit) and the pure core under arbitrary input.
+"""The one intake path (stream.domain.intake.admit) and the pure core under arbitrary input.
 
 Property tests: whatever bytes or times arrive, parsing, folding, firing and mapping either
 work or reject the record with InvalidEvent; no other exception type escapes.
@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.events import InvalidEvent, parse_event
-from stream.intake import EventWindow, admit
-from stream.ometria.mapping import load_preset, map_contact
-from stream.profile import Profile, fold, stamp_of
+from stream.domain.events import InvalidEvent, parse_event
+from stream.domain.intake import EventWindow, admit
+from stream.domain.mapping import load_preset, map_contact
+from stream.domain.profile import Profile, fold, stamp_of
+from stream.domain.triggers import TriggerConfig, fire
 from stream.settings import load_settings
-from stream.triggers import TriggerConfig, fire
 from tests.conftest import event_doc
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

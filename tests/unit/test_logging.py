@@ -8,7 +8,7 @@ import logging.config
 import orjson
 import pytest
 
-from stream.logging import hash_email, hide_emails, logging_config
+from stream.ops.logging import hash_email, hide_emails, logging_config
 
 KEY = b"k" * 32
 

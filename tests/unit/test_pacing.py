@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from stream.pacing import QUEUE_LOW_WATER, RATE_MARGIN, SLOT_MARGIN, SLOT_TOLERANCE, Pacer, Slots
+from stream.ometria.pacing import (
+    QUEUE_LOW_WATER,
+    RATE_MARGIN,
+    SLOT_MARGIN,
+    SLOT_TOLERANCE,
+    Pacer,
+    Slots,
+)
 
 
 class Clock:

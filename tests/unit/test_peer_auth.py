@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from stream.peer_auth import VALID_FOR_SECONDS, sign, verify
+from stream.ops.peer_auth import VALID_FOR_SECONDS, sign, verify
 
 TOKEN = "profile-token-3b9"
 PATH = "/profiles/7294851236742"

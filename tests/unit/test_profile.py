@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.profile import Profile, fold, stamp_of
+from stream.domain.profile import Profile, fold, stamp_of
 from tests.conftest import make_event
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from stream.events import parse_event
-from stream.profile import Profile, fold
+from stream.domain.events import parse_event
+from stream.domain.profile import Profile, fold
 from tests.conftest import event_doc, make_event
 
 ENDS = "2026-12-21T10:00:00Z"

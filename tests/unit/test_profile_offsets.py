@@ -12,7 +12,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.profile import RECENT_EVENT_IDS, Profile, fold
+from stream.domain.profile import RECENT_EVENT_IDS, Profile, fold
 from tests.conftest import make_event
 
 BASE = 0  # event times in order, one second apart (seconds after the fixtures' T0)

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from stream.events import parse_event
-from stream.ometria.mapping import load_preset
-from stream.replay import ReplayMark, parse_from, wipe_local_tables
-from stream.sync import SyncRules, apply_event
-from stream.triggers import TriggerConfig
+from stream.domain.events import parse_event
+from stream.domain.mapping import load_preset
+from stream.domain.sync import SyncRules, apply_event
+from stream.domain.triggers import TriggerConfig
+from stream.ops.replay import ReplayMark, parse_from, wipe_local_tables
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 

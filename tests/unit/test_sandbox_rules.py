@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.sandbox.rules import (
+from stream.ops.sandbox.rules import (
     NOT_VALID,
     REQUIRED,
     TOO_LARGE,

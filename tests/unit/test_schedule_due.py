@@ -1,4 +1,4 @@
-"""Time-based campaign triggers (stream.schedule): golden cases and the once-per-due-date rule."""
+"""Time-based campaign triggers (stream.domain.schedule): golden cases, once per due date."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.events import parse_event
-from stream.ometria.mapping import MappingError, load_mapping, parse_mapping
-from stream.profile import Profile, fold
-from stream.schedule import ScheduleConfig, ScheduleRule, due, mark_fired
+from stream.domain.events import parse_event
+from stream.domain.mapping import MappingError, load_mapping, parse_mapping
+from stream.domain.profile import Profile, fold
+from stream.domain.schedule import ScheduleConfig, ScheduleRule, due, mark_fired
 from stream.settings import load_settings
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "schedule"

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.events import EVENT_TYPES, parse_event
-from stream.schemas import generate, render
+from stream.domain.events import EVENT_TYPES, parse_event
+from stream.ops.schemas import generate, render
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
 EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))

@@ -7,7 +7,7 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
+from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 
 
 def test_skip_watch_consecutive_offsets_need_no_seek():

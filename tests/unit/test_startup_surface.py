@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from stream.cli import prepare_data_dir
+from stream.ops.cli import prepare_data_dir
+from stream.runtime.topology import Retention, replay_reach, topic_specs
 from stream.settings import SettingsError, load_settings
-from stream.topology import Retention, replay_reach, topic_specs
 
 
 def test_prepare_data_dir_creates_missing_parents(tmp_path):
@@ -26,8 +26,8 @@ def test_prepare_data_dir_under_a_file_names_the_setting(tmp_path):
 
 
 def test_web_server_serves_only_our_views():
-    from stream import web  # noqa: F401 - registers the views
-    from stream.app import app
+    from stream.ops import web  # noqa: F401 - registers the views
+    from stream.runtime.app import app
 
     assert set(app.web.views) == {"/healthz", "/readyz", "/metrics", "/profiles/{customer_id}"}
     assert not app.web.blueprints._enabled, "no Faust blueprint (tables, router, index, stats)"
@@ -60,7 +60,7 @@ def test_replay_reach_says_how_far_back_a_finite_events_topic_goes():
 
 
 def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
-    from stream.backfill import changelog_key
+    from stream.ops.backfill import changelog_key
 
     assert changelog_key(b'"7294851236742"') == "7294851236742"
     with pytest.raises(ValueError, match="not a JSON string"):
@@ -68,11 +68,11 @@ def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
 
 
 def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
-    from stream.cli import of_this_run
-    from stream.events import parse_event
-    from stream.profile import fold
-    from stream.samples import sample_events
-    from stream.triggers import TriggerConfig, custom_events
+    from stream.domain.events import parse_event
+    from stream.domain.profile import fold
+    from stream.domain.triggers import TriggerConfig, fire
+    from stream.ops.cli import of_this_run
+    from stream.ops.samples import sample_events
 
     now = datetime.now(UTC)
 
@@ -84,7 +84,7 @@ def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
             before = profiles.get(event.customer.id)
             after = fold(before, event).profile
             profiles[event.customer.id] = after
-            records += custom_events(event, before, after, TriggerConfig(), now)
+            records += fire(event, before, after, TriggerConfig(), now).records
         return records
 
     mine, other = fired("aaaa1111"), fired("bbbb2222")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from stream.ometria.mapping import load_preset
-from stream.profile import Profile, fold
-from stream.sync import SyncRules, apply_event
-from stream.triggers import RewardCost, TriggerConfig, fire
+from stream.domain.mapping import load_preset
+from stream.domain.profile import Profile, fold
+from stream.domain.sync import SyncRules, apply_event
+from stream.domain.triggers import RewardCost, TriggerConfig, fire
 from tests.conftest import T0, make_event
 
 EMAIL = "sarah@example.com"

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stream.ometria.batching import plan_requests
-from stream.profile import Profile, fold
-from stream.triggers import TriggerConfig, custom_events
+from stream.domain import triggers
+from stream.domain.batching import plan_requests
+from stream.domain.profile import Profile, fold
+from stream.domain.triggers import TriggerConfig
 from tests.conftest import T0, make_event
 
 EMAIL = "sarah@example.com"
@@ -20,9 +21,9 @@ SOON = timedelta(minutes=1)
 def fire(event, before: Profile | None = None, config=None, now=None) -> list[dict]:
     """Fold `event` into `before` and return the custom events it fires."""
     after = fold(before, event).profile
-    return custom_events(
+    return triggers.fire(
         event, before, after, config or TriggerConfig(), now or event.occurred_at + SOON
-    )
+    ).records
 
 
 def fire_one(event, **kwargs) -> dict:
@@ -291,8 +292,8 @@ def test_custom_events_same_event_twice_gives_same_deterministic_id():
     profile = fold(None, event).profile
     now = event.occurred_at + SOON
 
-    first = custom_events(event, None, profile, TriggerConfig(), now)
-    second = custom_events(event, None, profile, TriggerConfig(), now + timedelta(hours=1))
+    first = triggers.fire(event, None, profile, TriggerConfig(), now).records
+    second = triggers.fire(event, None, profile, TriggerConfig(), now + timedelta(hours=1)).records
 
     assert first[0]["id"] == second[0]["id"] == f"c1:{event.event_id}:loyalty_reward_used"
 

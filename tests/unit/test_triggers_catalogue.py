@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stream.profile import fold
-from stream.triggers import RewardCost, TriggerConfig, custom_events
+from stream.domain.profile import fold
+from stream.domain.triggers import RewardCost, TriggerConfig, fire
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"
@@ -21,7 +21,7 @@ def fired(*events, config: TriggerConfig = FIVE_OFF, age: timedelta = SOON) -> l
     profile, out = None, []
     for event in events:
         after = fold(profile, event).profile
-        out.append(custom_events(event, profile, after, config, event.occurred_at + age))
+        out.append(fire(event, profile, after, config, event.occurred_at + age).records)
         profile = after
     return out
 

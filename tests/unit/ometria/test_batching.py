@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.ometria.batching import plan_requests
-from stream.ometria.records import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, encode
+from stream.domain.batching import plan_requests
+from stream.domain.records import MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, encode
 
 
 def contact(record_id: str, collection: str = "loyalty", **properties: Any) -> dict[str, Any]:

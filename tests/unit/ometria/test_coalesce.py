@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.ometria.batching import coalesce
-from stream.ometria.records import VERSION_KEY
+from stream.domain.batching import coalesce
+from stream.domain.records import VERSION_KEY
 
 
 def contact(cid: str, version: int, balance: int = 0) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.declared import by_event_type
-from stream.events import parse_event
-from stream.ometria.mapping import load_mapping
-from stream.sync import SyncRules, sync_event
-from stream.triggers import TriggerConfig
+from stream.domain.declared import by_event_type
+from stream.domain.events import parse_event
+from stream.domain.mapping import load_mapping
+from stream.domain.sync import SyncRules, sync_event
+from stream.domain.triggers import TriggerConfig
 
 GOLDEN = Path(__file__).parents[2] / "golden"
 # Time-based rules have cases of their own shape (tests/unit/test_schedule.py).

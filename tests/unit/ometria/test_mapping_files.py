@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.ometria.mapping import (
+from stream.domain.mapping import (
     PRESETS,
     ContactMapping,
     MappingError,
@@ -19,9 +19,9 @@ from stream.ometria.mapping import (
     map_contact,
     parse_mapping,
 )
-from stream.profile import LastReward, PointsState, Profile, TierState
-from stream.sync import SyncRules, sync_event
-from stream.triggers import TriggerConfig, TriggerOptions
+from stream.domain.profile import LastReward, PointsState, Profile, TierState
+from stream.domain.sync import SyncRules, sync_event
+from stream.domain.triggers import TriggerConfig, TriggerOptions
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"
@@ -533,7 +533,7 @@ def test_load_preset_rivo_has_the_documented_fields():
 def test_parse_mapping_preset_document_round_trips_through_parse():
     # A user can copy a preset file and start from it: the same document parses as a user file.
     text = (
-        Path(__file__).parents[3] / "stream" / "ometria" / "presets" / "loyaltylion.toml"
+        Path(__file__).parents[3] / "stream" / "domain" / "presets" / "loyaltylion.toml"
     ).read_text(encoding="utf-8")
 
     mapping = parse_mapping("copy.toml", tomllib.loads(text))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from stream.ometria.records import (
+from stream.domain.records import (
     CONTACT_BUILTIN_ORDER,
     Contact,
     CustomEvent,

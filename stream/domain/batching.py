@@ -1,0 +1,106 @@
+"""Plan push requests from outbox records: coalesce, split by type, chunk; pure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.domain.lists import carry_lists
+from stream.domain.records import (
+    MAX_RECORD_BYTES,
+    MAX_RECORDS_PER_REQUEST,
+    encode,
+    version_of,
+)
+
+# Contacts go before custom events so a campaign finds the contact's newest fields.
+TYPE_ORDER = ("contact", "custom_event")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    requests: list[list[dict[str, Any]]] = field(default_factory=list)
+    too_large: list[dict[str, Any]] = field(default_factory=list)
+    coalesced: int = 0
+
+
+def _identity(record: dict[str, Any]) -> tuple[str, str, str]:
+    return (record.get("@type", ""), record.get("@collection", ""), str(record.get("id", "")))
+
+
+def plan_requests(
+    records: list[dict[str, Any]], *, max_records: int = MAX_RECORDS_PER_REQUEST
+) -> Plan:
+    """Latest record per (type, collection, id) wins; one type per request; ≤ max_records."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for record in records:
+        latest[_identity(record)] = record
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    too_large = []
+    for record in latest.values():
+        if len(encode(record)) > MAX_RECORD_BYTES:
+            too_large.append(record)
+        else:
+            by_type.setdefault(str(record.get("@type")), []).append(record)
+    order = sorted(by_type, key=lambda t: (TYPE_ORDER.index(t) if t in TYPE_ORDER else 99, t))
+    requests = [
+        group[start : start + max_records]
+        for record_type in order
+        for group in [by_type[record_type]]
+        for start in range(0, len(group), max_records)
+    ]
+    return Plan(requests=requests, too_large=too_large, coalesced=len(records) - len(latest))
+
+
+@dataclass(frozen=True, slots=True)
+class Coalesced:
+    """One round of outbox records reduced to what is worth sending."""
+
+    records: list[dict[str, Any]]
+    # (outbox partition, contact id) -> the version of the contact kept for it
+    versions: dict[tuple[int, str], int]
+    superseded: int  # replaced by a newer record of the same identity in the round
+    stale: int  # contacts older than one already delivered: never sent
+
+
+def coalesce(
+    entries: Iterable[tuple[int, dict[str, Any]]],
+    delivered: Callable[[int, str], int | None],
+) -> Coalesced:
+    """Keep the newest contact per customer and each distinct custom event of a round.
+
+    `entries` are (outbox partition, record) in outbox order; `delivered(partition, id)` is the
+    newest contact version already delivered for that id. A versioned contact never replaces a
+    newer one, whether delivered or waiting in the round, whatever order they arrived in.
+    """
+    latest: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
+    superseded = stale = 0
+    for partition, record in entries:
+        identity = _identity(record)
+        version = version_of(record)
+        if version is not None:
+            known = delivered(partition, identity[2])
+            if known is not None and version < known:
+                stale += 1
+                continue
+        held = latest.get(identity)
+        if held is not None:
+            superseded += 1
+            held_version = version_of(held[1])
+            if version is not None and held_version is not None and version < held_version:
+                latest[identity] = (held[0], carry_lists(record, held[1]))
+                continue
+            record = carry_lists(held[1], record)
+        latest[identity] = (partition, record)
+    versions = {
+        (partition, identity[2]): version
+        for identity, (partition, record) in latest.items()
+        if (version := version_of(record)) is not None
+    }
+    return Coalesced(
+        records=[record for _, record in latest.values()],
+        versions=versions,
+        superseded=superseded,
+        stale=stale,
+    )

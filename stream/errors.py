@@ -1,0 +1,31 @@
+"""The one root of the errors loyalty-stream raises on purpose, and its configuration branch.
+
+LoyaltyStreamError
+├── ConfigurationError        the worker cannot start as configured; the message says the fix
+│   ├── SettingsError         an environment variable (stream.settings)
+│   ├── MappingError          the contact mapping, a preset or a file (stream.domain.mapping)
+│   ├── ConditionError        a CEL condition in the mapping (stream.domain.conditions)
+│   └── TriggerOptionsError   a built-in rule's [triggers.<rule>] options (stream.domain.triggers)
+├── InvalidEvent              an input record is not a loyalty event: dead-lettered
+│                             (stream.domain.events)
+├── OmetriaError              Ometria failed or refused (stream.ometria.errors)
+│   ├── Retryable             transport error, timeout, 5xx, 429
+│   ├── Unauthorized          401, 403
+│   └── Permanent             any other 4xx
+├── IncompleteRead            records read back after a skip are missing (stream.runtime.reading)
+├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher)
+└── ReplayRefused             a replay cannot run now (stream.ops.replay)
+
+Each lives next to the code that raises it; only the root and the configuration branch live
+here, so that every layer can use them.
+"""
+
+from __future__ import annotations
+
+
+class LoyaltyStreamError(Exception):
+    """Root of every error loyalty-stream raises on purpose."""
+
+
+class ConfigurationError(LoyaltyStreamError):
+    """The configuration is invalid; the message names the setting or file and how to fix it."""

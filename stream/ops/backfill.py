@@ -1,0 +1,176 @@
+"""`backfill` ("Sync Customers"): queue every known customer's current contact for Ometria again.
+
+It reads the profile table's changelog (compacted: the latest profile per customer) one
+partition at a time, maps each profile with the mapping in force and puts the contacts on the
+outbox, where the pushers send them with the usual coalescing and rate limit. Each contact
+carries its profile's version, so one read before a newer one was delivered is dropped by the
+pusher rather than sent. Custom events are never re-sent: campaigns do not re-fire. The
+cooldown between runs is kept in the control topic (stream.runtime.control) by the command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream.domain.mapping import ContactMapping, map_contact
+from stream.domain.profile import Profile
+from stream.domain.records import encode, with_version
+from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import partition_batches
+from stream.runtime.topology import partition_ids
+from stream.settings import Settings
+
+
+def changelog_key(key: bytes) -> str:
+    """The customer id of a changelog record's key.
+
+    Faust writes the table's str keys with its JSON codec (`"7294851236742"`, quotes included),
+    while the input and the outbox are keyed by the id's own bytes: a backfilled contact keyed
+    with the quotes would land on another outbox partition than the customer's live records.
+    """
+    decoded = orjson.loads(key)
+    if not isinstance(decoded, str):
+        raise ValueError(f"changelog key {key!r} is not a JSON string")
+    return decoded
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The Faust changelog topic of the `customer_to_profile` table."""
+    return f"{settings.app_id}-customer_to_profile-changelog"
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    profiles: int
+    contacts: int
+    without_email: int
+    missing: tuple[str, ...] = ()  # customers asked for (--customer) without a profile
+    changed_meanwhile: int = 0  # profiles rewritten by the workers while it read: queued by them
+
+
+# Sends awaited together: bounds the unacknowledged futures held at once.
+ACK_EVERY = 5000
+
+# done, total (changelog records read, both passes), contacts queued so far
+Progress = Callable[[int, int, int], None]
+
+
+def cooldown_left(last: datetime | None, now: datetime, cooldown: timedelta) -> timedelta | None:
+    """How long until the next backfill is allowed, or None when it is allowed now."""
+    if last is None or now - last >= cooldown:
+        return None
+    return cooldown - (now - last)
+
+
+def _contact(
+    customer: str, stored: bytes, mapping: ContactMapping, settings: Settings
+) -> dict[str, Any] | None:
+    profile = Profile.from_bytes(stored)
+    contact = map_contact(profile, mapping, settings.ometria.collection)
+    # Versioned like the workers' contacts: the pusher never lets it replace a newer one.
+    return None if contact is None else with_version(contact, profile.input_offset)
+
+
+async def backfill(
+    settings: Settings,
+    mapping: ContactMapping,
+    *,
+    dry_run: bool,
+    customers: frozenset[str] | None = None,
+    progress: Progress | None = None,
+) -> BackfillReport:
+    """Queue the current contact of every stored profile with an email on the outbox.
+
+    The changelog is read one partition at a time, twice: first to learn the offset of each
+    customer's latest profile, then to map and queue the profiles at those offsets as they come.
+    Memory holds one key and offset per customer of the largest partition, never the profiles
+    of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
+    those ids.
+    """
+    topic = changelog_topic(settings)
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    profiles = contacts = changed = 0
+    found: set[str] = set()
+    producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    if producer is not None:
+        await producer.start()
+    try:
+        starts = await consumer.beginning_offsets(partitions) if partitions else {}
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        # Two passes over every partition.
+        total = 2 * sum(ends[tp] - starts[tp] for tp in partitions)
+        done = 0
+        for tp in partitions:
+            # Pass 1: the offset of each customer's latest stored profile (a deletion removes it).
+            latest: dict[bytes, int] = {}
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    if record.key is None:
+                        continue
+                    if record.value is None:
+                        latest.pop(record.key, None)
+                    else:
+                        latest[record.key] = record.offset
+                done += len(records)
+                if progress is not None:
+                    progress(done, total, contacts)
+            # Pass 2: map and queue exactly those profiles, as they come.
+            queued: list[asyncio.Future[Any]] = []
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    if record.key is None or latest.get(record.key) != record.offset:
+                        continue
+                    del latest[record.key]
+                    customer = changelog_key(record.key)
+                    if customers is not None:
+                        if customer not in customers:
+                            continue
+                        found.add(customer)  # only with --customer: a full run keeps no ids
+                    profiles += 1
+                    assert record.value is not None  # pass 1 keeps no deletion
+                    contact = _contact(customer, record.value, mapping, settings)
+                    if contact is None:
+                        continue
+                    contacts += 1
+                    if producer is not None:
+                        key, value = customer.encode(), encode(contact)
+                        queued.append(
+                            await producer.send(settings.topics.outbox, key=key, value=value)
+                        )
+                    if len(queued) >= ACK_EVERY:
+                        # Every send must be acknowledged: a failed one raises here.
+                        await asyncio.gather(*queued)
+                        queued = []
+                done += len(records)
+                if progress is not None:
+                    progress(done, total, contacts)
+            await asyncio.gather(*queued)
+            # Left: compacted away between the passes, so a newer profile of theirs was stored
+            # meanwhile and its contact queued by the workers.
+            left = [changelog_key(key) for key in latest]
+            if customers is not None:
+                left = [customer for customer in left if customer in customers]
+                found.update(left)
+            changed += len(left)
+    finally:
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+    return BackfillReport(
+        profiles=profiles,
+        contacts=contacts,
+        without_email=profiles - contacts,
+        missing=tuple(sorted((customers or frozenset()) - found)),
+        changed_meanwhile=changed,
+    )

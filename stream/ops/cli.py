@@ -1,0 +1,588 @@
+"""`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, schemas."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging.config
+import secrets
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka.errors import KafkaError
+
+from stream.domain.mapping import MappingError
+from stream.settings import Settings, SettingsError, get_settings, use_settings
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data directory with its parents and check it takes files.
+
+    Raises:
+        SettingsError: the directory cannot be created or written, naming the setting to change.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(
+            f"STREAM_DATA_DIR={path}: cannot create or write the data directory ({reason}); "
+            "set STREAM_DATA_DIR to a writable directory (in Kubernetes, the volume that holds "
+            "the table files)"
+        ) from None
+    return path
+
+
+def _logging_config(settings: Settings, command: str) -> dict[str, Any]:
+    from stream.ops.logging import logging_config
+
+    email_key = settings.log_email_key
+    if email_key is None and settings.log_emails == "hashed":
+        print(
+            f"{command}: STREAM_LOG_EMAIL_KEY is not set: emails in logs are hashed with a random "
+            "key for this process, so the same email hashes differently after a restart or on "
+            "another worker; set STREAM_LOG_EMAIL_KEY (or _FILE) to follow a customer across them",
+            file=sys.stderr,
+        )
+    return logging_config(
+        settings.log_level,
+        fmt=settings.log_format,
+        emails=settings.log_emails,
+        email_key=(email_key.get_secret_value().encode() if email_key else secrets.token_bytes(32)),
+    )
+
+
+def _push(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.ometria.enabled:
+        raise SettingsError(
+            "STREAM_OMETRIA__ENABLED=false holds the outbox: set it to true to push"
+        )
+    settings.ometria.require_api_key()
+    from stream.runtime.push_service import run_alone
+    from stream.runtime.topology import ensure_topics
+
+    logging.config.dictConfig(_logging_config(settings, "push"))
+
+    async def push() -> int:
+        await ensure_topics(settings)
+        return await run_alone(settings, settings.web_port)
+
+    return asyncio.run(push())
+
+
+def _worker(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    if settings.ometria.enabled:
+        settings.ometria.require_api_key()
+    from stream.runtime.topology import ensure_committed_offsets, ensure_topics
+
+    # Faust runs on this loop too; asyncio.run() would close it before the worker starts.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    report = loop.run_until_complete(ensure_topics(settings))
+    loop.run_until_complete(ensure_committed_offsets(settings))
+    if report.created:
+        print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
+    if report.replay_reach:
+        print(f"worker: {report.replay_reach}", file=sys.stderr)
+    from stream.ops.replay import REPLAY, ReplayMark
+    from stream.runtime import control
+
+    replayed = ReplayMark.from_bytes(loop.run_until_complete(control.read(settings)).get(REPLAY))
+    if settings.topics.partitions != report.partitions:
+        topics = settings.topics.model_copy(update={"partitions": report.partitions})
+        use_settings(settings.model_copy(update={"topics": topics}))
+
+    import faust
+
+    from stream.ops import web  # noqa: F401 - registers the views
+    from stream.ops.replay import wipe_local_tables
+    from stream.runtime import agents, ometria_jobs, scanner  # noqa: F401 - registers them
+    from stream.runtime.app import app
+
+    if replayed is not None:
+        agents.replayed_until.update(replayed.until)
+        if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
+            print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
+    config = _logging_config(settings, "worker")
+    worker = faust.Worker(
+        app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
+    )
+    # At level warning and above Faust's terminal spinner sets the root logger to DEBUG, so
+    # every library builds a debug record per message sent; a service has no terminal anyway.
+    worker.spinner = None
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits
+
+
+def _sandbox(argv: list[str]) -> int:
+    from stream.ops.sandbox import main as sandbox_main
+
+    return sandbox_main(argv)
+
+
+async def _produce(settings: Settings, events: list[dict[str, Any]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from stream.runtime.kafka_auth import client_options
+    from stream.runtime.topology import ensure_topics
+
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                settings.topics.events,
+                key=str(event["customer"]["id"]).encode(),
+                value=orjson.dumps(event),
+            )
+    finally:
+        await producer.stop()
+
+
+def _send_sample(args: argparse.Namespace) -> int:
+    from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
+
+    settings = get_settings()
+    run = uuid.uuid4().hex[:8]
+    events = sample_events(run, datetime.now(UTC))
+    asyncio.run(_produce(settings, events))
+    print(f"send-sample: sent {len(events)} events to {settings.topics.events}")
+    if args.show_sandbox:
+        expected = [c["id"] for c in SAMPLE_CUSTOMERS if "email" in c]
+        return _show_sandbox(args.show_sandbox, expected, f"sample-{run}-", args.timeout)
+    return 0
+
+
+def of_this_run(events: list[dict[str, Any]], run_prefix: str) -> list[dict[str, Any]]:
+    """The custom events fired by this run's sample events: their ids read
+    `{customer}:{event_id}:{rule}`, and this run's event ids start with `run_prefix`."""
+    return [
+        event
+        for event in events
+        if str(event["id"]).startswith(f"{event.get('identity_account_id')}:{run_prefix}")
+    ]
+
+
+def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: float) -> int:
+    """Wait until the stand-in holds this run's records, then print what it received."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    deadline = time.monotonic() + timeout
+    contacts: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    with httpx.Client(base_url=url, timeout=5) as http:
+        while time.monotonic() < deadline:
+            contacts = http.get("/_sandbox/contacts").json()["contacts"]
+            events = of_this_run(http.get("/_sandbox/events").json()["events"], run_prefix)
+            # Every sample customer with an email fires at least one campaign event per run.
+            if {e.get("identity_account_id") for e in events} >= set(customer_ids):
+                break
+            time.sleep(0.5)  # polling a remote state with a deadline, not synchronisation
+
+    def show(title: str, columns: tuple[str, str], records: list[dict[str, Any]]) -> None:
+        table = Table(title=title)
+        for column in (*columns, "properties"):
+            table.add_column(column)
+        for record in records:
+            props = ", ".join(f"{k}={v}" for k, v in sorted(record.get("properties", {}).items()))
+            table.add_row(*(str(record.get(c, "")) for c in columns), props)
+        console.print(table)
+
+    show(f"Contacts received by the Ometria stand-in ({url})", ("id", "email"), contacts)
+    show("Custom events received", ("event_type", "identity_account_id"), events)
+    missing = set(customer_ids) - {e.get("identity_account_id") for e in events}
+    if missing:
+        console.print(f"[red]still missing after {timeout:.0f}s: {', '.join(sorted(missing))}")
+        return 1
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from stream.ops.schemas import write
+
+    for path in write(Path(args.out)):
+        print(f"schemas: wrote {path}")
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from stream.domain.mapping import load_mapping
+    from stream.ops.backfill import backfill, changelog_topic, cooldown_left
+    from stream.ops.progress import ProgressView
+    from stream.runtime import control
+    from stream.runtime.topology import ensure_topics
+
+    settings = get_settings()
+    mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
+    customers = frozenset(args.customer) if args.customer else None
+    # Only a full run counts for the cooldown and is held by it: one customer's re-sync is not
+    # the hourly "Sync Customers".
+    full = customers is None
+    now = datetime.now(UTC)
+    cooldown = settings.backfill_cooldown
+
+    previous: bytes | None = None
+
+    async def cooldown_check() -> timedelta | None:
+        nonlocal previous
+        await ensure_topics(settings)
+        if not full:
+            return None
+        latest = await control.read(settings)
+        previous = latest.get(control.BACKFILL)
+        last = control.backfill_time(previous)
+        left = cooldown_left(last, now, cooldown)
+        if left is None and not args.dry_run:
+            # Recorded at the start: a second run started meanwhile is refused too.
+            await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
+        return left
+
+    left = asyncio.run(cooldown_check())
+    if left is not None and not (args.force or args.dry_run):
+        print(
+            f"backfill: refused: a backfill ran less than {_human(cooldown)} ago "
+            f"(STREAM_BACKFILL_COOLDOWN); the next is allowed in {_human(left)}; "
+            "--force runs it anyway",
+            file=sys.stderr,
+        )
+        return 1
+    if left is not None and args.force and not args.dry_run:
+        asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
+    source = changelog_topic(settings)
+    with ProgressView(f"backfill {source}", unit="records") as view:
+
+        def advance(done: int, total: int, queued: int) -> None:
+            verb = "to queue (dry run)" if args.dry_run else "queued"
+            view.update(done, total, f"{queued:,} contacts {verb}")
+
+        try:
+            report = asyncio.run(
+                backfill(
+                    settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance
+                )
+            )
+        except BaseException:
+            if full and not args.dry_run:
+                # A failed run does not hold the next one (the Job's retry) back.
+                asyncio.run(control.write(settings, control.BACKFILL, previous))
+            raise
+    if full and not args.dry_run:
+        record = control.backfill_record(now, report.contacts)
+        asyncio.run(control.write(settings, control.BACKFILL, record))
+    verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
+    print(
+        f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
+        f"({report.without_email} without an email)"
+    )
+    if report.changed_meanwhile:
+        print(
+            f"backfill: {report.changed_meanwhile} profiles changed while it read; the workers "
+            "queued their newer contacts"
+        )
+    if report.missing:
+        print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from stream.ops.progress import ProgressView
+    from stream.ops.replay import ReplayRefused, parse_from, replay, replay_progress
+
+    settings = get_settings()
+    try:
+        since = parse_from(args.start)
+    except ValueError:
+        print(
+            f"replay: --from {args.start!r} is neither earliest nor an ISO 8601 time",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        mark = asyncio.run(
+            replay(
+                settings,
+                since,
+                reset_state=args.reset_state,
+                dry_run=args.dry_run,
+                now=datetime.now(UTC),
+            )
+        )
+    except ReplayRefused as exc:
+        print(f"replay: refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would rewind" if args.dry_run else "rewound"
+    print(
+        f"replay: {verb} group {settings.app_id} on {settings.topics.events} to {mark.source}: "
+        f"{mark.records()} records to fold again "
+        f"({', '.join(f'{p}: {mark.start[p]}..{mark.until[p]}' for p in sorted(mark.until))})"
+    )
+    if args.dry_run:
+        return 0
+    if mark.reset:
+        print(
+            "replay: table state discarded (changelog deleted; each worker removes its local "
+            "table files when it starts)"
+        )
+    print(
+        "replay: campaign events are not fired again for these records; contacts are re-sent "
+        "(never older than what Ometria has). Start the workers now."
+    )
+    if args.follow:
+        total = mark.records()
+        with ProgressView("replay", unit="records", every=10.0) as view:
+            done = 0
+            while done < total:
+                done = asyncio.run(replay_progress(settings, mark))
+                view.update(done, total, "folded again (committed by the workers)")
+                time.sleep(1.0)  # polling the group's commits, which the workers make
+    return 0
+
+
+def _human(period: timedelta) -> str:
+    seconds = max(int(period.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _since(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "an unknown time"
+    seconds = int((now - moment).total_seconds())
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
+
+
+async def _pause_state(settings: Settings) -> tuple[Any, datetime | None]:
+    from stream.runtime import control
+
+    latest = await control.read(settings)
+    return control.PauseState.from_bytes(latest.get(control.PAUSE)), control.backfill_time(
+        latest.get(control.BACKFILL)
+    )
+
+
+async def _outbox_backlog(settings: Settings) -> Any:
+    from stream.runtime.groups import backlog
+
+    return await backlog(settings, settings.topics.outbox, settings.pusher_group, settings.app_id)
+
+
+def _set_pause(args: argparse.Namespace) -> int:
+    from stream.runtime import control
+    from stream.runtime.topology import ensure_topics
+
+    settings = get_settings()
+    pause = args.command == "pause"
+    now = datetime.now(UTC)
+
+    async def switch() -> tuple[Any, Any]:
+        await ensure_topics(settings)
+        before, _ = await _pause_state(settings)
+        if before.paused != pause:
+            await control.write(settings, control.PAUSE, control.PauseState(pause, now).to_bytes())
+        return before, await _outbox_backlog(settings)
+
+    before, waiting = asyncio.run(switch())
+    if before.paused == pause:
+        state = "paused" if pause else "not paused"
+        print(f"{args.command}: already {state} since {_since(before.since, now)}; nothing changed")
+    elif pause:
+        print(
+            f"{args.command}: pushing to Ometria paused at {now.isoformat(timespec='seconds')}; "
+            f"every pusher holds within seconds and the outbox keeps the backlog "
+            f"({waiting.total} records now); `python -m stream resume` drains it"
+        )
+    else:
+        print(
+            f"{args.command}: pushing to Ometria resumed (paused since "
+            f"{_since(before.since, now)}); the pushers drain {waiting.total} records, coalesced"
+        )
+    return 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    from stream.ops.replay import REPLAY, ReplayMark, replay_progress
+    from stream.runtime import control
+    from stream.runtime.groups import describe_group
+
+    settings = get_settings()
+
+    async def gather() -> tuple[Any, ...]:
+        pause, last_backfill = await _pause_state(settings)
+        groups = [
+            await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
+        ]
+        mark = ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))
+        folded = None if mark is None else await replay_progress(settings, mark)
+        return pause, last_backfill, await _outbox_backlog(settings), groups, mark, folded
+
+    pause, last_backfill, waiting, groups, mark, folded = asyncio.run(gather())
+    now = datetime.now(UTC)
+    if pause.paused:
+        print(f"status: paused since {_since(pause.since, now)}")
+    else:
+        print("status: pushing (not paused)")
+    if not settings.ometria.enabled:
+        print("status: STREAM_OMETRIA__ENABLED=false here: workers started so push nothing")
+    parts = ", ".join(f"{p}: {n}" for p, n in sorted(waiting.per_partition.items()))
+    print(f"status: outbox backlog {waiting.total} records ({parts or 'no outbox topic yet'})")
+    for group in groups:
+        print(f"status: group {group.group} {group.state}, {len(group.members)} members")
+    if last_backfill is not None:
+        print(f"status: last backfill {_since(last_backfill, now)}")
+    if mark is not None:
+        reset = ", table reset" if mark.reset else ""
+        print(
+            f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "
+            f"{folded:,} of {mark.records():,} records folded again"
+        )
+    return 0
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from stream.ops.redrive import Filters, redrive
+
+    filters = Filters(
+        error_class=args.error_class,
+        reason_contains=args.reason,
+        key=args.key,
+        since=_aware(datetime.fromisoformat(args.since)) if args.since else None,
+        limit=args.limit,
+    )
+    report = asyncio.run(redrive(get_settings(), args.which, filters, dry_run=args.dry_run))
+    verb = "would publish" if args.dry_run else "published"
+    print(
+        f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
+        f"{report.matched} matched, {verb} "
+        f"{report.matched - report.still_invalid if args.dry_run else report.published}, "
+        f"kept {report.still_invalid} still invalid"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stream", description="Loyalty events from Kafka to Ometria."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("worker", help="run the stream processor").set_defaults(run=_worker)
+    commands.add_parser(
+        "push",
+        help="deliver the outbox to Ometria only (with STREAM_OMETRIA__PUSH_IN_WORKER=false)",
+    ).set_defaults(run=_push)
+    sandbox = commands.add_parser("sandbox", help="run the local Ometria stand-in", add_help=False)
+    sandbox.add_argument("rest", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(run=_sandbox)
+    sample = commands.add_parser("send-sample", help="send demo loyalty events")
+    sample.add_argument(
+        "--show-sandbox", metavar="URL", help="then wait for and print what the stand-in got"
+    )
+    sample.add_argument("--timeout", type=float, default=60.0)
+    sample.set_defaults(run=_send_sample)
+    redrive = commands.add_parser(
+        "redrive", help="re-publish dead letters after a fix (see --help for filters)"
+    )
+    redrive.add_argument(
+        "which", choices=["events", "outbox"], help="loyalty.events.dlq or ometria.outbox.dlq"
+    )
+    redrive.add_argument("--error-class", help="only letters of this error class")
+    redrive.add_argument("--reason", help="only letters whose reason contains this text")
+    redrive.add_argument("--key", help="only letters with this record key (customer id)")
+    redrive.add_argument("--since", help="only letters that failed at or after this ISO time")
+    redrive.add_argument("--limit", type=int, help="at most this many letters")
+    redrive.add_argument("--dry-run", action="store_true", help="list, publish nothing")
+    redrive.set_defaults(run=_redrive)
+    backfill = commands.add_parser(
+        "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
+    )
+    backfill.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    backfill.add_argument(
+        "--force", action="store_true", help="run even within the cooldown of the last backfill"
+    )
+    backfill.add_argument(
+        "--customer",
+        action="append",
+        metavar="ID",
+        help="only this customer (repeatable); not held by the cooldown",
+    )
+    backfill.set_defaults(run=_backfill)
+    for name, doc in (
+        ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
+        ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
+    ):
+        commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
+    commands.add_parser(
+        "status", help="paused or not since when, outbox backlog, groups, last backfill"
+    ).set_defaults(run=_status)
+    replay = commands.add_parser(
+        "replay",
+        help="rewind the workers to a point of the events topic (workers stopped), optionally "
+        "rebuilding the table",
+    )
+    replay.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="earliest|TIME",
+        help="earliest, or an ISO 8601 time (UTC unless it says otherwise)",
+    )
+    replay.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="discard the profile table so it is rebuilt from the events (with earliest)",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="say what it would do")
+    replay.add_argument(
+        "--follow", action="store_true", help="then show the workers' progress until done"
+    )
+    replay.set_defaults(run=_replay)
+    schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
+    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    schemas.set_defaults(run=_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:
+        return _sandbox(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command != "schemas":
+            prepare_data_dir(get_settings().data_dir)
+        result: int = args.run(args)
+    except (SettingsError, MappingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        # e.g. a wrong SASL password or an unreachable broker, before Faust starts.
+        cause = f" (caused by {exc.__cause__!r})" if exc.__cause__ else ""
+        print(
+            f"error: cannot use Kafka at {get_settings().kafka.bootstrap_servers}: "
+            f"{exc!r}{cause}; check STREAM_KAFKA__* settings",
+            file=sys.stderr,
+        )
+        return 3
+    return result

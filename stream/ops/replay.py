@@ -1,0 +1,199 @@
+"""`replay`: rewind the workers' group on the events topic, optionally rebuilding the table.
+
+What Kafka Streams' application-reset tool and `faust reset` do, for this app:
+
+- The worker group's committed input offsets move to `earliest` or to the first event at or
+  after a time (the broker's offsets for times); the workers fold from there when they start.
+- `--reset-state` (only with `earliest`: a table rebuilt from a later point would lack
+  everything before it) deletes the profile table's changelog topic, which Faust recreates
+  empty, and leaves a reset id in the control topic: each worker wipes its local table files
+  (RocksDB) at start-up when its data directory has not seen that id yet.
+- A replay mark in the control topic records the end of every input partition at the time of
+  the replay: the workers fire no campaign event for an event before it (it fired the first
+  time), whatever its age; the horizon suppresses older ones anyway.
+- The contact versions delivered (the versions topic) stay: versions are input offsets, so a
+  rebuilt profile reaches exactly the version it had, which is sent again, while the profiles
+  it passes through on the way are older and dropped by the pusher. Ometria never sees an
+  older contact. The outbox and its pending records stay too: what they carry is versioned.
+
+It refuses while members of the worker group are alive: their commits would undo the rewind,
+and a running worker's table would not be rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from stream.errors import LoyaltyStreamError
+from stream.ops.backfill import changelog_topic
+from stream.runtime import control
+from stream.runtime.groups import describe_group
+from stream.runtime.kafka_auth import client_options
+from stream.runtime.topology import admin_client, partition_ids
+from stream.settings import Settings
+
+REPLAY = b"replay"
+DELETE_PATIENCE = 60.0
+
+
+class ReplayRefused(LoyaltyStreamError):
+    """The replay cannot run now; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMark:
+    """A replay as the workers need to know it (kept in the control topic)."""
+
+    at: datetime
+    start: dict[int, int]  # input partition -> the offset folding starts again from
+    until: dict[int, int]  # input partition -> its end when the replay ran
+    reset: str | None = None  # the state reset's id, when the table is rebuilt
+    source: str = field(default="earliest")
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "at": self.at.isoformat(),
+                "from": self.source,
+                "start": {str(p): o for p, o in self.start.items()},
+                "until": {str(p): o for p, o in self.until.items()},
+                "reset": self.reset,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> ReplayMark | None:
+        if raw is None:
+            return None
+        body = orjson.loads(raw)
+        return cls(
+            at=datetime.fromisoformat(body["at"]),
+            start={int(p): int(o) for p, o in body["start"].items()},
+            until={int(p): int(o) for p, o in body["until"].items()},
+            reset=body.get("reset"),
+            source=body.get("from", "earliest"),
+        )
+
+    def records(self) -> int:
+        """How many input records the workers fold again."""
+        return sum(max(0, end - self.start.get(p, end)) for p, end in self.until.items())
+
+
+def parse_from(value: str) -> datetime | None:
+    """`earliest` (None) or an ISO 8601 time (UTC when it names no zone).
+
+    Raises:
+        ValueError: neither.
+    """
+    if value.strip().lower() == "earliest":
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def replay(
+    settings: Settings, since: datetime | None, *, reset_state: bool, dry_run: bool, now: datetime
+) -> ReplayMark:
+    """Rewind the worker group (see the module doc); returns the mark it stored.
+
+    Raises:
+        ReplayRefused: workers of the group are running, or `reset_state` with a time.
+    """
+    if reset_state and since is not None:
+        raise ReplayRefused(
+            "--reset-state rebuilds the table from the whole history: use it with --from "
+            "earliest (a table rebuilt from a later time would lack everything before it)"
+        )
+    group = await describe_group(settings, settings.app_id)
+    if group.members:
+        raise ReplayRefused(
+            f"{len(group.members)} workers of group {group.group} are running "
+            f"({', '.join(group.members)}); stop them all (e.g. kubectl scale statefulset "
+            "--replicas=0), run the replay, then start them again"
+        )
+    topic = settings.topics.events
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    if not partitions:
+        raise ReplayRefused(f"topic {topic} does not exist: nothing to replay")
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        if since is None:
+            starts = await consumer.beginning_offsets(partitions)
+        else:
+            found = await consumer.offsets_for_times(
+                {tp: int(since.timestamp() * 1000) for tp in partitions}
+            )
+            starts = {tp: ends[tp] if at is None else at.offset for tp, at in found.items()}
+        mark = ReplayMark(
+            at=now,
+            start={tp.partition: starts[tp] for tp in partitions},
+            until={tp.partition: ends[tp] for tp in partitions},
+            reset=uuid.uuid4().hex if reset_state else None,
+            source="earliest" if since is None else since.isoformat(),
+        )
+        if dry_run:
+            return mark
+        # The mark first: a worker started after the rewind must never fire for old events.
+        await control.write(settings, REPLAY, mark.to_bytes())
+        consumer.assign(partitions)
+        await consumer.commit({tp: OffsetAndMetadata(starts[tp], "") for tp in partitions})
+    finally:
+        await consumer.stop()
+    if reset_state:
+        await _delete_topic(settings, changelog_topic(settings))
+    return mark
+
+
+async def _delete_topic(settings: Settings, topic: str) -> None:
+    """Delete `topic` and wait until the cluster no longer lists it."""
+    async with admin_client(settings) as admin:
+        if topic not in set(await admin.list_topics()):
+            return
+        await admin.delete_topics([topic])
+        deadline = time.monotonic() + DELETE_PATIENCE
+        while topic in set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                raise ReplayRefused(f"topic {topic} still exists {DELETE_PATIENCE:.0f}s later")
+            await asyncio.sleep(0.5)  # polling the cluster's metadata with a deadline
+
+
+def wipe_local_tables(tabledir: Path, data_dir: Path, mark: ReplayMark | None) -> bool:
+    """At a worker's start: remove its local table files if a state reset happened since.
+
+    The data directory remembers the last reset id it has seen; True when the files went.
+    """
+    if mark is None or mark.reset is None:
+        return False
+    seen = data_dir / "state-reset"
+    if seen.is_file() and seen.read_text(encoding="utf-8").strip() == mark.reset:
+        return False
+    shutil.rmtree(tabledir, ignore_errors=True)
+    seen.write_text(mark.reset, encoding="utf-8")
+    return True
+
+
+async def replay_progress(settings: Settings, mark: ReplayMark) -> int:
+    """How many of the replayed input records the worker group has committed past."""
+    async with admin_client(settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    topic = settings.topics.events
+    done = 0
+    for partition, until in mark.until.items():
+        at = offsets.get(TopicPartition(topic, partition))
+        committed = at.offset if at is not None and at.offset >= 0 else 0
+        done += max(0, min(committed, until) - mark.start.get(partition, until))
+    return done

@@ -1,0 +1,158 @@
+"""HTTP views on the Faust web server: liveness, readiness, metrics and profile look-ups."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+import httpx
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
+
+from stream import metrics
+from stream.metrics import REGISTRY
+from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
+from stream.runtime.app import app
+from stream.runtime.ometria_jobs import pusher_service
+from stream.runtime.tables import customer_to_profile
+from stream.runtime.topics import loyalty_events_topic
+from stream.settings import get_settings
+
+logger = logging.getLogger(__name__)
+FORWARD_TIMEOUT = 10.0
+
+
+@app.page("/healthz")
+async def healthz(self: View, request: Request) -> Response:
+    """Alive: the process answers."""
+    return self.json({"status": "ok"})
+
+
+@app.page("/readyz")
+async def readyz(self: View, request: Request) -> Response:
+    """Ready once the tables are recovered, the group is not rebalancing, and the pusher (when
+    it runs in this worker) delivers: a refused API key makes the worker not ready."""
+    body = _readiness()
+    return self.json(body, status=200 if body["ready"] else 503)
+
+
+def _readiness() -> dict[str, bool | str]:
+    # TableManagerT does not declare the recovery service the TableManager has.
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    delivery = _delivery_problem()
+    ready = recovered and not app.rebalancing and not app.in_recovery and delivery is None
+    # Prometheus scrapes /metrics, not /readyz: the gauge lets an alert see what the probe sees.
+    metrics.READY.set(1 if ready else 0)
+    return {
+        "ready": ready,
+        "recovered": recovered,
+        "rebalancing": bool(app.rebalancing),
+        "delivery": delivery or "ok",
+    }
+
+
+def _delivery_problem() -> str | None:
+    if pusher_service is None:
+        return None
+    pusher = pusher_service.pusher
+    return "the pusher has not started" if pusher is None else pusher.not_ready()
+
+
+@app.page("/metrics")
+async def metrics_view(self: View, request: Request) -> Response:
+    """Prometheus exposition of the worker's metrics."""
+    _measure_lag()
+    _readiness()
+    # aiohttp refuses a content_type with parameters; Prometheus' has version and charset.
+    return self.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _measure_lag() -> None:
+    # Faust's monitor keeps the end and committed offsets of the partitions this worker owns.
+    monitor = app.monitor
+    ends = monitor.tp_end_offsets or {}
+    committed = monitor.tp_committed_offsets or {}
+    metrics.CONSUMER_LAG.clear()
+    for tp in app.consumer.assignment():
+        if tp.topic.endswith("-changelog") or "__assignor" in tp.topic:
+            continue
+        lag = max(0, ends.get(tp, 0) - committed.get(tp, 0))
+        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+    if pusher_service is not None and pusher_service.pusher is not None:
+        pusher_service.pusher.measure()
+
+
+def _authorised(request: Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+@app.page("/profiles/{customer_id}")
+async def profile(self: View, request: Request, customer_id: str) -> Response:
+    """A customer's profile and the last contact sent, from the worker that owns the key.
+
+    The caller's token is checked here, before any routing. A request for a key another worker
+    owns is forwarded with a short-lived signature instead of the token (stream.ops.peer_auth), so
+    the token never travels between pods; the owner serves a signed request itself and never
+    forwards it again.
+    """
+    secret = get_settings().profile_api_token
+    if secret is None:
+        disabled = {"error": "the profiles API is off: set STREAM_PROFILE_API_TOKEN"}
+        return self.json(disabled, status=404)
+    token = secret.get_secret_value()
+    # The raw (still percent-encoded) path, so the signature matches on both sides.
+    path = request.rel_url.raw_path
+    signature = request.headers.get(PEER_SIGNATURE_HEADER)
+    if signature is not None:
+        if not verify(token, request.method, path, signature, now=time.time()):
+            return self.json({"error": "invalid or expired peer signature"}, status=401)
+        return _local_profile(self, customer_id)
+    if not _authorised(request, token):
+        return self.json({"error": "send Authorization: Bearer <token>"}, status=401)
+    try:
+        # The owner of the events partition the key hashes to, with the key's bytes as producers
+        # send them: the router's table look-up (`key_store`) hashes the changelog's
+        # JSON-encoded key instead, which names the wrong worker for some customers.
+        owner = app.router.external_topic_key_store(loyalty_events_topic, customer_id.encode())
+    except KeyError:
+        return self.json({"error": "partition owner unknown (rebalancing); retry"}, status=503)
+    if _same_worker(owner, app.conf.canonical_url):
+        return _local_profile(self, customer_id)
+    return await _forward(self, owner, path, token, request.method)
+
+
+def _same_worker(owner: URL, me: URL) -> bool:
+    return (owner.host, owner.port) == (me.host, me.port)
+
+
+def _local_profile(view: View, customer_id: str) -> Response:
+    raw = customer_to_profile.get(customer_id)
+    if raw is None:
+        return view.json({"error": f"no profile for customer {customer_id}"}, status=404)
+    stored = orjson.loads(raw)
+    body = {
+        "customer_id": customer_id,
+        "profile": stored,
+        "last_contact": stored.get("last_contact"),
+    }
+    return view.json(body)
+
+
+async def _forward(view: View, owner: URL, path: str, token: str, method: str) -> Response:
+    url = str(owner.with_path(path, encoded=True))
+    headers = {PEER_SIGNATURE_HEADER: sign(token, method, path, now=time.time())}
+    try:
+        async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as http:
+            answer = await http.request(method, url, headers=headers)
+    except httpx.HTTPError as exc:
+        logger.warning("profile request to the owning worker %s failed: %r", owner, exc)
+        return view.json({"error": "the worker that owns this customer did not answer"}, status=502)
+    return view.bytes(
+        answer.content,
+        status=answer.status_code,
+        content_type=answer.headers.get("Content-Type", "application/json").split(";")[0],
+    )

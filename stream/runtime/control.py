@@ -1,0 +1,172 @@
+"""The control topic: operator switches every process obeys, kept in Kafka (compacted, 1 partition).
+
+Keys: `pause` (is pushing to Ometria paused, since when) and `backfill` (when the last backfill
+ran, for its cooldown). Kept in Kafka so that they hold across pods, restarts and Jobs; every
+pusher follows the topic and obeys a pause within seconds (see ControlWatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from stream import metrics
+from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import READ_TIMEOUT, group_less_consumer, partition_batches
+from stream.runtime.topology import partition_ids
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PAUSE = b"pause"
+BACKFILL = b"backfill"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseState:
+    """Whether pushing to Ometria is paused; `since` is when it last changed (None: never)."""
+
+    paused: bool = False
+    since: datetime | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {"paused": self.paused, "since": self.since.isoformat() if self.since else None}
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> PauseState:
+        """The state a control record holds. A deleted record means "not paused"; an
+        unreadable one means paused, so that a bad write never lets a pusher send."""
+        if raw is None:
+            return cls()
+        try:
+            body = orjson.loads(raw)
+            since = datetime.fromisoformat(body["since"]) if body.get("since") else None
+            return cls(paused=bool(body["paused"]), since=since)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            logger.error("unreadable pause record in the control topic: %r; staying paused", raw)
+            return cls(paused=True)
+
+
+def backfill_time(raw: bytes | None) -> datetime | None:
+    """When the last backfill ran, from its control record."""
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(orjson.loads(raw)["at"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def backfill_record(at: datetime, contacts: int | None) -> bytes:
+    """`contacts` is None while the run is under way."""
+    return orjson.dumps({"at": at.isoformat(), "contacts": contacts})
+
+
+async def write(settings: Settings, key: bytes, value: bytes | None) -> None:
+    """Store one control record (None deletes the key), acknowledged by every in-sync replica."""
+    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.control, key=key, value=value, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def read(settings: Settings) -> dict[bytes, bytes | None]:
+    """The latest value of every control key (empty if the topic does not exist yet)."""
+    if not await partition_ids(settings, settings.topics.control):
+        return {}
+    consumer = group_less_consumer(settings)
+    await consumer.start()
+    try:
+        return await _read_latest(consumer, TopicPartition(settings.topics.control, 0))
+    finally:
+        await consumer.stop()
+
+
+async def _read_latest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[bytes, bytes | None]:
+    """The latest value of every key, from the partition's beginning to its end as of now."""
+    latest: dict[bytes, bytes | None] = {}
+    end = (await consumer.end_offsets([tp]))[tp]
+    async with asyncio.timeout(READ_TIMEOUT):
+        async for records in partition_batches(consumer, tp, end):
+            for record in records:
+                if record.key is not None:
+                    latest[record.key] = record.value
+    return latest
+
+
+class ControlWatch:
+    """Follows the control topic for one process: the pause state as it changes.
+
+    `start` reads the topic to its end before it returns, so a process that starts while paused
+    never sends a round first.
+    """
+
+    FOLLOW_EVERY_MS = 500
+
+    def __init__(self, settings: Settings) -> None:
+        self._tp = TopicPartition(settings.topics.control, 0)
+        self._consumer = group_less_consumer(settings)
+        self.pause = PauseState()
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.pause.paused
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        # Leaves the consumer assigned to the partition, at its end: _follow goes on from there.
+        latest = await _read_latest(self._consumer, self._tp)
+        if PAUSE in latest:
+            self._apply(PauseState.from_bytes(latest[PAUSE]))
+        metrics.PAUSED.set(1 if self.paused else 0)
+        self._task = asyncio.ensure_future(self._follow())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def wait_for_change(self, at_most: float) -> None:
+        """Return when the pause state changes, or after `at_most` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), at_most)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                got = await self._consumer.getmany(self._tp, timeout_ms=self.FOLLOW_EVERY_MS)
+            except KafkaError as exc:  # the consumer reconnects by itself; keep following
+                logger.warning("cannot read the control topic: %r", exc)
+                await self.wait_for_change(self.FOLLOW_EVERY_MS / 1000)
+                continue
+            for records in got.values():
+                for record in records:
+                    if record.key == PAUSE:
+                        self._apply(PauseState.from_bytes(record.value))
+
+    def _apply(self, state: PauseState) -> None:
+        if state.paused != self.paused:
+            logger.warning(
+                "pushing to Ometria %s (control topic, since %s)",
+                "paused: the outbox holds the backlog" if state.paused else "resumed",
+                state.since.isoformat() if state.since else "?",
+            )
+            self._changed.set()
+            self._changed = asyncio.Event()
+        self.pause = state
+        metrics.PAUSED.set(1 if state.paused else 0)

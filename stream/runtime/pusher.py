@@ -1,0 +1,447 @@
+"""The pusher: delivers the outbox to Ometria as a consumer group of its own.
+
+See docs/architecture.md#delivery.
+
+It reads the outbox with a plain aiokafka consumer, not Faust's stream machinery, so that it can
+hold a partition for as long as Ometria needs (an outage, a revoked key) without Faust's
+rebalance quirks, and commits an outbox offset only once every record before it was accepted by
+Ometria or dead-lettered. It runs inside each worker by default and alone as
+`python -m stream push`.
+
+One round: read what waits (up to `coalesce_records` when a backlog waits, else whatever
+arrives within the flush interval), keep the newest contact per customer and each distinct
+custom event, deliver in full requests, remember the contact versions delivered, commit.
+
+- **One account, one rate.** The account's requests per second are slots on the wall clock,
+  each owned by one outbox partition (stream.ometria.pacing.Slots): a pusher sends only in the
+  slots of the partitions it owns, so the deployment as a whole never exceeds the rate, however the
+  partitions are split. The price: a pusher whose partitions are quiet leaves its slots unused.
+- **Never stale.** Contacts carry a version (stream.domain.records.VERSION_FIELD). The newest
+  version delivered per customer is kept in a compacted topic partitioned like the outbox; a
+  pusher reads its partitions of it when it is assigned them, and writes to it before it commits
+  the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
+- **Pause obeys the control topic** (stream.runtime.control): while paused no round starts, the
+  partitions stay assigned and uncommitted, so the outbox holds the backlog; resuming reads it
+  from the committed offsets in full rounds, coalesced. A round in flight when the pause
+  arrives finishes first.
+- **A rebalance cancels the round in flight**: the records go to their new owner from the last
+  committed offset, so an old batch is never retried by a pusher that no longer owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from stream import metrics
+from stream.domain.batching import coalesce
+from stream.domain.dlq import DeadLetter
+from stream.domain.records import decode
+from stream.errors import LoyaltyStreamError
+from stream.ometria.client import OmetriaClient
+from stream.ometria.delivery import Delivery
+from stream.ometria.pacing import Slots
+from stream.runtime.control import ControlWatch
+from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import group_less_consumer, partition_batches
+from stream.runtime.topology import admin_client
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+OCCURRED_AT_HEADER = "loyalty.occurred_at"
+# While a round is delivered the partitions are paused and polled this often, so that the group
+# keeps the pusher (aiokafka leaves the group after max_poll_interval without a poll).
+KEEPALIVE = 0.5
+VERSIONS_READ_TIMEOUT = 60.0
+
+
+# The outbox records of one round, by partition, in offset order.
+Round = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class PusherStopped(LoyaltyStreamError):
+    """The pusher cannot go on safely; nothing past the failed round was committed."""
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pusher: Pusher) -> None:
+        self._pusher = pusher
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._pusher.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._pusher.assigned(assigned)
+
+
+class Pusher:
+    """Delivers the outbox partitions the pusher group assigns to this process."""
+
+    def __init__(self, settings: Settings, client: OmetriaClient) -> None:
+        self._settings = settings
+        self._topic = settings.topics.outbox
+        conf = settings.ometria
+        self._rate = conf.max_requests_per_second
+        self._flush = conf.flush_interval.total_seconds()
+        self._max_records = conf.coalesce_records
+        options = client_options(settings.kafka)
+        self._consumer = AIOKafkaConsumer(
+            **options,
+            group_id=settings.pusher_group,
+            client_id=f"{settings.app_id}-pusher",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.kafka.session_timeout.total_seconds() * 1000),
+            heartbeat_interval_ms=int(settings.kafka.session_timeout.total_seconds() * 100),
+        )
+        # Versions and dead letters must be stored before an outbox offset is committed.
+        self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=5)
+        self._reader = group_less_consumer(settings)
+        self.delivery = Delivery(
+            client,
+            max_requests_per_second=self._rate,
+            dead_letter=self._dead_letter,
+            auth_retry_interval=conf.auth_retry_interval.total_seconds(),
+        )
+        # outbox partition -> contact id -> newest version delivered
+        self._delivered: dict[int, dict[str, int]] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._in_flight: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self.joined = asyncio.Event()
+        # aiokafka fetches for a new assignment while `assigned` still reads the versions: no
+        # round starts before that is done, and a round read across a rebalance is dropped.
+        self._settled = asyncio.Event()
+        self._generation = 0
+        self.control = ControlWatch(settings)
+        # End offsets read while paused: paused partitions are not fetched, so their highwater
+        # marks stand still while the backlog grows.
+        self._ends: dict[TopicPartition, int] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Before joining the group: a pusher started while paused must not send a round first.
+        await self.control.start()
+        await self._producer.start()
+        await self._reader.start()
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        metrics.PUSH_RATE.set(0.0)
+
+    async def close(self) -> None:
+        """Leave the group and close every client (nothing is committed here)."""
+        for close in (
+            self._consumer.stop,
+            self._reader.stop,
+            self._producer.stop,
+            self.control.stop,
+        ):
+            try:
+                await close()
+            except KafkaError as exc:  # closing anyway
+                logger.warning("closing a pusher client failed: %r", exc)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop_soon(self) -> None:
+        """Finish the round in flight, commit it, then return from `run`."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Deliver rounds until `stop_soon`; raises PusherStopped when it cannot go on safely."""
+        while not self._stopping:
+            if self._failure is not None:
+                raise PusherStopped(str(self._failure)) from self._failure
+            if not self._settled.is_set():
+                with contextlib.suppress(TimeoutError):  # look at stop and failure again
+                    await asyncio.wait_for(self._settled.wait(), timeout=1.0)
+                continue
+            if self.control.paused:
+                await self._hold()
+                continue
+            generation = self._generation
+            batch = await self._gather()
+            current = generation == self._generation and self._settled.is_set()
+            if batch and current and not self.control.paused:
+                await self._round(batch)
+            elif batch:
+                await self._rewind(batch)
+            self.measure()
+
+    async def _hold(self) -> None:
+        """While paused: stay in the group (it polls), send nothing, commit nothing."""
+        consumer = self._consumer
+        consumer.pause(*consumer.assignment())
+        try:
+            await self.control.wait_for_change(KEEPALIVE)
+            # Records of partitions a rebalance assigned meanwhile: read again after resuming.
+            await self._rewind(await consumer.getmany(timeout_ms=0))
+            mine = list(consumer.assignment())
+            if mine:
+                self._ends = await consumer.end_offsets(mine)
+        except KafkaError as exc:  # only the backlog figure is missing; try again next time
+            logger.warning("cannot read the outbox end offsets while paused: %r", exc)
+        finally:
+            if not self.control.paused:
+                consumer.resume(*consumer.assignment())
+
+    # --- one round ---------------------------------------------------------------------------
+
+    async def _gather(self) -> Round:
+        """What waits: up to `coalesce_records`, or what arrives within the flush interval."""
+        gathered: Round = {}
+        count = 0
+        deadline: float | None = None
+        while count < self._max_records and not self._stopping:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = self._flush if deadline is None else deadline - now
+            got = await self._consumer.getmany(
+                timeout_ms=int(wait * 1000), max_records=self._max_records - count
+            )
+            if self._failure is not None:
+                return {}
+            for tp, records in got.items():
+                if records:
+                    gathered.setdefault(tp, []).extend(records)
+                    count += len(records)
+            if count and deadline is None:
+                deadline = now + self._flush
+            if deadline is None and not got:
+                return {}  # idle: let run() check for stop and failure
+        return gathered
+
+    async def _round(self, batch: Round) -> None:
+        consumer = self._consumer
+        task = asyncio.create_task(self._deliver(batch))
+        self._in_flight = task
+        consumer.pause(*consumer.assignment())
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=KEEPALIVE)
+                # Records of partitions a rebalance assigned meanwhile: read again next round.
+                await self._rewind(await consumer.getmany(timeout_ms=0))
+        except asyncio.CancelledError:
+            task.cancel()  # stopped from outside: nothing of this round is committed
+            raise
+        finally:
+            self._in_flight = None
+            consumer.resume(*consumer.assignment())
+        if task.cancelled():
+            logger.info("outbox round cancelled by a rebalance; its new owner delivers it")
+            return
+        error = task.exception()
+        if error is not None:
+            raise PusherStopped(f"an outbox round failed: {error!r}") from error
+        await self._commit(batch)
+
+    async def _rewind(self, batch: Round) -> None:
+        """Records read across a rebalance: their partitions start again from their commits."""
+        mine = self._consumer.assignment()
+        for tp, records in batch.items():
+            if tp not in mine or not records:
+                continue
+            # Not aiokafka's seek_to_committed: it leaves a partition without a commit where it is.
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                committed = self._committed.get(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def _deliver(self, batch: Round) -> None:
+        entries: list[tuple[int, dict[str, Any]]] = []
+        for tp, messages in batch.items():
+            for message in messages:
+                try:
+                    records = decode(message.value or b"")
+                    entries.extend((tp.partition, record) for record in records)
+                except ValueError as exc:  # orjson.JSONDecodeError is one
+                    await self._dead_letter(_unreadable(message, exc))
+        plan = coalesce(entries, self._delivered_version)
+        if plan.stale:
+            metrics.STALE_CONTACTS.inc(plan.stale)
+            logger.info("dropped %d contacts older than ones already delivered", plan.stale)
+        await self.delivery.deliver(plan.records)
+        await self._remember(plan.versions)
+        _observe_latency(batch, datetime.now(UTC))
+
+    def _delivered_version(self, partition: int, contact_id: str) -> int | None:
+        return self._delivered.get(partition, {}).get(contact_id)
+
+    async def _remember(self, versions: Mapping[tuple[int, str], int]) -> None:
+        """Store the newest contact versions delivered, before the outbox offsets move."""
+        topic = self._settings.topics.outbox_versions
+        sent = []
+        for (partition, contact_id), version in versions.items():
+            known = self._delivered_version(partition, contact_id)
+            if known is not None and known >= version:
+                continue
+            sent.append(
+                await self._producer.send(
+                    topic, key=contact_id.encode(), value=str(version).encode(), partition=partition
+                )
+            )
+        await asyncio.gather(*sent)
+        for (partition, contact_id), version in versions.items():
+            delivered = self._delivered.setdefault(partition, {})
+            delivered[contact_id] = max(version, delivered.get(contact_id, version))
+
+    async def _commit(self, batch: Round) -> None:
+        mine = self._consumer.assignment()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in mine}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partitions moved meanwhile: their new owner re-sends from the last commit.
+            logger.info("outbox offsets not committed (%r); the new owner re-sends them", exc)
+            return
+        self._committed.update(offsets)
+
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        await self._producer.send_and_wait(
+            self._settings.topics.outbox_dead_letter,
+            key=letter.key,
+            value=letter.value,
+            headers=letter.headers(),
+        )
+        logger.error("dead-lettered an Ometria record: %s", letter.reason)
+
+    # --- rebalancing -------------------------------------------------------------------------
+
+    async def revoked(self, revoked: set[TopicPartition]) -> None:
+        self._settled.clear()
+        self._generation += 1
+        task = self._in_flight
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        for tp in revoked:
+            self._delivered.pop(tp.partition, None)
+            self._committed.pop(tp, None)
+            self._ends.pop(tp, None)
+            with contextlib.suppress(KeyError):  # never measured
+                metrics.OUTBOX_LAG.remove(str(tp.partition))
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self._start_where_the_workers_stopped(assigned)
+            await self._load_versions({tp.partition for tp in assigned})
+        except (KafkaError, TimeoutError) as exc:
+            # Sending without the versions could put an older contact back: stop instead.
+            self._failure = exc
+            self._settled.set()  # run() sees the failure
+            return
+        total = len(self._consumer.partitions_for_topic(self._topic) or ()) or len(assigned)
+        slots = Slots(self._rate, total, frozenset(tp.partition for tp in assigned))
+        self.delivery.pacer.use_slots(slots)
+        metrics.PUSH_RATE.set(slots.share())
+        self.joined.set()
+        self._settled.set()
+        logger.info(
+            "pushing outbox partitions %s at %.2f requests/s (%d of %d partitions)",
+            sorted(slots.owned),
+            slots.share(),
+            len(assigned),
+            total,
+        )
+
+    async def _start_where_the_workers_stopped(self, assigned: set[TopicPartition]) -> None:
+        """Partitions this group never committed start where the workers' group got to.
+
+        Before the pusher had a group of its own, the workers' group consumed the outbox; an
+        upgraded deployment must neither re-send nor skip what it had reached.
+        """
+        fresh = []
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                fresh.append(tp)
+            else:
+                self._committed[tp] = committed
+        if not fresh:
+            return
+        async with admin_client(self._settings) as admin:
+            offsets = await admin.list_consumer_group_offsets(self._settings.app_id)
+        for tp in fresh:
+            at = offsets.get(tp)
+            if at is not None and at.offset >= 0:
+                self._consumer.seek(tp, at.offset)
+                self._committed[tp] = at.offset
+
+    async def _load_versions(self, partitions: set[int]) -> None:
+        """Read this pusher's partitions of the versions topic to their current end."""
+        topic = self._settings.topics.outbox_versions
+        wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not wanted:
+            return
+        ends = await self._reader.end_offsets(wanted)
+        versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
+            for tp in wanted:
+                async for records in partition_batches(self._reader, tp, ends[tp]):
+                    for record in records:
+                        if record.key is not None and record.value is not None:
+                            versions[tp.partition][record.key.decode()] = int(record.value)
+        self._delivered.update(versions)
+
+    # --- observation -------------------------------------------------------------------------
+
+    def measure(self) -> None:
+        """Outbox lag per owned partition, and the backlog they add up to."""
+        backlog = 0
+        for tp in self._consumer.assignment():
+            fetched, read = self._consumer.highwater(tp), self._ends.get(tp)
+            if fetched is None and read is None:
+                continue
+            end = max(fetched or 0, read or 0)
+            lag = max(0, end - self._committed.get(tp, 0))
+            metrics.OUTBOX_LAG.labels(str(tp.partition)).set(lag)
+            backlog += lag
+        metrics.OUTBOX_BACKLOG.set(backlog)
+
+    def not_ready(self) -> str | None:
+        """Why the pusher is not delivering now, or None."""
+        if self._failure is not None:
+            return f"stopped: {self._failure!r}"
+        if not self.joined.is_set():
+            return "not yet assigned outbox partitions"
+        paused = self.delivery.unauthorized
+        return None if paused is None else paused.reason
+
+
+def _observe_latency(batch: Round, now: datetime) -> None:
+    for records in batch.values():
+        for record in records:
+            raw = dict(record.headers or ()).get(OCCURRED_AT_HEADER)
+            if raw:
+                occurred = datetime.fromisoformat(raw.decode())
+                metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
+
+
+def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
+    return DeadLetter.of_record(
+        message,
+        stage="push",
+        error_class=type(exc).__name__,
+        reason=f"the outbox message is not a JSON record or list of records: {exc}",
+        failed_at=datetime.now(UTC),
+    )

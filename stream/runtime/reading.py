@@ -1,0 +1,99 @@
+"""Read a range of a topic without a consumer group: the one reader every command shares.
+
+`partition_batches` is the loop; `read_range` (the records a consumer skipped, read back
+exactly), `read_to_end` (a whole topic as of now, for `redrive`) and the control topic's
+reader are built on it. Nothing is committed; records that arrive meanwhile are left for the
+next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from stream.errors import LoyaltyStreamError
+from stream.runtime.kafka_auth import client_options
+from stream.runtime.topology import partition_ids
+from stream.settings import Settings
+
+READ_TIMEOUT = 30.0
+
+
+class IncompleteRead(LoyaltyStreamError):
+    """A missing range could not be read back whole; processing past it would lose records."""
+
+
+def group_less_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer (not started) that reads assigned partitions and never commits."""
+    # "earliest": a reset lookup that lands after a seek must not move past the range.
+    return AIOKafkaConsumer(
+        **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+
+
+async def partition_batches(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, start: int | None = None
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """The records of one partition with start <= offset < end, fetch by fetch.
+
+    From the partition's beginning when `start` is None. `consumer` is assigned this partition
+    alone for the duration. Ends when the read position reaches `end`: offsets it passes
+    without a record are transaction markers or compacted away, never records.
+    """
+    consumer.assign([tp])
+    if start is None:
+        await consumer.seek_to_beginning(tp)
+    else:
+        consumer.seek(tp, start)
+    lowest = start or 0
+    while await consumer.position(tp) < end:
+        got = await consumer.getmany(tp, timeout_ms=500)
+        records = [record for record in got.get(tp, []) if lowest <= record.offset < end]
+        if records:
+            yield records
+
+
+async def read_range(
+    settings: Settings, topic: str, partition: int, start: int, end: int
+) -> list[Any]:
+    """The records of one partition with start <= offset < end; exact or IncompleteRead."""
+    if start >= end:
+        return []
+    tp = TopicPartition(topic, partition)
+    consumer = group_less_consumer(settings)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                async for batch in partition_batches(consumer, tp, end, start=start):
+                    records.extend(batch)
+        except TimeoutError:
+            raise IncompleteRead(
+                f"{topic}[{partition}]: read offsets {start}..{end - 1} back only up to "
+                f"{await consumer.position(tp) - 1} within {READ_TIMEOUT:.0f}s"
+            ) from None
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[Any]:
+    """Yield every record of `topic`, partition by partition."""
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    if not partitions:
+        return
+    consumer = group_less_consumer(settings)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            async for records in partition_batches(consumer, tp, ends[tp]):
+                for record in records:
+                    yield record
+    finally:
+        await consumer.stop()

@@ -1,0 +1,156 @@
+"""The periodic scan for time-based triggers over the profiles this worker holds (issue 13).
+
+Every `STREAM_SCHEDULE__INTERVAL` each worker walks the profiles of the events partitions
+assigned to it, in slices, and asks `stream.domain.schedule.due` what falls due. What is due goes to
+the outbox as the fold's records do (one message per customer), then the profile with its
+fired markers is written through the table (reassigned, its changelog written, as the fold
+writes it), in that order: after a crash in between, the next scan sends the same ids again,
+which Ometria takes as one event. Each slice holds `agents.profiles_lock`, so a fold batch and
+a slice never interleave on a profile; between slices the scan yields, so folding goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from stream import metrics
+from stream.domain.profile import Profile
+from stream.domain.schedule import SCAN_SLICE, due, mark_fired
+from stream.runtime.agents import (
+    mapping,
+    positions_known,
+    profiles_lock,
+    recent_profiles,
+    send_outbox,
+)
+from stream.runtime.app import app
+from stream.runtime.faust_context import mark_persisted, write_in_partition
+from stream.runtime.tables import customer_to_profile
+from stream.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+settings = get_settings()
+config = replace(
+    mapping.schedule,
+    window=settings.schedule.window,
+    disabled=frozenset(settings.triggers.disabled),
+)
+
+
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The events partition of a customer: the producers' default partitioner on the key."""
+    hashed: int = murmur2(customer_id.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def scan_clock() -> datetime:
+    """The scan's clock: the wall clock plus STREAM_SCHEDULE__CLOCK_OFFSET (0 in production)."""
+    return datetime.now(UTC) + settings.schedule.clock_offset
+
+
+def _assigned() -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.events}
+
+
+def _settled() -> bool:
+    """No rebalance or table recovery under way: a profile read now is the latest written,
+    fired markers included (mid-recovery a key may still hold an older value)."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    return (
+        not app.rebalancing
+        and not app.in_recovery
+        and recovery.completed.is_set()
+        and positions_known.is_set()
+    )
+
+
+def _holding(mine: set[int]) -> bool:
+    """Whether this worker still owns what it started scanning (no rebalance since)."""
+    return _settled() and _assigned() == mine
+
+
+async def scan_due_triggers() -> None:
+    """One scan over the local profiles; an error ends it early (the next one catches up)."""
+    if not _settled():
+        return
+    mine = _assigned()
+    if not mine:
+        return
+    started = time.monotonic()
+    try:
+        fired = await _scan(mine)
+    except Exception:
+        metrics.SCAN_FAILURES.inc()
+        logger.exception("the trigger scan stopped early; the next scan carries on")
+        return
+    elapsed = time.monotonic() - started
+    metrics.SCAN_SECONDS.observe(elapsed)
+    if fired:
+        logger.info("trigger scan: %d custom events due, %.1fs", fired, elapsed)
+
+
+async def _scan(mine: set[int]) -> int:
+    partitions = settings.topics.partition_count
+    # A copy of the keys: the fold adds keys while the scan runs (new customers wait a scan).
+    keys = [
+        key.decode() if isinstance(key, bytes) else key
+        for key in list(customer_to_profile.data.keys())
+    ]
+    fired = 0
+    for start in range(0, len(keys), SCAN_SLICE):
+        await asyncio.sleep(0)
+        if not _holding(mine):
+            return fired  # the partitions' new owner scans them
+        chunk = [
+            (key, partition)
+            for key in keys[start : start + SCAN_SLICE]
+            if (partition := partition_of(key, partitions)) in mine
+        ]
+        async with profiles_lock:
+            fired += await _scan_slice(chunk)
+    return fired
+
+
+async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
+    now = scan_clock()
+    stored: list[Any] = []
+    fired = 0
+    written: list[tuple[str, int, Profile]] = []
+    for key, partition in chunk:
+        profile = recent_profiles.get(key)
+        if profile is None:
+            raw = customer_to_profile.data.get(key)
+            if raw is None:
+                continue
+            profile = Profile.from_bytes(raw)
+        items = due(profile, now, config)
+        if not items:
+            continue
+        for item in items:
+            metrics.SCHEDULED.labels(item.record["event_type"]).inc()
+        fired += len(items)
+        stored.append(await send_outbox(key, [item.record for item in items], now))
+        written.append((key, partition, mark_fired(profile, items, now, config.window)))
+    # The outbox holds the records before the markers say they fired (see the module doc).
+    for future in stored:
+        await future
+    changelog = [
+        await write_in_partition(customer_to_profile, key, profile.to_bytes(), partition)
+        for key, partition, profile in written
+    ]
+    mark_persisted(customer_to_profile, [await acknowledged for acknowledged in changelog])
+    for key, _, profile in written:
+        recent_profiles.put(key, profile)
+    return fired
+
+
+if settings.schedule.enabled:
+    app.timer(settings.schedule.interval.total_seconds())(scan_due_triggers)

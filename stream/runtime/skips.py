@@ -1,0 +1,108 @@
+"""Notice when the consumer skipped records of a partition, and read them again.
+
+faust-streaming can resume a partition's fetching before it seeks back to the committed offset
+after a rebalance (its issues #216/#221 are of this kind); the records fetched in between are
+dropped and their offsets treated as a gap, so they would never be processed. An agent that
+sees an offset jump reads the missing range itself and processes it first. A genuine gap (a
+transaction marker, a compacted record) simply reads back nothing.
+
+Records read back this way never pass through Faust's stream, so Faust never acks them, and
+its commit stops for good below them: `Consumer._new_offset` refuses to commit while the
+lowest acked offset is more than one above the committed one (the head-gap guard of
+faust-streaming #312; #606 discusses the same guard). `count_as_handled` enters them in
+Faust's own gap bookkeeping, as Faust does for offsets a compacted topic lacks. Both go when
+the skip itself is fixed upstream (faust-streaming pinned < 0.16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+
+class SkipWatch:
+    """Per partition: the highest offset seen."""
+
+    def __init__(self) -> None:
+        self._last: dict[Hashable, int] = {}
+
+    def reset(self, committed: dict[Hashable, int] | None = None) -> None:
+        """Start over after a new assignment, from the committed offsets when known.
+
+        A partition's first record is then checked too: one beyond its committed offset means
+        the records in between were skipped.
+        """
+        self._last = {partition: offset - 1 for partition, offset in (committed or {}).items()}
+
+    def seen(self, partition: Hashable) -> int | None:
+        """The highest offset seen (or the committed offset - 1), None when nothing is known."""
+        return self._last.get(partition)
+
+    def check(self, partition: Hashable, offset: int) -> int | None:
+        """Record an offset; return the first skipped offset when records before it are missing."""
+        # The highest offset only grows, so each jump is reported once.
+        last = self._last.get(partition)
+        if last is None or offset > last:
+            self._last[partition] = offset
+        return last + 1 if last is not None and offset > last + 1 else None
+
+
+async def count_as_handled(consumer: Any, tp: Any, start: int, end: int) -> None:
+    """Let Faust commit past offsets start..end-1, handled outside its stream.
+
+    Call only once their effects are stored: the next commit may include them (together with
+    the record at `end`, which Faust acks itself).
+    """
+    if start < end:
+        # Faust's gap intervals are inclusive of both ends here (it adds one itself).
+        await consumer._add_gap(tp, start, end - 1)
+
+
+class StallWatch:
+    """Notice a partition whose records stop reaching the agent while more are waiting.
+
+    After some rebalances faust-streaming stops delivering a partition it was assigned (seen:
+    minutes without a record while the log held hundreds). A skip that falls at the end of a
+    partition also shows only this way: no later record reveals it.
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._patience = patience
+        self._since: dict[Hashable, tuple[int | None, float]] = {}
+
+    def reset(self) -> None:
+        self._since.clear()
+
+    def forget(self, partition: Hashable) -> None:
+        """Start the partition's clock again (its records wait on something legitimate)."""
+        self._since.pop(partition, None)
+
+    def stalled(self, partition: Hashable, seen: int | None, end: int, now: float) -> float | None:
+        """Seconds without progress while records wait at offsets below `end`, once too long."""
+        if end <= (seen if seen is not None else -1) + 1:
+            self._since.pop(partition, None)  # caught up
+            return None
+        last = self._since.get(partition)
+        if last is None or last[0] != seen:
+            self._since[partition] = (seen, now)
+            return None
+        waited = now - last[1]
+        return waited if waited >= self._patience else None
+
+
+class RecoveryWatch:
+    """Notice a table recovery that reads nothing while changelog records remain.
+
+    Seen after a takeover: faust-streaming's recovery resumed its changelog partitions, then
+    received no record for minutes while the group counted as rebalancing (so no events
+    partition counts as stalled, and none is folded).
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._watch = StallWatch(patience)
+
+    def stalled(self, in_recovery: bool, remaining: int, now: float) -> float | None:
+        """Seconds the remaining count stood still above zero, once too long."""
+        left = remaining if in_recovery else 0
+        # Progress is the count changing; records wait while it is above zero.
+        return self._watch.stalled("recovery", -left - 1, 0, now)

@@ -1,0 +1,263 @@
+"""Create the topics the worker writes to and check the ones it reads (auto-creation is off)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.structs import OffsetAndMetadata
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from stream.runtime.kafka_auth import client_options
+from stream.settings import Settings, SettingsError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsReport:
+    created: list[str]
+    partitions: int  # of the events topic, which the profile table must match
+    replay_reach: str | None = None  # set when the events topic deletes old events
+
+
+def _retention(period: timedelta | None) -> dict[str, str]:
+    """Explicit time retention (never the broker's default, which may be a week)."""
+    millis = -1 if period is None else int(period.total_seconds() * 1000)
+    return {"cleanup.policy": "delete", "retention.ms": str(millis), "retention.bytes": "-1"}
+
+
+def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
+    topics = settings.topics
+    dead = _retention(topics.dead_letter_retention)
+    return [
+        TopicSpec(topics.events, partitions, _retention(topics.events_retention)),
+        TopicSpec(topics.outbox, partitions, _retention(topics.outbox_retention)),
+        TopicSpec(topics.dead_letter, partitions, dead),
+        TopicSpec(topics.outbox_dead_letter, partitions, dead),
+        # Partitioned like the outbox: a pusher reads the partitions it owns there.
+        TopicSpec(topics.outbox_versions, partitions, {"cleanup.policy": "compact"}),
+        # One partition: every process reads all of it, and its few records stay in order.
+        TopicSpec(topics.control, 1, {"cleanup.policy": "compact"}),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a topic keeps records by time and by size; None = unbounded."""
+
+    period: timedelta | None
+    bytes_per_partition: int | None
+
+
+async def topic_retention(admin: AIOKafkaAdminClient, topic: str) -> Retention:
+    """The effective retention of an existing topic (its own or the broker's default)."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    (response,) = await admin.describe_configs([resource])
+    (result,) = response.resources
+    error_code, error_message, _type, _name, entries = result[:5]
+    if error_code:
+        raise for_code(error_code)(f"cannot read the configuration of {topic}: {error_message}")
+    values = {entry[0]: entry[1] for entry in entries}
+    millis = int(values.get("retention.ms") or -1)
+    size = int(values.get("retention.bytes") or -1)
+    return Retention(
+        None if millis < 0 else timedelta(milliseconds=millis), None if size < 0 else size
+    )
+
+
+def replay_reach(topic: str, retention: Retention) -> str | None:
+    """A sentence on how far back a replay of `topic` can go, when its retention is finite."""
+    limits = []
+    if retention.period is not None:
+        limits.append(f"events older than {_human(retention.period)} are deleted (retention.ms)")
+    if retention.bytes_per_partition is not None:
+        size = retention.bytes_per_partition / 2**20
+        limits.append(f"each partition keeps at most {size:,.0f} MiB (retention.bytes)")
+    if not limits:
+        return None
+    return (
+        f"topic {topic} has finite retention: {'; '.join(limits)}. A replay or a rebuilt table "
+        "can only reach what is left; set retention.ms=-1 on it to keep the whole history"
+    )
+
+
+def _human(period: timedelta) -> str:
+    days = period.total_seconds() / 86400
+    return f"{days:g} days" if days >= 1 else f"{period.total_seconds() / 3600:g} hours"
+
+
+@asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client for the configured cluster, closed afterwards."""
+    admin = AIOKafkaAdminClient(
+        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
+    )
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> TopicsReport:
+    """Create missing topics and learn the events topic's partition count.
+
+    Raises:
+        SettingsError: STREAM_TOPICS__PARTITIONS is set and differs from the partitions of an
+            existing events topic (the profile table must be partitioned like its input).
+    """
+    async with admin_client(settings) as admin:
+        existing = set(await admin.list_topics())
+        events, *others = topic_specs(settings, settings.topics.partition_count)
+        created = await _create(admin, settings, [events], existing)
+        # The table needs the events topic's own count, whoever created it and when.
+        partitions = await _partition_count(admin, events.name)
+        configured = settings.topics.partitions
+        if configured is not None and configured != partitions:
+            raise SettingsError(
+                f"topic {events.name} has {partitions} partitions but "
+                f"STREAM_TOPICS__PARTITIONS={configured}; set STREAM_TOPICS__PARTITIONS="
+                f"{partitions} or leave it unset (the profile table is partitioned like its input)"
+            )
+        others = [
+            spec if spec.name == settings.topics.control else replace(spec, partitions=partitions)
+            for spec in others
+        ]
+        created += await _create(admin, settings, others, existing)
+        reach = replay_reach(events.name, await topic_retention(admin, events.name))
+        return TopicsReport(created, partitions, reach)
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, settings: Settings, specs: list[TopicSpec], existing: set[str]
+) -> list[str]:
+    """Create the topics not in `existing`; return those this call created."""
+    missing = [spec for spec in specs if spec.name not in existing]
+    if not missing:
+        return []
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                spec.partitions,
+                settings.topics.replication_factor,
+                topic_configs=spec.configs,
+            )
+            for spec in missing
+        ]
+    )
+    created = []
+    for name, code, *_ in response.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            continue  # created meanwhile, by a producer or another worker
+        if code:
+            raise for_code(code)(f"cannot create topic {name}")
+        created.append(name)
+        logger.info("created topic %s", name)
+    return created
+
+
+async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
+    """The partitions of an existing topic, waiting briefly for a new one's metadata."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(LookupError),
+        stop=stop_after_delay(30),
+        wait=wait_exponential(multiplier=0.1, max=1),
+        reraise=True,
+    ):
+        with attempt:
+            (described,) = await admin.describe_topics([topic])
+            if described.get("error_code") or not described["partitions"]:
+                raise LookupError(f"no metadata for topic {topic} yet")
+            return len(described["partitions"])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def partition_ids(settings: Settings, topic: str) -> list[int]:
+    """The partitions of a topic (none if it does not exist)."""
+    async with admin_client(settings) as admin:
+        if topic not in set(await admin.list_topics()):
+            return []
+        (described,) = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in described["partitions"])
+
+
+async def ensure_committed_offsets(settings: Settings) -> int:
+    """Give every events partition a committed offset (its earliest) if it has none.
+
+    Faust seeks to the committed offsets after recovering its tables, while its streams may
+    already be running; for a partition with no committed offset that seek drops the records
+    fetched so far without moving back, so they are skipped until the next restart. A worker
+    killed before its first commit leaves exactly that behind. Committing the earliest offsets
+    up front, while the group is empty, closes the gap. Returns how many were committed.
+
+    A fresh cluster may need a moment before it has a group coordinator, so retriable errors are
+    retried for a while; a running group (whose members commit for themselves) is left alone.
+    """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, KafkaError) and exc.retriable),
+        stop=stop_after_delay(60),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                return await _commit_earliest(settings)
+    except KafkaError as exc:
+        logger.info("initial offsets not committed (%r); the group is active", exc)
+    return 0
+
+
+async def _commit_earliest(settings: Settings) -> int:
+    topics = [settings.topics.events]
+    committed = await committed_offsets(settings)
+    wanted = [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in await partition_ids(settings, topic)
+        if (topic, partition) not in committed
+    ]
+    if not wanted:
+        return 0
+    consumer = AIOKafkaConsumer(
+        **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        earliest = await consumer.beginning_offsets(wanted)
+        await consumer.commit(
+            {tp: OffsetAndMetadata(offset, "") for tp, offset in earliest.items()}
+        )
+    finally:
+        await consumer.stop()
+    return len(wanted)
+
+
+async def committed_offsets(settings: Settings) -> dict[Hashable, int]:
+    """The worker group's committed offsets, keyed by (topic, partition)."""
+    async with admin_client(settings) as admin:
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    return {(tp.topic, tp.partition): at.offset for tp, at in offsets.items() if at.offset >= 0}

@@ -1,0 +1,53 @@
+"""The one group-less reader of topic ranges, against the real broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.runtime import control
+from stream.runtime.reading import IncompleteRead, read_range, read_to_end
+from stream.runtime.topology import ensure_topics
+from tests.integration.conftest import names_settings
+
+
+@pytest.fixture
+async def settings(names):
+    settings = names_settings(names, partitions=2)
+    await ensure_topics(settings)
+    return settings
+
+
+async def test_read_range_returns_exactly_the_offsets_asked_for(settings, names, producer):
+    for n in range(10):
+        await producer.send_and_wait(names.events, key=b"k", value=b"%d" % n, partition=1)
+    records = await read_range(settings, names.events, 1, 3, 7)
+    assert [r.offset for r in records] == [3, 4, 5, 6]
+    assert [r.value for r in records] == [b"3", b"4", b"5", b"6"]
+    assert await read_range(settings, names.events, 0, 0, 0) == []
+
+
+async def test_read_range_beyond_the_end_is_an_incomplete_read(
+    settings, names, producer, monkeypatch
+):
+    monkeypatch.setattr("stream.runtime.reading.READ_TIMEOUT", 1.0)
+    await producer.send_and_wait(names.events, key=b"k", value=b"0", partition=0)
+    with pytest.raises(IncompleteRead, match=r"read offsets 0\.\.4 back only up to 0"):
+        await read_range(settings, names.events, 0, 0, 5)
+
+
+async def test_read_to_end_yields_every_partition_s_records_in_order(settings, names, producer):
+    sent = {0: [b"a0", b"a1", b"a2"], 1: [b"b0", b"b1"]}
+    for partition, values in sent.items():
+        for value in values:
+            await producer.send_and_wait(names.events, value=value, partition=partition)
+    got: dict[int, list[bytes]] = {0: [], 1: []}
+    async for record in read_to_end(settings, names.events):
+        got[record.partition].append(record.value)
+    assert got == sent
+
+
+async def test_control_read_keeps_the_latest_value_of_each_key(settings, names):
+    await control.write(settings, b"pause", b"1")
+    await control.write(settings, b"backfill", b"x")
+    await control.write(settings, b"pause", b"2")
+    assert await control.read(settings) == {b"pause": b"2", b"backfill": b"x"}

@@ -1,0 +1,93 @@
+"""The fold agent at its seam: Faust's own test_context() drives `sync_loyalty_profiles`, with
+one AsyncMock per outside dependency (the producer that writes the outbox and the changelog,
+and the dead-letter topic). The real broker is exercised by tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from datetime import UTC, datetime, timedelta
+from unittest.mock import AsyncMock
+
+import orjson
+import pytest
+
+from stream.domain.profile import Profile
+from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
+from stream.runtime import agents
+from stream.runtime.tables import customer_to_profile
+
+
+def acknowledged(*args, **kwargs) -> asyncio.Future:
+    """What Faust's producer.send returns: a future of the broker's acknowledgement."""
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(types.SimpleNamespace(partition=0, offset=acknowledged.offset))
+    acknowledged.offset += 1
+    return future
+
+
+acknowledged.offset = 0
+
+
+@pytest.fixture
+def producer(monkeypatch):
+    send = AsyncMock(side_effect=acknowledged)
+    monkeypatch.setattr(agents.app, "_producer", types.SimpleNamespace(send=send))
+    return send
+
+
+@pytest.fixture
+def dead_letters(monkeypatch):
+    send = AsyncMock(side_effect=acknowledged)
+    monkeypatch.setattr(agents.events_dead_letter_topic, "send", send)
+    return send
+
+
+@pytest.fixture(autouse=True)
+def positions_known():
+    # Normally set once the group's committed offsets are read on assignment.
+    agents.skip_watch.reset({})
+    agents.recent_profiles.clear()
+    agents.positions_known.set()
+    yield
+    agents.positions_known.clear()
+    agents.recent_profiles.clear()
+
+
+def outbox_sends(send: AsyncMock) -> list[tuple[bytes, list[dict]]]:
+    topic = agents.settings.topics.outbox
+    return [
+        (call.args[1], orjson.loads(call.args[2]))
+        for call in send.call_args_list
+        if call.args[0] == topic
+    ]
+
+
+async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(producer, dead_letters):
+    customer_id = SAMPLE_CUSTOMERS[0]["id"]
+    enrolled = sample_events("t1", datetime.now(UTC) - timedelta(minutes=1))[0]
+    assert enrolled["customer"]["id"] == customer_id
+    async with agents.sync_loyalty_profiles.test_context() as agent:
+        await agent.put(orjson.dumps(enrolled), key=customer_id.encode())
+    stored = customer_to_profile.data[customer_id]
+    assert Profile.from_bytes(stored).customer_id == customer_id
+    ((key, records),) = outbox_sends(producer)
+    assert key == customer_id.encode()
+    assert records[0]["@type"] == "contact"
+    assert records[0]["id"] == customer_id
+    dead_letters.assert_not_awaited()
+
+
+async def test_an_invalid_record_is_dead_lettered_byte_for_byte_and_nothing_is_queued(
+    producer, dead_letters
+):
+    raw = b'{"event_id": "e1", "type": "points.earned"'
+    async with agents.sync_loyalty_profiles.test_context() as agent:
+        await agent.put(raw, key=b"c-1")
+    dead_letters.assert_awaited_once()
+    letter = dead_letters.await_args.kwargs
+    assert letter["value"] == raw
+    assert letter["key"] == b"c-1"
+    headers = dict(letter["headers"])
+    assert headers["dlq.stage"] == b"parse"
+    assert outbox_sends(producer) == []
