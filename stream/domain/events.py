@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
@@ -439,7 +439,9 @@ LoyaltyEvent = Annotated[
     | MembershipCancelled,
     Field(discriminator="type"),
 ]
-EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(LoyaltyEvent)
+# Typed through Any: mypy's incremental cache misreads the annotated union once this module
+# changes (a false arg-type error that a fresh cache does not show).
+EVENT_ADAPTER: TypeAdapter[LoyaltyEvent] = TypeAdapter(cast(Any, LoyaltyEvent))
 EVENT_TYPES: tuple[str, ...] = (
     "customer.enrolled",
     "customer.updated",
