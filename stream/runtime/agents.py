@@ -177,7 +177,7 @@ def _watch_recovery(now: float) -> None:
     """Stop the worker when a table recovery reads nothing for too long (a restart recovers
     again); see stream.runtime.skips.RecoveryWatch."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]
-    remaining = recovery.active_remaining_total() if recovery.in_recovery else 0
+    remaining = recovery.active_remaining_total()
     waited = recovery_watch.stalled(recovery.in_recovery, remaining, now)
     if waited is not None:
         stop_before_commit(
@@ -189,18 +189,12 @@ def _watch_recovery(now: float) -> None:
 app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
 
 
-async def _first_skipped(message: Any) -> int | None:
-    """The first offset the consumer skipped just before this record (see stream.runtime.skips).
-
-    Skipped records are read again with a separate, group-less consumer: seeking Faust's own
-    consumer back does not help, as records it fetched before the seek move its read position
-    past them again.
-    """
-    await positions_known.wait()
-    return skip_watch.check((message.topic, message.partition), message.offset)
-
-
 async def _read_skipped(message: Any, first_missing: int) -> list[Any]:
+    """The records the consumer skipped just before this one (see stream.runtime.skips).
+
+    Read again with a separate, group-less consumer: seeking Faust's own consumer back does
+    not help, as records it fetched before the seek move its read position past them again.
+    """
     missing = await read_range(
         settings, message.topic, message.partition, first_missing, message.offset
     )
@@ -299,11 +293,10 @@ async def fold_batch(events: list[Any]) -> None:
             await asyncio.sleep(0)
         message = event.message
         # Records read back after a skip share the partition of the event that revealed it.
-        # Checked inline while the positions are known: no coroutine per record.
-        if positions_known.is_set():
-            first_missing = skip_watch.check((message.topic, message.partition), message.offset)
-        else:
-            first_missing = await _first_skipped(message)
+        # Awaited only until the positions are known: no coroutine per record after that.
+        if not positions_known.is_set():
+            await positions_known.wait()
+        first_missing = skip_watch.check((message.topic, message.partition), message.offset)
         skipped = []
         if first_missing is not None:
             skipped = await _read_skipped(message, first_missing)
