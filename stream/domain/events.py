@@ -9,6 +9,7 @@ Unknown top-level fields are rejected (a typo must not pass silently); unknown f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
@@ -117,22 +118,22 @@ def _email(value: str) -> str:
     return value
 
 
-def _safe(value: str) -> str:
-    if (found := _UNSAFE_CHARS.search(value)) is not None:
-        raise ValueError(
-            f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
-            "expected printable text"
-        )
-    return value
+def _refusing(unsafe: re.Pattern[str]) -> Callable[[str], str]:
+    """A validator refusing a text that holds a character `unsafe` matches."""
+
+    def check(value: str) -> str:
+        if (found := unsafe.search(value)) is not None:
+            raise ValueError(
+                f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
+                "expected printable text"
+            )
+        return value
+
+    return check
 
 
-def _safe_text(value: str) -> str:
-    if (found := _UNSAFE_TEXT_CHARS.search(value)) is not None:
-        raise ValueError(
-            f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
-            "expected printable text"
-        )
-    return value
+_safe = _refusing(_UNSAFE_CHARS)
+_safe_text = _refusing(_UNSAFE_TEXT_CHARS)
 
 
 def _instant(value: object) -> datetime:
