@@ -89,11 +89,10 @@ class KafkaSettings(_Section):
     )
     stall_timeout: Annotated[timedelta, Field(ge=timedelta(seconds=10))] = Field(
         default=timedelta(seconds=60),
-        description="A worker whose assigned events partition (or outbox partition, while the "
-        "pusher is idle) delivers nothing for this long while records wait, whose committed "
-        "offset stays this long below records it has read, or whose table recovery reads "
-        "nothing this long while records remain, stops, so that it restarts from the "
-        "committed offsets.",
+        description="A worker whose assigned events partition delivers nothing for this long "
+        "while records wait, whose committed offset stays this long below records it has "
+        "read, or whose table recovery reads nothing this long while records remain, stops, "
+        "so that it restarts from the committed offsets.",
     )
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
