@@ -195,7 +195,7 @@ def custom_event_record(
 
 
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
-    """The one JSON encoding of a record, or of a customer's records in one outbox message
+    """The one JSON encoding of a record, or of a list of records (an outbox message)
     (sorted keys, so equal records are equal bytes)."""
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 

@@ -26,17 +26,17 @@ from stream.domain.intake import EventWindow, admit
 from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
-from stream.domain.records import encode, with_version
+from stream.domain.records import with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
 from stream.runtime.app import app
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, mark_persisted, write_in_event
-from stream.runtime.pusher import OCCURRED_AT_HEADER
+from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
-from stream.runtime.topology import committed_offsets
+from stream.runtime.topology import committed_offsets, partition_ids
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -94,6 +94,11 @@ recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
 recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 
 
+# The outbox's partition count, read with the committed offsets on every assignment: a fold
+# batch groups its records by partition (stream.runtime.outbox).
+outbox_partitions = 0
+
+
 # Set once the committed offsets of the current assignment are known: until then no record is
 # checked for skips (a record checked against stale positions could hide a skip for good).
 positions_known = asyncio.Event()
@@ -109,6 +114,7 @@ async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -
 
 @app.on_partitions_assigned.connect
 async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    global outbox_partitions
     positions_known.clear()
     try:
         async for attempt in AsyncRetrying(
@@ -119,8 +125,14 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
         ):
             with attempt:
                 committed = await committed_offsets(settings)
+                outbox = await partition_ids(settings, settings.topics.outbox)
     except KafkaError as exc:
-        stop_before_commit("cannot read the group's committed offsets to check for skips", exc)
+        stop_before_commit(
+            "cannot read the group's committed offsets (to check for skips) or the outbox's "
+            "partitions",
+            exc,
+        )
+    outbox_partitions = len(outbox)
     skip_watch.reset(committed)
     recent_profiles.clear()
     stall_watch.reset()
@@ -239,13 +251,16 @@ class _Batch:
         return self.profiles[customer_id]
 
 
-async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> None:
+def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> InvalidEvent | None:
+    """Fold one record into the batch; the reason to dead-letter it if it is not an event.
+
+    Synchronous: a coroutine per event cost more than some of the steps it runs.
+    """
     try:
         event = admit(message.value, message.key, now, window)
     except InvalidEvent as exc:
         batch.count("unknown", "invalid")
-        batch.stored.append(await _dead_letter_input(message, exc.error_class, exc.reason))
-        return
+        return exc
     customer_id = event.customer.id
     before = batch.profile(customer_id, carrier)
     # An event the last replay folds again fired its campaigns the first time it was folded.
@@ -253,7 +268,7 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
     outcome = apply_event(before, event, rules, now, offset=message.offset, replayed=replayed)
     if not outcome.applied:
         batch.count(event.type, "duplicate")
-        return
+        return None
     batch.count(event.type, "applied")
     for reason in outcome.suppressed:
         batch.suppressed[reason] = batch.suppressed.get(reason, 0) + 1
@@ -262,21 +277,17 @@ async def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) ->
     batch.last_event[customer_id] = carrier
     if outcome.records:
         batch.records.setdefault(customer_id, []).extend(outcome.records)
+    return None
 
 
-async def send_outbox(customer_id: str, records: list[dict[str, Any]], occurred: datetime) -> Any:
-    """Queue one outbox message with all of a customer's records of the batch, in order."""
+async def send_outbox(outbox: OutboxBatch) -> list[Awaitable[Any]]:
+    """Queue the batch's outbox messages; the futures say when each is stored."""
     # Straight to Faust's producer: the topic object's send path (channels, future messages,
-    # callbacks) cost more than the fold itself, and nothing here needs it. The time of the
-    # customer's latest event travels with the records so that push latency can be measured.
-    return await app.producer.send(
-        settings.topics.outbox,
-        customer_id.encode(),
-        encode(records),
-        None,
-        None,
-        [(OCCURRED_AT_HEADER, occurred.isoformat().encode())],
-    )
+    # callbacks) cost more than the fold itself, and nothing here needs it.
+    return [
+        await app.producer.send(settings.topics.outbox, None, value, partition, None, headers)
+        for partition, value, headers in outbox.messages()
+    ]
 
 
 async def fold_batch(events: list[Any]) -> None:
@@ -303,18 +314,23 @@ async def fold_batch(events: list[Any]) -> None:
             batch.read_back.append((message.tp, first_missing, message.offset))
         for record in [*skipped, message] if skipped else (message,):
             try:
-                await _fold_one(batch, record, event, now)
+                invalid = _fold_one(batch, record, event, now)
             except Exception as exc:
                 # A bug must not lose the event: keep its bytes with the error for a redrive.
                 batch.count("unknown", "failed")
                 logger.exception("failed to process %s offset %s", record.topic, record.offset)
                 reason = f"internal error: {exc}"
                 batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
+                continue
+            if invalid is not None:
+                letter = await _dead_letter_input(record, invalid.error_class, invalid.reason)
+                batch.stored.append(letter)
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
     for reason, count in batch.suppressed.items():
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}
+    outbox = OutboxBatch(outbox_partitions)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
@@ -322,8 +338,8 @@ async def fold_batch(events: list[Any]) -> None:
         written[customer_id] = profile
         records = [with_version(contact, profile.input_offset)] if contact is not None else []
         records += batch.records.get(customer_id, [])
-        if records:
-            batch.stored.append(await send_outbox(customer_id, records, occurred))
+        outbox.add(customer_id, records, occurred)
+    batch.stored += await send_outbox(outbox)
     # The outbox must hold the records before the table says their events were applied: after
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:

@@ -52,13 +52,13 @@ from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Slots
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
+from stream.runtime.outbox import OCCURRED_AT_HEADER
 from stream.runtime.reading import group_less_consumer, partition_batches
 from stream.runtime.topology import admin_client
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-OCCURRED_AT_HEADER = "loyalty.occurred_at"
 # While a round is delivered the partitions are paused and polled this often, so that the group
 # keeps the pusher (aiokafka leaves the group after max_poll_interval without a poll).
 KEEPALIVE = 0.5
@@ -429,12 +429,13 @@ class Pusher:
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:
+    # One header per customer whose records the message carries (stream.runtime.outbox).
     for records in batch.values():
         for record in records:
-            raw = dict(record.headers or ()).get(OCCURRED_AT_HEADER)
-            if raw:
-                occurred = datetime.fromisoformat(raw.decode())
-                metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
+            for name, raw in record.headers or ():
+                if name == OCCURRED_AT_HEADER and raw:
+                    occurred = datetime.fromisoformat(raw.decode())
+                    metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
 
 
 def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:

@@ -1,12 +1,13 @@
 """The periodic scan for time-based triggers over the profiles this worker holds (issue 13).
 
 Every `STREAM_SCHEDULE__INTERVAL` each worker walks the profiles of the events partitions
-assigned to it, in slices, and asks `stream.domain.schedule.due` what falls due. What is due goes to
-the outbox as the fold's records do (one message per customer), then the profile with its
-fired markers is written through the table (reassigned, its changelog written, as the fold
-writes it), in that order: after a crash in between, the next scan sends the same ids again,
-which Ometria takes as one event. Each slice holds `agents.profiles_lock`, so a fold batch and
-a slice never interleave on a profile; between slices the scan yields, so folding goes on.
+assigned to it, in slices, and asks `stream.domain.schedule.due` what falls due. What is due goes
+to the outbox as the fold's records do (grouped by partition, stream.runtime.outbox), then the
+profile with its fired markers is written through the table (reassigned, its changelog written,
+as the fold writes it), in that order: after a crash in between, the next scan sends the same
+ids again, which Ometria takes as one event. Each slice holds `agents.profiles_lock`, so a fold
+batch and a slice never interleave on a profile; between slices the scan yields, so folding
+goes on.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
-
-from aiokafka.partitioner import murmur2
 
 from stream import metrics
 from stream.domain.profile import Profile
 from stream.domain.schedule import SCAN_SLICE, due, mark_fired
+from stream.runtime import agents
 from stream.runtime.agents import (
     mapping,
     positions_known,
@@ -32,7 +31,9 @@ from stream.runtime.agents import (
 )
 from stream.runtime.app import app
 from stream.runtime.faust_context import mark_persisted, write_in_partition
+from stream.runtime.outbox import OutboxBatch
 from stream.runtime.tables import customer_to_profile
+from stream.runtime.topology import default_partition
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -43,12 +44,6 @@ config = replace(
     window=settings.schedule.window,
     disabled=frozenset(settings.triggers.disabled),
 )
-
-
-def partition_of(customer_id: str, partitions: int) -> int:
-    """The events partition of a customer: the producers' default partitioner on the key."""
-    hashed: int = murmur2(customer_id.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def scan_clock() -> datetime:
@@ -112,7 +107,7 @@ async def _scan(mine: set[int]) -> int:
         chunk = [
             (key, partition)
             for key in keys[start : start + SCAN_SLICE]
-            if (partition := partition_of(key, partitions)) in mine
+            if (partition := default_partition(key.encode(), partitions)) in mine
         ]
         async with profiles_lock:
             fired += await _scan_slice(chunk)
@@ -121,7 +116,7 @@ async def _scan(mine: set[int]) -> int:
 
 async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
     now = scan_clock()
-    stored: list[Any] = []
+    outbox = OutboxBatch(agents.outbox_partitions)
     fired = 0
     written: list[tuple[str, int, Profile]] = []
     for key, partition in chunk:
@@ -137,10 +132,10 @@ async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
         for item in items:
             metrics.SCHEDULED.labels(item.record["event_type"]).inc()
         fired += len(items)
-        stored.append(await send_outbox(key, [item.record for item in items], now))
+        outbox.add(key, [item.record for item in items], now)
         written.append((key, partition, mark_fired(profile, items, now, config.window)))
     # The outbox holds the records before the markers say they fired (see the module doc).
-    for future in stored:
+    for future in await send_outbox(outbox):
         await future
     changelog = [
         await write_in_partition(customer_to_profile, key, profile.to_bytes(), partition)

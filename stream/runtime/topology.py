@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import OffsetAndMetadata
 from tenacity import (
     AsyncRetrying,
@@ -192,6 +194,14 @@ async def _partition_count(admin: AIOKafkaAdminClient, topic: str) -> int:
                 raise LookupError(f"no metadata for topic {topic} yet")
             return len(described["partitions"])
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=65_536)
+def default_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as aiokafka's) gives a keyed record:
+    the producers' for a customer's events, and the outbox's for their Ometria records."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 async def partition_ids(settings: Settings, topic: str) -> list[int]:

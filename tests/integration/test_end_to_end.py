@@ -10,7 +10,9 @@ import orjson
 
 from stream.domain.dlq import read_headers
 from stream.domain.mapping import load_preset
+from stream.domain.records import decode
 from stream.ops.backfill import backfill
+from stream.runtime.topology import default_partition
 from stream.settings import load_settings
 from tests.integration.conftest import (
     BOOTSTRAP,
@@ -295,7 +297,16 @@ async def test_backfill_resends_every_contact_after_ometria_lost_them(
     assert all_there(body)
     events = (await sandbox_get(sandbox, "/_sandbox/events"))["events"]
     assert events == [], "a backfill sends contacts only, never campaign events"
-    # Backfilled contacts are keyed like the customer's live records (the id's own bytes), so
-    # they share the customer's outbox partition. Everything there by now: read for 5 s.
+    # Backfilled contacts are keyed like the customer's live records (the id's own bytes), and
+    # the fold's messages (several customers each, no key) go to the partition that key
+    # reaches (of the 3 the tests' topics have): every record of a customer shares one outbox
+    # partition. Everything there by now: read for 5 s.
     outbox = await read_topic(names.outbox, expected=10**6, timeout=5)
-    assert {record.key for record in outbox} <= {cid.encode() for cid in customers}
+    assert {record.key for record in outbox} - {None} <= {cid.encode() for cid in customers}
+    owners = set()
+    for record in outbox:
+        for item in decode(record.value):
+            owner = item["id"] if item["@type"] == "contact" else item["identity_account_id"]
+            owners.add(owner)
+            assert record.partition == default_partition(owner.encode(), 3), owner
+    assert owners == set(customers), "every customer's records were read"

@@ -16,6 +16,7 @@ from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
 from stream.runtime.tables import customer_to_profile
+from stream.runtime.topology import default_partition
 
 
 def acknowledged(*args, **kwargs) -> asyncio.Future:
@@ -44,6 +45,12 @@ def dead_letters(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def outbox_partitions(monkeypatch):
+    # Normally read from the broker on assignment.
+    monkeypatch.setattr(agents, "outbox_partitions", 8)
+
+
+@pytest.fixture(autouse=True)
 def positions_known():
     # Normally set once the group's committed offsets are read on assignment.
     agents.skip_watch.reset({})
@@ -54,10 +61,11 @@ def positions_known():
     agents.recent_profiles.clear()
 
 
-def outbox_sends(send: AsyncMock) -> list[tuple[bytes, list[dict]]]:
+def outbox_sends(send: AsyncMock) -> list[tuple[int, list[dict]]]:
+    """(partition, records) of every outbox message sent."""
     topic = agents.settings.topics.outbox
     return [
-        (call.args[1], orjson.loads(call.args[2]))
+        (call.args[3], orjson.loads(call.args[2]))
         for call in send.call_args_list
         if call.args[0] == topic
     ]
@@ -71,8 +79,9 @@ async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(produce
         await agent.put(orjson.dumps(enrolled), key=customer_id.encode())
     stored = customer_to_profile.data[customer_id]
     assert Profile.from_bytes(stored).customer_id == customer_id
-    ((key, records),) = outbox_sends(producer)
-    assert key == customer_id.encode()
+    ((partition, records),) = outbox_sends(producer)
+    # The partition the customer's own key reaches (backfill and redrive key records by it).
+    assert partition == default_partition(customer_id.encode(), 8)
     assert records[0]["@type"] == "contact"
     assert records[0]["id"] == customer_id
     dead_letters.assert_not_awaited()

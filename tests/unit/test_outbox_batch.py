@@ -1,0 +1,115 @@
+"""A fold batch's outbox messages: grouped by the customer's partition, order kept, bounded size."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.runtime import outbox as outbox_module
+from stream.runtime.outbox import OCCURRED_AT_HEADER, OutboxBatch
+from stream.runtime.topology import default_partition
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _records(customer: str, n: int) -> list[dict]:
+    return [{"@type": "custom_event", "id": f"{customer}-{i}", "n": i} for i in range(n)]
+
+
+@given(st.text(min_size=1, max_size=30), st.integers(min_value=1, max_value=64))
+def test_a_customer_lands_where_the_default_partitioner_puts_its_key(customer, partitions):
+    # aiokafka's own partitioner is what backfill, redrive and producers of events use.
+    every = list(range(partitions))
+    expected = DefaultPartitioner()(customer.encode(), every, every)
+    assert default_partition(customer.encode(), partitions) == expected
+
+
+def test_records_are_grouped_per_partition_in_the_order_customers_were_added():
+    batch = OutboxBatch(4)
+    customers = [f"c-{n}" for n in range(40)]
+    for n, customer in enumerate(customers):
+        batch.add(customer, _records(customer, 1 + n % 3), T0 + timedelta(seconds=n))
+    seen: dict[int, list[str]] = {}
+    for partition, value, headers in batch.messages():
+        records = orjson.loads(value)
+        for record in records:
+            owner = record["id"].rsplit("-", 1)[0]
+            assert default_partition(owner.encode(), 4) == partition
+            seen.setdefault(partition, []).append(record["id"])
+        # One header per customer in the message: the time of that customer's latest event.
+        owners = list(dict.fromkeys(r["id"].rsplit("-", 1)[0] for r in records))
+        assert [name for name, _ in headers] == [OCCURRED_AT_HEADER] * len(owners)
+        expected_times = [
+            (T0 + timedelta(seconds=customers.index(owner))).isoformat().encode()
+            for owner in owners
+        ]
+        assert [raw for _, raw in headers] == expected_times
+    for partition, ids in seen.items():
+        wanted = [
+            record["id"]
+            for n, customer in enumerate(customers)
+            if default_partition(customer.encode(), 4) == partition
+            for record in _records(customer, 1 + n % 3)
+        ]
+        assert ids == wanted
+
+
+def test_a_customer_without_records_sends_nothing():
+    batch = OutboxBatch(8)
+    batch.add("c-1", [], T0)
+    assert list(batch.messages()) == []
+
+
+def test_a_large_partition_is_split_between_customers_below_the_size_bound(monkeypatch):
+    monkeypatch.setattr(outbox_module, "MAX_MESSAGE_BYTES", 300)
+    batch = OutboxBatch(1)
+    for n in range(20):
+        batch.add(f"c-{n}", _records(f"c-{n}", 2), T0)
+    messages = list(batch.messages())
+    assert len(messages) > 1
+    ids = []
+    for _, value, headers in messages:
+        records = orjson.loads(value)
+        assert len(value) <= 300
+        assert len(records) == 2 * len(headers), "a customer's records stay in one message"
+        ids += [record["id"] for record in records]
+    assert ids == [record["id"] for n in range(20) for record in _records(f"c-{n}", 2)]
+
+
+def test_one_customer_larger_than_the_bound_still_goes_whole(monkeypatch):
+    monkeypatch.setattr(outbox_module, "MAX_MESSAGE_BYTES", 50)
+    batch = OutboxBatch(1)
+    batch.add("c-1", _records("c-1", 5), T0)
+    ((_, value, headers),) = batch.messages()
+    assert [r["id"] for r in orjson.loads(value)] == [f"c-1-{i}" for i in range(5)]
+    assert len(headers) == 1
+
+
+def test_the_pusher_observes_push_latency_once_per_customer_of_a_message():
+    from aiokafka import TopicPartition
+    from aiokafka.structs import ConsumerRecord
+
+    from stream import metrics
+    from stream.runtime.pusher import _observe_latency
+
+    batch = OutboxBatch(1)
+    batch.add("c-1", _records("c-1", 1), T0)
+    batch.add("c-2", _records("c-2", 1), T0 + timedelta(seconds=30))
+    ((_, value, headers),) = batch.messages()
+    record = ConsumerRecord("outbox", 0, 7, 0, 0, None, value, None, 0, len(value), headers)
+
+    def observed() -> tuple[float, float]:
+        samples = {s.name: s.value for s in metrics.PUSH_LATENCY.collect()[0].samples}
+        return samples["ometria_push_latency_seconds_count"], samples[
+            "ometria_push_latency_seconds_sum"
+        ]
+
+    count, total = observed()
+    _observe_latency({TopicPartition("outbox", 0): [record]}, T0 + timedelta(seconds=60))
+    after_count, after_total = observed()
+    assert after_count - count == 2
+    assert after_total - total == 60 + 30
