@@ -165,8 +165,9 @@ class OmetriaSettings(_Section):
         default=5000,
         ge=100,
         le=100_000,
-        description="Outbox records read at most per round when a backlog waits: the latest "
-        "contact per customer among them is sent.",
+        description="Outbox entries (a customer's records of one fold batch, or one "
+        "backfilled contact) read at most per round when a backlog waits: the latest contact "
+        "per customer among them is sent.",
     )
     flush_interval: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(seconds=1), description="Longest wait before a partial batch is sent."

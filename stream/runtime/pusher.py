@@ -202,7 +202,8 @@ class Pusher:
     # --- one round ---------------------------------------------------------------------------
 
     async def _gather(self) -> Round:
-        """What waits: up to `coalesce_records`, or what arrives within the flush interval."""
+        """What waits: up to `coalesce_records` entries (see `entries`), or what arrives within
+        the flush interval."""
         gathered: Round = {}
         count = 0
         deadline: float | None = None
@@ -217,9 +218,15 @@ class Pusher:
             if self._failure is not None:
                 return {}
             for tp, records in got.items():
-                if records:
-                    gathered.setdefault(tp, []).extend(records)
-                    count += len(records)
+                for record in records:
+                    if count >= self._max_records:
+                        # A message may carry many entries: the rest waits for the next round
+                        # (or for the partition's new owner, if a rebalance took it meanwhile).
+                        with contextlib.suppress(IllegalStateError):
+                            self._consumer.seek(tp, record.offset)
+                        break
+                    gathered.setdefault(tp, []).append(record)
+                    count += entries(record)
             if count and deadline is None:
                 deadline = now + self._flush
             if deadline is None and not got:
@@ -426,6 +433,13 @@ class Pusher:
             return "not yet assigned outbox partitions"
         paused = self.delivery.unauthorized
         return None if paused is None else paused.reason
+
+
+def entries(record: ConsumerRecord[bytes, bytes]) -> int:
+    """The entries an outbox message carries: one customer's records of one fold batch each
+    (one occurred-at header per customer, stream.runtime.outbox), else one (a backfilled or
+    redriven record)."""
+    return max(1, sum(1 for name, _ in record.headers or () if name == OCCURRED_AT_HEADER))
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:

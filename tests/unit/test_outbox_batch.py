@@ -113,3 +113,52 @@ def test_the_pusher_observes_push_latency_once_per_customer_of_a_message():
     after_count, after_total = observed()
     assert after_count - count == 2
     assert after_total - total == 60 + 30
+
+
+class _Backlog:
+    """A consumer whose partition holds `messages` fold messages of `per_message` entries."""
+
+    def __init__(self, messages: int, per_message: int) -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.structs import ConsumerRecord
+
+        self.tp = TopicPartition("outbox", 0)
+        headers = [(OCCURRED_AT_HEADER, T0.isoformat().encode())] * per_message
+        self._log = [
+            ConsumerRecord("outbox", 0, n, 0, 0, None, b"[]", None, 0, 2, headers)
+            for n in range(messages)
+        ]
+        self.position = 0
+
+    async def getmany(self, timeout_ms: int, max_records: int):
+        taken = self._log[self.position : self.position + max_records]
+        self.position += len(taken)
+        return {self.tp: taken} if taken else {}
+
+    def seek(self, tp, offset: int) -> None:
+        assert tp == self.tp
+        self.position = offset
+
+
+async def test_a_backlog_round_reads_about_coalesce_records_entries_however_they_are_packed():
+    import types
+
+    from stream.runtime.pusher import Pusher, entries
+
+    for per_message in (1, 7, 300):
+        # The round's state only: a real Pusher opens Kafka clients.
+        state = types.SimpleNamespace(
+            _max_records=1000,
+            _stopping=False,
+            _failure=None,
+            _flush=0.01,
+            _consumer=_Backlog(messages=10_000, per_message=per_message),
+        )
+        gathered = await Pusher._gather(state)  # type: ignore[arg-type]
+        taken = [record for records in gathered.values() for record in records]
+        read = sum(entries(record) for record in taken)
+        # At least the bound, and over it by less than one message's entries.
+        assert 1000 <= read < 1000 + per_message, (per_message, read)
+        # The next round starts right after the last message taken, nothing skipped.
+        assert [r.offset for r in taken] == list(range(len(taken)))
+        assert state._consumer.position == len(taken)
