@@ -19,6 +19,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from stream.domain.mapping import MappingError
+from stream.runtime.heap import tune_collector
 from stream.settings import Settings, SettingsError, get_settings, use_settings
 
 
@@ -75,6 +76,7 @@ def _push(_: argparse.Namespace) -> int:
 
     async def push() -> int:
         await ensure_topics(settings)
+        tune_collector()
         return await run_alone(settings, settings.web_port)
 
     return asyncio.run(push())
@@ -115,6 +117,7 @@ def _worker(_: argparse.Namespace) -> int:
         if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
             print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
+    tune_collector()
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
     )
