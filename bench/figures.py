@@ -7,7 +7,6 @@ import math
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -111,12 +110,9 @@ async def bare_faust(s: Setup, rep: int) -> dict[str, float]:
             await asyncio.sleep(0.1)
     finally:
         if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+            # It has written its result (or failed): no need to wait for Faust to stop.
+            process.kill()
+            await process.wait()
     result = orjson.loads(out.read_bytes())
     elapsed = result["last"] - result["first"]
     return {"events_per_s": (s.events - 1) / elapsed, "events": s.events, "seconds": elapsed}
@@ -126,13 +122,20 @@ async def bare_faust(s: Setup, rep: int) -> dict[str, float]:
 
 
 async def pipeline(
-    s: Setup, app_id: str, sandbox: Sandbox | None, workers: int = 1, push_apart: bool = False
+    s: Setup,
+    app_id: str,
+    sandbox: Sandbox | None,
+    workers: int = 1,
+    push_apart: bool = False,
+    graceful: bool = False,
 ) -> dict[str, Any]:
     """`workers` x `python -m stream worker` on the events topic: events/s from ready (all
     workers) to the last event read, or over the time budget when it runs out first.
 
     `push_apart`: the workers only fold (STREAM_OMETRIA__PUSH_IN_WORKER=false) and one
     `python -m stream push` delivers, as deploy/k8s's separate-pusher component runs them.
+    `graceful`: stop the processes with SIGTERM (their last batch stored, for g's changelog
+    scan) rather than SIGKILL; Faust takes 3-5 s to stop, a minute over the bench's runs.
     """
     group = []
     for n in range(workers):
@@ -158,8 +161,9 @@ async def pipeline(
         applied = sum([(await w.metrics()).applied for w in group])
         rss = max(w.peak_rss() for w in group)
     finally:
-        for process in [*group, *pushers]:
-            await process.stop()
+        # Each run has its own app id, topics and data dirs: nothing else reads them again.
+        stopping = [process.stop(kill=not graceful) for process in [*group, *pushers]]
+        await asyncio.gather(*stopping)
     elapsed = finished - ready
     return {
         "events_per_s": (read - at_ready) / elapsed,
@@ -476,7 +480,9 @@ async def state_recovery(s: Setup, app_id: str, rep: int, within: float) -> dict
             result[f"{phase}_seconds"] = ready - started
             result[f"{phase}_peak_rss_mib"] = worker.peak_rss() / MIB
         finally:
-            await worker.stop()
+            # The restart must find the state a stopping worker leaves; nothing reads the
+            # restarted one's.
+            await worker.stop(kill=phase == "restart")
         result[f"{phase}_disk_mib"] = du(data_dir) / MIB
     shutil.rmtree(data_dir, ignore_errors=True)
     return result

@@ -174,13 +174,17 @@ class Worker:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc status")
 
-    async def stop(self, within: float = 60.0) -> int | None:
-        """SIGTERM and wait (a worker finishes its batch, commits and leaves); SIGKILL if stuck."""
+    async def stop(self, within: float = 60.0, *, kill: bool = False) -> int | None:
+        """SIGTERM and wait (a worker finishes its batch, commits and leaves); SIGKILL if stuck.
+
+        `kill`: SIGKILL at once, for a process whose run is measured and whose state nothing
+        reads again.
+        """
         await self._http.aclose()
         if self.process is None:
             return None
         if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 await asyncio.wait_for(self.process.wait(), within)
             except TimeoutError:

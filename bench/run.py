@@ -281,7 +281,7 @@ async def _figure_c(args: argparse.Namespace, s: figures.Setup, report: Report) 
         for rep in range(args.repeat):
             sandbox.state.reset(faults=False)
             app_id = f"{s.prefix}-c{rep}"
-            numbers = await figures.pipeline(s, app_id, sandbox)
+            numbers = await figures.pipeline(s, app_id, sandbox, graceful="g" in args.figures)
             report.detail("c", numbers)
             report.add("c", C_RATE, "events/s", numbers["events_per_s"])
             report.add("c", "full pipeline: worker peak RSS", "MiB", numbers["peak_rss_mib"])
