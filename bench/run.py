@@ -228,6 +228,8 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
         "i": _figure_i,
         "j": _figure_j,
     }
+    if "c" in wanted:
+        steps.pop("b")  # c runs b's repetitions, each right before its own
     for name, figure in steps.items():
         if name in wanted:
             await _step(name, report, functools.partial(figure, args, s, report))
@@ -236,12 +238,17 @@ async def _figures(args: argparse.Namespace, s: figures.Setup, report: Report) -
 async def _step(name: str, report: Report, body: Callable[[], Awaitable[None]]) -> None:
     started = time.monotonic()
     print(f"bench: {name} ...", flush=True)
+    await _recorded(name, report, body())
+    print(f"bench: {name} took {time.monotonic() - started:.0f} s", flush=True)
+
+
+async def _recorded(name: str, report: Report, work: Awaitable[None]) -> None:
+    """Await `work`; if it fails, print why and record the figure as failed."""
     try:
-        await body()
+        await work
     except Exception as exc:
         traceback.print_exc()
         report.errors[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    print(f"bench: {name} took {time.monotonic() - started:.0f} s", flush=True)
 
 
 async def _produce_events(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
@@ -270,15 +277,23 @@ async def _figure_a(args: argparse.Namespace, s: figures.Setup, report: Report) 
 
 async def _figure_b(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
     for rep in range(args.repeat):
-        numbers = await figures.bare_faust(s, rep)
-        report.detail("b", numbers)
-        report.add("b", B_RATE, "events/s", numbers["events_per_s"])
+        await _b_run(s, rep, report)
+
+
+async def _b_run(s: figures.Setup, rep: int, report: Report) -> None:
+    numbers = await figures.bare_faust(s, rep)
+    report.detail("b", numbers)
+    report.add("b", B_RATE, "events/s", numbers["events_per_s"])
 
 
 async def _figure_c(args: argparse.Namespace, s: figures.Setup, report: Report) -> None:
     # Delivery must not be the bottleneck: no rate limit at the stand-in, the worker's maximum.
     async with stand_in.running(rate_limit=0) as sandbox:
         for rep in range(args.repeat):
+            if "b" in args.figures and "b" not in report.errors:
+                # c/b compares the i-th runs: run them back to back, as this machine's speed
+                # drifts over the minutes between b's first run and c's last.
+                await _recorded("b", report, _b_run(s, rep, report))
             sandbox.state.reset(faults=False)
             app_id = f"{s.prefix}-c{rep}"
             numbers = await figures.pipeline(s, app_id, sandbox, graceful="g" in args.figures)
