@@ -12,6 +12,12 @@ EVENTS = Counter(
     ["type", "outcome"],
     registry=REGISTRY,
 )
+LAST_FOLD = Gauge(
+    "loyalty_last_fold_timestamp_seconds",
+    "Unix time this worker last folded a batch of events (counted in loyalty_events_total "
+    "at the same moment); 0 before its first.",
+    registry=REGISTRY,
+)
 TRIGGERS_SUPPRESSED = Counter(
     "loyalty_triggers_suppressed",
     "Custom events not fired, by reason: horizon (too old or ahead of the clock), stale (the "

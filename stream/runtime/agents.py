@@ -327,6 +327,7 @@ async def fold_batch(events: list[Any]) -> None:
                 batch.stored.append(letter)
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
+    metrics.LAST_FOLD.set_to_current_time()
     for reason, count in batch.suppressed.items():
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}

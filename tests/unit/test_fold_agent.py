@@ -5,6 +5,7 @@ and the dead-letter topic). The real broker is exercised by tests/integration.""
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from datetime import UTC, datetime, timedelta
 from unittest.mock import AsyncMock
@@ -12,6 +13,7 @@ from unittest.mock import AsyncMock
 import orjson
 import pytest
 
+from stream import metrics
 from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
@@ -100,3 +102,14 @@ async def test_an_invalid_record_is_dead_lettered_byte_for_byte_and_nothing_is_q
     headers = dict(letter["headers"])
     assert headers["dlq.stage"] == b"parse"
     assert outbox_sends(producer) == []
+
+
+async def test_a_folded_batch_stamps_the_time_its_events_were_counted(producer, dead_letters):
+    metrics.LAST_FOLD.set(0)
+    enrolled = sample_events("t2", datetime.now(UTC) - timedelta(minutes=1))[0]
+    before = time.time()
+    async with agents.sync_loyalty_profiles.test_context() as agent:
+        await agent.put(orjson.dumps(enrolled), key=enrolled["customer"]["id"].encode())
+    stamped = metrics.REGISTRY.get_sample_value("loyalty_last_fold_timestamp_seconds")
+    assert stamped is not None
+    assert before <= stamped <= time.time()
