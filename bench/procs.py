@@ -81,6 +81,7 @@ class Metrics:
     requests: dict[str, float]  # status → count
     batch_records: list[tuple[float, float]]  # (le, cumulative count)
     latency: list[tuple[float, float]]  # (le, cumulative count)
+    last_fold: float = 0.0  # Unix time the worker last counted a folded batch in `events`
 
     @property
     def read(self) -> int:
@@ -97,6 +98,7 @@ def parse_metrics(text: str) -> Metrics:
     requests: dict[str, float] = {}
     batch: list[tuple[float, float]] = []
     latency: list[tuple[float, float]] = []
+    last_fold = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -108,7 +110,9 @@ def parse_metrics(text: str) -> Metrics:
                 batch.append((float(labels["le"]), sample.value))
             elif sample.name == "ometria_push_latency_seconds_bucket":
                 latency.append((float(labels["le"]), sample.value))
-    return Metrics(events, requests, sorted(batch), sorted(latency))
+            elif sample.name == "loyalty_last_fold_timestamp_seconds":
+                last_fold = sample.value
+    return Metrics(events, requests, sorted(batch), sorted(latency), last_fold)
 
 
 class Worker:

@@ -34,9 +34,9 @@ DEFAULT_FIGURES = "abcdefgh"
 NEEDS = {"e": "c", "g": "c"}
 A_RATE = "ceiling: aiokafka getmany + orjson"
 B_RATE = "bare Faust agent (first → last event)"
-C_RATE = "full pipeline (ready → last event)"
+C_RATE = "full pipeline (ready → last event folded)"
 C_APART_RATE = "full pipeline, pusher apart (`push`)"
-E_RATE = "two workers, same app id (ready → last event)"
+E_RATE = "two workers, same app id (ready → last event folded)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
