@@ -12,7 +12,7 @@ are sent in order, and a customer's records stay together inside one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,12 @@ OCCURRED_AT_HEADER = "loyalty.occurred_at"
 MAX_MESSAGE_BYTES = 512 * 1024
 
 Headers = list[tuple[str, bytes]]
+
+
+def occurred_at(headers: Iterable[tuple[str, bytes]] | None) -> list[bytes]:
+    """The occurred-at header values of an outbox message: one per customer whose records it
+    carries, none for a backfilled or redriven record."""
+    return [raw for name, raw in headers or () if name == OCCURRED_AT_HEADER]
 
 
 class OutboxBatch:

@@ -52,7 +52,7 @@ from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Slots
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.outbox import OCCURRED_AT_HEADER
+from stream.runtime.outbox import occurred_at
 from stream.runtime.reading import group_less_consumer, partition_batches
 from stream.runtime.topology import admin_client
 from stream.settings import Settings
@@ -439,15 +439,14 @@ def entries(record: ConsumerRecord[bytes, bytes]) -> int:
     """The entries an outbox message carries: one customer's records of one fold batch each
     (one occurred-at header per customer, stream.runtime.outbox), else one (a backfilled or
     redriven record)."""
-    return max(1, sum(1 for name, _ in record.headers or () if name == OCCURRED_AT_HEADER))
+    return max(1, len(occurred_at(record.headers)))
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:
-    # One header per customer whose records the message carries (stream.runtime.outbox).
     for records in batch.values():
         for record in records:
-            for name, raw in record.headers or ():
-                if name == OCCURRED_AT_HEADER and raw:
+            for raw in occurred_at(record.headers):
+                if raw:
                     occurred = datetime.fromisoformat(raw.decode())
                     metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
 
