@@ -30,7 +30,7 @@ from stream.domain.records import with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
 from stream.runtime.app import app
 from stream.runtime.failstop import stop_before_commit
-from stream.runtime.faust_context import get_in_event, mark_persisted, write_in_event
+from stream.runtime.faust_context import get_in_event, write_through_changelog
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
@@ -345,14 +345,15 @@ async def fold_batch(events: list[Any]) -> None:
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
         await stored
-    # And the changelog holds the profiles before the batch ends (when Faust acks its events).
-    changelog = [
-        await write_in_event(
-            customer_to_profile, customer_id, profile.to_bytes(), batch.last_event[customer_id]
-        )
-        for customer_id, profile in written.items()
-    ]
-    mark_persisted(customer_to_profile, [await acknowledged for acknowledged in changelog])
+    # And the changelog holds the profiles before the batch ends (when Faust acks its events);
+    # the store takes them only once the changelog has them.
+    await write_through_changelog(
+        customer_to_profile,
+        [
+            (customer_id, profile.to_bytes(), batch.last_event[customer_id].message.partition)
+            for customer_id, profile in written.items()
+        ],
+    )
     for customer_id, profile in written.items():
         recent_profiles.put(customer_id, profile)
     # Stored: Faust may now commit past the records read back (it never saw them).

@@ -1,19 +1,20 @@
-"""Read and write a table key after a batch as if inside that key's own event.
+"""Read and write a table key after a batch as if inside that key's own partition.
 
 A Faust table sends each write to the changelog partition of the *current event* (the one the
-stream is iterating); `take_events` yields a whole batch, after which there is no current
-event, and a batch holds events of several partitions anyway. Making the key's own (last)
-event current for the write keeps the changelog co-partitioned with the input. This leans on
-`faust.streams._current_event`, the context variable `faust.current_event()` reads, and on the
-table's store, changelog topic and codecs; revisit it when upgrading faust-streaming (pinned
-< 0.16).
+stream is iterating), and a RocksDB store reads and writes the current event's partition;
+`take_events` yields a whole batch, after which there is no current event, and a batch holds
+events of several partitions anyway. Making the key's own event (or a stand-in for its
+partition) current keeps the changelog and the store co-partitioned with the input. This leans
+on `faust.streams._current_event`, the context variable `faust.current_event()` reads, and on
+the table's store, changelog topic and codecs; revisit it when upgrading faust-streaming
+(pinned < 0.16).
 """
 
 from __future__ import annotations
 
 import types
 import weakref
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from faust.streams import _current_event
@@ -32,40 +33,45 @@ def get_in_event(table: Any, key: str, event: Any) -> Any:
         _current_event.reset(token)
 
 
-async def write_in_event(table: Any, key: str, value: Any, event: Any) -> Awaitable[Any]:
-    """`table[key] = value` in `event`'s partition, the changelog message sent straight away.
+async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, int]]) -> None:
+    """`table[key] = value` for each (key, value, partition): the changelog first, the store after.
 
-    Faust's own `__setitem__` queues the changelog message in its producer buffer, which it
-    drains one message at a time, stops event delivery for while it holds more than 100, and
-    answers with a write to the store per acknowledged message: several times the cost of the
-    send itself for a batch's worth of writes. The store write and the message (key, value,
-    partition and codecs) are the ones Faust makes. Returns the future of the message's
-    acknowledgement; pass the acknowledgements to `mark_persisted` once they are all in.
+    The store is written only once the broker has acknowledged every changelog message. A
+    store ahead of its changelog loses data for good: after a failed send or a kill in
+    between, the redelivered events fall at or below the stored profile's input offset, count
+    as duplicates and are never written to the changelog, so the next owner of the partition
+    recovers the older profile. Written this way, a failure leaves the store as it was and the
+    redelivered events are folded and sent again.
+
+    Faust's own `__setitem__` writes the store first and queues the changelog message in its
+    producer buffer, which it drains one message at a time: several times the cost of the send
+    itself for a batch's worth of writes. The message (key, value, partition and codecs) is the
+    one Faust makes; the partition is the key's input partition, so the changelog stays
+    co-partitioned with the input.
     """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        table.data[key] = value  # the store only: what __setitem__ does besides the changelog
-    finally:
-        _current_event.reset(token)
     changelog = table.changelog_topic
-    raw_key, _ = changelog.prepare_key(key, table.key_serializer, None, None)
-    raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
-    stored: Awaitable[Any] = await table.app.producer.send(
-        changelog.get_topic_name(), raw_key, raw_value, event.message.partition, None, None
-    )
-    return stored
+    topic = changelog.get_topic_name()
+    sent = []
+    for key, value, partition in writes:
+        raw_key, _ = changelog.prepare_key(key, table.key_serializer, None, None)
+        raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
+        sent.append(await table.app.producer.send(topic, raw_key, raw_value, partition, None, None))
+    acknowledged = [await future for future in sent]
+    for key, value, partition in writes:
+        stand_in: Any = _InPartition(partition)
+        token = _current_event.set(weakref.ref(stand_in))
+        try:
+            table.data[key] = value  # the store only: the changelog holds it already
+        finally:
+            _current_event.reset(token)
+    mark_persisted(table, acknowledged)
 
 
 class _InPartition:
-    """Stands in for an event of a partition, for a write that no event carried."""
+    """Stands in for an event of a partition: a store writes to the current event's partition."""
 
     def __init__(self, partition: int) -> None:
         self.message = types.SimpleNamespace(partition=partition)
-
-
-async def write_in_partition(table: Any, key: str, value: Any, partition: int) -> Awaitable[Any]:
-    """`write_in_event` for a key of a known partition, outside any event (the trigger scan)."""
-    return await write_in_event(table, key, value, _InPartition(partition))
 
 
 def mark_persisted(table: Any, acknowledged: Iterable[Any]) -> None:

@@ -30,7 +30,7 @@ from stream.runtime.agents import (
     send_outbox,
 )
 from stream.runtime.app import app
-from stream.runtime.faust_context import mark_persisted, write_in_partition
+from stream.runtime.faust_context import write_through_changelog
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topology import default_partition
@@ -137,11 +137,10 @@ async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
     # The outbox holds the records before the markers say they fired (see the module doc).
     for future in await send_outbox(outbox):
         await future
-    changelog = [
-        await write_in_partition(customer_to_profile, key, profile.to_bytes(), partition)
-        for key, partition, profile in written
-    ]
-    mark_persisted(customer_to_profile, [await acknowledged for acknowledged in changelog])
+    await write_through_changelog(
+        customer_to_profile,
+        [(key, profile.to_bytes(), partition) for key, partition, profile in written],
+    )
     for key, _, profile in written:
         recent_profiles.put(key, profile)
     return fired

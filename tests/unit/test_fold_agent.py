@@ -113,3 +113,109 @@ async def test_a_folded_batch_stamps_the_time_its_events_were_counted(producer, 
     stamped = metrics.REGISTRY.get_sample_value("loyalty_last_fold_timestamp_seconds")
     assert stamped is not None
     assert before <= stamped <= time.time()
+
+
+class _Carrier:
+    """A Faust event as `fold_batch` sees it: its message (and weak references to it)."""
+
+    def __init__(self, message) -> None:
+        self.message = message
+
+
+def _carriers(customer_id: str, docs: list[dict], first_offset: int) -> list[_Carrier]:
+    topic = agents.settings.topics.events
+    return [
+        _Carrier(
+            types.SimpleNamespace(
+                topic=topic,
+                partition=0,
+                offset=first_offset + n,
+                tp=(topic, 0),
+                key=customer_id.encode(),
+                value=orjson.dumps(doc),
+                headers=[],
+            )
+        )
+        for n, doc in enumerate(docs)
+    ]
+
+
+def _earned(customer_id: str, points: int, at: datetime) -> dict:
+    return {
+        "event_id": f"earned-{customer_id}-{points}-{at.timestamp()}",
+        "type": "points.earned",
+        "occurred_at": at.isoformat(),
+        "source": "rivo",
+        "customer": {"id": customer_id},
+        "data": {"points": points},
+    }
+
+
+def _stored_balance(customer_id: str) -> int:
+    return Profile.from_bytes(customer_to_profile.data[customer_id]).points.balance
+
+
+def _changelog_balances(send: AsyncMock, customer_id: str) -> list[int]:
+    changelog = customer_to_profile.changelog_topic
+    key, _ = changelog.prepare_key(customer_id, customer_to_profile.key_serializer, None, None)
+    return [
+        Profile.from_bytes(call.args[2]).points.balance
+        for call in send.call_args_list
+        if call.args[0] == changelog.get_topic_name() and call.args[1] == key
+    ]
+
+
+async def _fold_first_100_points(customer_id: str, at: datetime) -> None:
+    await agents.fold_batch(_carriers(customer_id, [_earned(customer_id, 100, at)], 0))
+    assert _stored_balance(customer_id) == 100
+
+
+async def test_a_failed_changelog_write_leaves_the_store_as_it_was_and_the_redelivery_writes_it(
+    producer, dead_letters
+):
+    customer_id = "store-after-changelog-1"
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    await _fold_first_100_points(customer_id, at)
+    changelog = customer_to_profile.changelog_topic.get_topic_name()
+
+    def changelog_fails(*args, **kwargs):
+        if args[0] != changelog:
+            return acknowledged(*args, **kwargs)
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(OSError("broker gone"))
+        return future
+
+    fifty = _carriers(customer_id, [_earned(customer_id, 50, at)], 1)
+    producer.side_effect = changelog_fails
+    with pytest.raises(OSError, match="broker gone"):
+        await agents.fold_batch(fifty)
+    assert _stored_balance(customer_id) == 100
+
+    # The worker stops before committing; the restarted one reads the record again.
+    agents.recent_profiles.clear()
+    producer.reset_mock(side_effect=True)
+    producer.side_effect = acknowledged
+    await agents.fold_batch(fifty)
+    assert _changelog_balances(producer, customer_id) == [150]
+    assert _stored_balance(customer_id) == 150
+
+
+async def test_a_kill_before_the_changelog_acknowledges_finds_the_store_as_it_was(
+    producer, dead_letters
+):
+    customer_id = "store-after-changelog-2"
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    await _fold_first_100_points(customer_id, at)
+    changelog = customer_to_profile.changelog_topic.get_topic_name()
+    # What a SIGKILL while the changelog message is in flight would leave on disk.
+    stored_in_flight: list[int] = []
+
+    def watch_the_store(*args, **kwargs):
+        if args[0] == changelog:
+            stored_in_flight.append(_stored_balance(customer_id))
+        return acknowledged(*args, **kwargs)
+
+    producer.side_effect = watch_the_store
+    await agents.fold_batch(_carriers(customer_id, [_earned(customer_id, 50, at)], 1))
+    assert stored_in_flight == [100]
+    assert _stored_balance(customer_id) == 150
