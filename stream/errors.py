@@ -5,7 +5,8 @@ LoyaltyStreamError
 │   ├── SettingsError         an environment variable (stream.settings)
 │   ├── MappingError          the contact mapping, a preset or a file (stream.domain.mapping)
 │   ├── ConditionError        a CEL condition in the mapping (stream.domain.conditions)
-│   └── TriggerOptionsError   a built-in rule's [triggers.<rule>] options (stream.domain.triggers)
+│   ├── TriggerOptionsError   a built-in rule's [triggers.<rule>] options (stream.domain.triggers)
+│   └── LetterTooLarge        a dead-letter topic takes less than a record's key (stream.domain.dlq)
 ├── InvalidEvent              an input record is not a loyalty event: dead-lettered
 │                             (stream.domain.events)
 ├── OmetriaError              Ometria failed or refused (stream.ometria.errors)

@@ -1,20 +1,27 @@
 """Dead letters: the original bytes, unchanged, with the reason and origin in headers.
 
 Keeping the value byte-for-byte means `redrive` can re-publish a fixed record as it was, and
-any Kafka tool can read the reason (`dlq.reason` header) without knowing our formats.
+any Kafka tool can read the reason (`dlq.reason` header) without knowing our formats. Only a
+record larger than the dead-letter topic takes is cut (`DeadLetter.fitted`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from stream.domain.records import encode
+from stream.domain.sizes import record_size
+from stream.errors import ConfigurationError
 
 HEADER_PREFIX = "dlq."
 MAX_HEADER_CHARS = 4000
+
+
+class LetterTooLarge(ConfigurationError):
+    """Even cut to its key and our headers, a dead letter is larger than its topic takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,39 @@ class DeadLetter:
             value=encode(dict(record)),
             failed_at=failed_at,
             details=details or {},
+        )
+
+    def fitted(self, max_bytes: int) -> DeadLetter:
+        """This letter, cut if needed to fit a topic that takes records of `max_bytes` at most.
+
+        A record too large to dead-letter would stop the stream for good (the worker stops
+        before committing past it and reads it again). Cut, the letter keeps the start of the
+        value, says so (`dlq.value_truncated`, `dlq.value_size`: the original length), and
+        still names the record's source topic, partition and offset, where the whole of it
+        stays for the topic's retention. The original headers go too when even the key and an
+        empty value do not fit with them.
+
+        Raises:
+            LetterTooLarge: the key alone (with the `dlq.*` headers) does not fit.
+        """
+        if record_size(self.key, self.value, self.headers()) <= max_bytes:
+            return self
+        value = self.value or b""
+        cut = replace(
+            self, details={**self.details, "value_truncated": "true", "value_size": str(len(value))}
+        )
+        bare = replace(
+            cut,
+            original_headers=(),
+            details={**cut.details, "headers_dropped": str(len(self.original_headers))},
+        )
+        for candidate in (cut, bare) if self.original_headers else (cut,):
+            room = max_bytes - record_size(candidate.key, b"", candidate.headers())
+            if room >= 0:
+                return replace(candidate, value=value[:room])
+        raise LetterTooLarge(
+            f"a dead letter's key and headers alone exceed the {max_bytes} bytes its topic "
+            "takes (max.message.bytes): raise the dead-letter topic's max.message.bytes"
         )
 
     def headers(self) -> list[tuple[str, bytes]]:

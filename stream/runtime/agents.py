@@ -36,7 +36,8 @@ from stream.runtime.reading import read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
-from stream.runtime.topology import committed_offsets, partition_ids
+from stream.runtime.topology import MessageLimits, committed_offsets, partition_ids
+from stream.runtime.topology import message_limits as read_message_limits
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -66,16 +67,19 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     """Queue a dead letter for an input record; the returned future says when it is stored."""
     letter = DeadLetter.of_record(
         message, stage="parse", error_class=error_class, reason=reason, failed_at=datetime.now(UTC)
-    )
+    ).fitted(message_limits.dead_letter)
     stored = await events_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )
     metrics.DEAD_LETTERS.labels("parse", error_class).inc()
+    kept = len(letter.value or b"")
+    size = len(message.value or b"")
     logger.warning(
-        "dead-lettered %s[%s] offset %s: %s",
+        "dead-lettered %s[%s] offset %s%s: %s",
         message.topic,
         message.partition,
         message.offset,
+        "" if kept == size else f" (cut to fit its topic: {kept} of {size} bytes kept)",
         reason,
     )
     return stored
@@ -97,6 +101,8 @@ recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 # The outbox's partition count, read with the committed offsets on every assignment: a fold
 # batch groups its records by partition (stream.runtime.outbox).
 outbox_partitions = 0
+# The largest records the outbox and dead-letter topics take, read with them.
+message_limits = MessageLimits()
 
 
 # Set once the committed offsets of the current assignment are known: until then no record is
@@ -114,7 +120,7 @@ async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -
 
 @app.on_partitions_assigned.connect
 async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    global outbox_partitions
+    global outbox_partitions, message_limits
     positions_known.clear()
     try:
         async for attempt in AsyncRetrying(
@@ -126,13 +132,15 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
             with attempt:
                 committed = await committed_offsets(settings)
                 outbox = await partition_ids(settings, settings.topics.outbox)
+                limits = await read_message_limits(settings)
     except KafkaError as exc:
         stop_before_commit(
-            "cannot read the group's committed offsets (to check for skips) or the outbox's "
-            "partitions",
+            "cannot read the group's committed offsets (to check for skips), the outbox's "
+            "partitions or the topics' max.message.bytes",
             exc,
         )
     outbox_partitions = len(outbox)
+    message_limits = limits
     skip_watch.reset(committed)
     recent_profiles.clear()
     stall_watch.reset()
@@ -331,7 +339,7 @@ async def fold_batch(events: list[Any]) -> None:
     for reason, count in batch.suppressed.items():
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}
-    outbox = OutboxBatch(outbox_partitions)
+    outbox = OutboxBatch(outbox_partitions, message_limits.outbox)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded

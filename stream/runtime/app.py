@@ -10,6 +10,7 @@ from faust.web.base import BlueprintManager
 from faust.web.drivers import by_url
 
 from stream.runtime.kafka_auth import faust_credentials
+from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings, get_settings
 
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         # of them per request; bigger batches and a few milliseconds' linger cut the requests.
         producer_max_batch_size=256 * 1024,
         producer_linger=0.005,
+        producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
         # Room for a whole fold batch (see stream.runtime.agents) waiting in the agent's queue.
         stream_buffer_maxsize=20_000,
         # Commit a fold batch's offsets soon after it ends (Faust's default waits up to 2.8 s):

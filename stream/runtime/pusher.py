@@ -54,7 +54,12 @@ from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.outbox import occurred_at
 from stream.runtime.reading import group_less_consumer, partition_batches
-from stream.runtime.topology import admin_client
+from stream.runtime.topology import (
+    KAFKA_MAX_MESSAGE_BYTES,
+    PRODUCER_MAX_REQUEST_BYTES,
+    admin_client,
+    message_limits,
+)
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -105,7 +110,11 @@ class Pusher:
             heartbeat_interval_ms=int(settings.kafka.session_timeout.total_seconds() * 100),
         )
         # Versions and dead letters must be stored before an outbox offset is committed.
-        self._producer = AIOKafkaProducer(**options, acks="all", linger_ms=5)
+        self._producer = AIOKafkaProducer(
+            **options, acks="all", linger_ms=5, max_request_size=PRODUCER_MAX_REQUEST_BYTES
+        )
+        # The outbox dead-letter topic's max.message.bytes, read at start.
+        self._dead_letter_limit = KAFKA_MAX_MESSAGE_BYTES
         self._reader = group_less_consumer(settings)
         self.delivery = Delivery(
             client,
@@ -134,6 +143,7 @@ class Pusher:
     async def start(self) -> None:
         # Before joining the group: a pusher started while paused must not send a round first.
         await self.control.start()
+        self._dead_letter_limit = (await message_limits(self._settings)).outbox_dead_letter
         await self._producer.start()
         await self._reader.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -324,6 +334,8 @@ class Pusher:
         self._committed.update(offsets)
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
+        # A foreign message near the outbox's limit does not fit with the dlq.* headers.
+        letter = letter.fitted(self._dead_letter_limit)
         await self._producer.send_and_wait(
             self._settings.topics.outbox_dead_letter,
             key=letter.key,

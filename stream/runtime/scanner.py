@@ -116,7 +116,7 @@ async def _scan(mine: set[int]) -> int:
 
 async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
     now = scan_clock()
-    outbox = OutboxBatch(agents.outbox_partitions)
+    outbox = OutboxBatch(agents.outbox_partitions, agents.message_limits.outbox)
     fired = 0
     written: list[tuple[str, int, Profile]] = []
     for key, partition in chunk:

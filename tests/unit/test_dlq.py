@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.domain.dlq import MAX_HEADER_CHARS, DeadLetter, read_headers
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream.domain.dlq import MAX_HEADER_CHARS, DeadLetter, LetterTooLarge, read_headers
 
 FAILED_AT = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 
@@ -105,3 +110,61 @@ def test_read_headers_ignores_other_headers_and_replaces_bad_utf8():
     headers = [("trace-id", b"abc"), ("dlq.reason", b"bad \xff byte")]
 
     assert read_headers(headers) == {"reason": "bad \ufffd byte"}
+
+
+KAFKA_DEFAULT_MAX = 1_048_588  # the broker's default message.max.bytes
+
+
+def _kafka_size(fitted: DeadLetter) -> int:
+    """What aiokafka computes for the record alone in its batch (what the broker compares)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        fitted.key, fitted.value, fitted.headers()
+    )
+
+
+def test_a_letter_that_fits_is_kept_whole():
+    small = letter()
+    assert small.fitted(KAFKA_DEFAULT_MAX) is small
+
+
+def test_a_letter_too_large_for_its_topic_keeps_the_start_of_the_value_and_says_so():
+    value = b"x" * (KAFKA_DEFAULT_MAX - 100)
+    fitted = letter(value=value).fitted(KAFKA_DEFAULT_MAX)
+    assert value.startswith(fitted.value)
+    assert len(fitted.value) > KAFKA_DEFAULT_MAX - 2_000
+    assert _kafka_size(fitted) <= KAFKA_DEFAULT_MAX
+    headers = read_headers(fitted.headers())
+    assert headers["value_truncated"] == "true"
+    assert headers["value_size"] == str(len(value))
+    assert (headers["source.topic"], headers["source.partition"], headers["source.offset"]) == (
+        "loyalty.events",
+        "3",
+        "1234",
+    )
+    assert dict(fitted.headers())["trace-id"] == b"abc"
+
+
+def test_a_letter_whose_original_headers_leave_no_room_drops_them_and_counts_them():
+    fitted = letter(original_headers=[("big", b"h" * 60_000)]).fitted(50_000)
+    assert _kafka_size(fitted) <= 50_000
+    headers = read_headers(fitted.headers())
+    assert headers["headers_dropped"] == "1"
+    assert "big" not in dict(fitted.headers())
+    assert fitted.value == letter().value
+
+
+def test_a_letter_whose_key_alone_is_too_large_says_which_setting_to_raise():
+    with pytest.raises(LetterTooLarge, match=r"max\.message\.bytes"):
+        letter(key=b"k" * 5_000).fitted(4_000)
+
+
+@given(
+    key=st.binary(max_size=300),
+    value=st.binary(max_size=20_000),
+    original=st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=3_000)), max_size=4),
+    limit=st.integers(min_value=2_500, max_value=30_000),
+)
+def test_a_fitted_letter_never_exceeds_what_kafka_counts(key, value, original, limit):
+    fitted = letter(key=key, value=value, original_headers=original).fitted(limit)
+    assert _kafka_size(fitted) <= limit
+    assert value.startswith(fitted.value)

@@ -9,6 +9,7 @@ import pytest
 
 import stream.errors
 from stream.domain.conditions import ConditionError
+from stream.domain.dlq import LetterTooLarge
 from stream.domain.events import InvalidEvent
 from stream.domain.mapping import MappingError, load_mapping
 from stream.domain.triggers import TriggerOptionsError
@@ -28,6 +29,7 @@ CLASSES = {
         MappingError,
         ConditionError,
         TriggerOptionsError,
+        LetterTooLarge,
         InvalidEvent,
         OmetriaError,
         Retryable,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -80,13 +81,45 @@ def test_a_large_partition_is_split_between_customers_below_the_size_bound(monke
     assert ids == [record["id"] for n in range(20) for record in _records(f"c-{n}", 2)]
 
 
-def test_one_customer_larger_than_the_bound_still_goes_whole(monkeypatch):
-    monkeypatch.setattr(outbox_module, "MAX_MESSAGE_BYTES", 50)
+def test_one_customers_burst_larger_than_a_message_goes_in_consecutive_messages_in_order(
+    monkeypatch,
+):
+    monkeypatch.setattr(outbox_module, "MAX_MESSAGE_BYTES", 400)
     batch = OutboxBatch(1)
-    batch.add("c-1", _records("c-1", 5), T0)
-    ((_, value, headers),) = batch.messages()
-    assert [r["id"] for r in orjson.loads(value)] == [f"c-1-{i}" for i in range(5)]
-    assert len(headers) == 1
+    batch.add("c-0", _records("c-0", 1), T0)
+    batch.add("c-1", _records("c-1", 40), T0 + timedelta(seconds=1))
+    batch.add("c-2", _records("c-2", 1), T0 + timedelta(seconds=2))
+    messages = list(batch.messages())
+    assert len(messages) > 3
+    ids = []
+    for _, value, headers in messages:
+        assert _kafka_size(value, headers) <= 400
+        ids += [record["id"] for record in orjson.loads(value)]
+    assert ids == [
+        r["id"] for c, n in (("c-0", 1), ("c-1", 40), ("c-2", 1)) for r in _records(c, n)
+    ]
+
+
+def _kafka_size(value: bytes, headers) -> int:
+    """What aiokafka computes for the message alone in its batch (what the broker compares)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(None, value, headers)
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=30),
+    limit=st.integers(min_value=3_000, max_value=20_000),
+)
+def test_every_message_fits_the_outbox_topics_max_message_bytes(sizes, limit):
+    batch = OutboxBatch(2, max_message_bytes=limit)
+    for n, count in enumerate(sizes):
+        batch.add(f"c-{n}", _records(f"c-{n}", count), T0 + timedelta(seconds=n))
+    sent = []
+    for _, value, headers in batch.messages():
+        assert _kafka_size(value, headers) <= limit
+        sent += [record["id"] for record in orjson.loads(value)]
+    assert sorted(sent) == sorted(
+        record["id"] for n, count in enumerate(sizes) for record in _records(f"c-{n}", count)
+    )
 
 
 def test_the_pusher_observes_push_latency_once_per_customer_of_a_message():
