@@ -15,6 +15,7 @@ LoyaltyStreamError
 │   └── Permanent             any other 4xx
 ├── IncompleteRead            records read back after a skip are missing (stream.runtime.reading)
 ├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher)
+├── UnreadableControlRecord   a control-topic record is malformed (stream.runtime.control)
 └── ReplayRefused             a replay cannot run now (stream.ops.replay)
 
 Each lives next to the code that raises it; only the root and the configuration branch live

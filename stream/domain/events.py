@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
 )
+from pydantic_core import ErrorDetails
 
 from stream.errors import LoyaltyStreamError
 
@@ -55,7 +56,11 @@ _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class InvalidEvent(LoyaltyStreamError):
-    """An input record that is not a valid loyalty event; `reason` says what to fix."""
+    """An input record that is not a valid loyalty event; `reason` says what to fix.
+
+    A reason names the field and the rule, never a value of the record (a reason is logged and
+    kept in a dead letter's headers); the event id and customer id, once valid, name the event.
+    """
 
     def __init__(self, reason: str, *, error_class: str = "InvalidEvent") -> None:
         super().__init__(reason)
@@ -63,23 +68,31 @@ class InvalidEvent(LoyaltyStreamError):
         self.error_class = error_class
 
 
+class _Rule(ValueError):
+    """A validator's refusal: its message states the rule and holds nothing of the value.
+
+    Only this error's message reaches a reason; any other ValueError (a library's, which may
+    quote what it refused) is reported as "is not valid".
+    """
+
+
 def _decimal_string(value: object) -> Decimal:
     # Money travels as a decimal string so no float rounding happens on the way.
     if not isinstance(value, str) or not _DECIMAL.match(value):
-        raise ValueError("expected a decimal string such as '25.50'")
+        raise _Rule("expected a decimal string such as '25.50'")
     try:
         return Decimal(value)
     except InvalidOperation:  # pragma: no cover - the pattern already guarantees this
-        raise ValueError("expected a decimal string such as '25.50'") from None
+        raise _Rule("expected a decimal string such as '25.50'") from None
 
 
 def _month_day(value: str) -> str:
     match = _MONTH_DAY.match(value)
     if not match:
-        raise ValueError("expected a birthday as MM-DD, --MM-DD or YYYY-MM-DD")
+        raise _Rule("expected a birthday as MM-DD, --MM-DD or YYYY-MM-DD")
     month, day = int(match.group(1)), int(match.group(2))
     if not (1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month - 1]):
-        raise ValueError(f"{value!r} is not a calendar day")
+        raise _Rule("is not a calendar day (month 01-12, day within that month)")
     return f"{month:02d}-{day:02d}"
 
 
@@ -101,20 +114,20 @@ def _reward_name(value: object) -> object:
 
 
 @lru_cache(maxsize=65_536)
-def _email_problem(value: str) -> str | None:
+def _is_email(value: str) -> bool:
     # Syntax only (no DNS: the pure core does no I/O). Cached: the check costs ~0.1 ms and a
     # customer's events repeat the same address.
     try:
         validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        return str(exc)
-    return None
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def _email(value: str) -> str:
-    problem = _email_problem(value)
-    if problem is not None:
-        raise ValueError(f"expected an email address: {problem}")
+    # email-validator's own messages quote the characters or the domain label they refuse.
+    if not _is_email(value):
+        raise _Rule("expected an email address such as name@example.com (RFC 5322 syntax)")
     return value
 
 
@@ -123,7 +136,8 @@ def _refusing(unsafe: re.Pattern[str]) -> Callable[[str], str]:
 
     def check(value: str) -> str:
         if (found := unsafe.search(value)) is not None:
-            raise ValueError(
+            # The code point names the rule broken; one character carries no personal data.
+            raise _Rule(
                 f"contains the control or bidi-override character U+{ord(found.group()):04X}; "
                 "expected printable text"
             )
@@ -140,30 +154,30 @@ def _instant(value: object) -> datetime:
     # Strict: a string with an offset only. pydantic's lax mode would take epoch numbers (and
     # numeric strings) as UTC, which the contract does not allow.
     if not isinstance(value, str):
-        raise ValueError(f"{_ISO_HINT}, not a {type(value).__name__}")
+        raise _Rule(f"{_ISO_HINT}, not a {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(_ISO_HINT) from None
+        raise _Rule(_ISO_HINT) from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"{_ISO_HINT}; this one has no offset")
+        raise _Rule(f"{_ISO_HINT}; this one has no offset")
     try:
         parsed.astimezone(UTC)
     except OverflowError:
-        raise ValueError("lies outside the years 0001-9999 once converted to UTC") from None
+        raise _Rule("lies outside the years 0001-9999 once converted to UTC") from None
     return parsed
 
 
 def _moment(value: object) -> datetime:
     parsed = _instant(value)
     if not _MIN_YEAR <= parsed.year <= _MAX_YEAR:
-        raise ValueError(f"the year must lie between {_MIN_YEAR} and {_MAX_YEAR}")
+        raise _Rule(f"the year must lie between {_MIN_YEAR} and {_MAX_YEAR}")
     return parsed
 
 
 def _bounded_amount(value: Decimal) -> Decimal:
     if abs(value) > MAX_POINTS:
-        raise ValueError(f"expected at most {MAX_POINTS} in size")
+        raise _Rule(f"expected at most {MAX_POINTS} in size")
     return value
 
 
@@ -461,34 +475,70 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-# Personal data is never echoed into a reason (reasons are logged and kept in headers).
-_PERSONAL_FIELDS = frozenset({"email", "first_name", "last_name"})
+# Context pydantic fills from the rule (a bound, a length, a pattern, the choices), never from
+# the input: a message whose context holds only these may be shown as pydantic words it.
+_RULE_CONTEXT = frozenset(
+    {
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "multiple_of",
+        "min_length",
+        "max_length",
+        "actual_length",
+        "expected_plural",
+        "field_type",
+        "pattern",
+        "expected",
+        "class_name",
+        "discriminator",
+        "max_digits",
+        "decimal_places",
+        "whole_digits",
+    }
+)
+_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
+_MAX_FIELD_NAME_CHARS = 64
 
 
 def _printable(value: object, limit: int) -> str:
     return _UNSAFE_CHARS.sub("?", str(value))[:limit]
 
 
-def _describe(error: ValidationError, doc: Any) -> str:
-    head = ""
-    if isinstance(doc, dict):
-        kind, event_id = (
-            _printable(doc.get("type", "?"), 40),
-            _printable(doc.get("event_id", "?"), 128),
-        )
-        head = f"{kind} event {event_id}: "
+def _event_id(doc: dict[str, Any]) -> str:
+    """The document's event id if it is a valid one (a valid id names the event; anything
+    else may be any value at all), else "?"."""
+    try:
+        return _ID_ADAPTER.validate_python(doc.get("event_id"))
+    except ValidationError:
+        return "?"
+
+
+def _rule(item: ErrorDetails) -> str:
+    """What `item` says is wrong, in words that hold nothing of the input."""
+    context = item.get("ctx", {})
+    if item["type"] == "value_error":
+        error = context.get("error")
+        return str(error) if isinstance(error, _Rule) else "is not valid"
+    if item["type"] == "union_tag_invalid":
+        return f"expected one of the event types {context.get('expected_tags', '')}"
+    if set(context) <= _RULE_CONTEXT:
+        return item["msg"]
+    return f"is not valid ({item['type']})"
+
+
+def _describe(error: ValidationError, doc: dict[str, Any]) -> str:
+    kind = doc.get("type")
+    head = f"{kind if kind in EVENT_TYPES else '?'} event {_event_id(doc)}: "
+    errors = error.errors(include_url=False, include_input=False)
     parts = []
-    for item in error.errors()[:5]:
-        # The discriminator puts the type name into the location; people think in fields.
-        loc = [str(p) for p in item["loc"] if str(p) not in EVENT_TYPES]
-        where = ".".join(loc) or "type"
-        shown = item.get("input")
-        personal = not _PERSONAL_FIELDS.isdisjoint(loc)
-        plain = isinstance(shown, str | int | float | bool)
-        got = f" (got {shown!r:.80})" if plain and not personal else ""
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}{got}")
-    more = len(error.errors()) - 5
+    for item in errors[:5]:
+        # The discriminator puts the type name into the location; people think in fields. A
+        # name is a field's (an unexpected field's, too), so it is shown, made printable.
+        loc = [_printable(p, _MAX_FIELD_NAME_CHARS) for p in item["loc"] if p not in EVENT_TYPES]
+        parts.append(f"{'.'.join(loc) or 'type'}: {_rule(item)}")
+    more = len(errors) - 5
     tail = f"; and {more} more" if more > 0 else ""
     return head + "; ".join(parts) + tail
 
@@ -525,8 +575,10 @@ def check_key(event: LoyaltyEvent, key: bytes | None) -> None:
     Raises:
         InvalidEvent: the key is missing or names another customer.
     """
-    shown = "no key" if key is None else f"the key {key.decode('utf-8', 'replace')!r:.140}"
     if key is None or key.decode("utf-8", "replace") != event.customer.id:
+        # The key's bytes are not shown: a producer keying by something else (an email) would
+        # put it in the reason. The dead letter keeps the key itself.
+        shown = "no key" if key is None else "another key"
         raise InvalidEvent(
             f"the record has {shown}, not customer.id {event.customer.id!r}; producers must "
             "key events by customer id so that each customer's events share a partition",

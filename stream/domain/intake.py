@@ -38,20 +38,21 @@ def check_time(event: LoyaltyEvent, now: datetime, window: EventWindow) -> None:
     """Reject an event outside the window [now - max_age, now + future_skew].
 
     Raises:
-        InvalidEvent: the reason names the bound and the setting that sets it.
+        InvalidEvent: the reason names the bound and the setting that sets it; the distance,
+            not the time itself, which is the record's value.
     """
     ahead = event.occurred_at - now  # aware datetimes: compared as instants
     if ahead > window.future_skew:
         raise InvalidEvent(
-            f"occurred_at {event.occurred_at.isoformat()} is {_span(ahead)} ahead of this "
-            f"worker's clock; events may be at most {_span(window.future_skew)} ahead "
+            f"occurred_at is {_span(ahead)} ahead of this worker's clock; events may be at "
+            f"most {_span(window.future_skew)} ahead "
             "(STREAM_EVENTS__FUTURE_SKEW): fix the producer's clock",
             error_class="EventTimeOutOfRange",
         )
     if -ahead > window.max_age:
         raise InvalidEvent(
-            f"occurred_at {event.occurred_at.isoformat()} is {_span(ahead)} old; events may be "
-            f"at most {_span(window.max_age)} old (STREAM_EVENTS__MAX_AGE)",
+            f"occurred_at is {_span(ahead)} old; events may be at most {_span(window.max_age)} "
+            "old (STREAM_EVENTS__MAX_AGE)",
             error_class="EventTimeOutOfRange",
         )
 

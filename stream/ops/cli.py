@@ -100,7 +100,19 @@ def _worker(_: argparse.Namespace) -> int:
     from stream.ops.replay import REPLAY, ReplayMark
     from stream.runtime import control
 
-    replayed = ReplayMark.from_bytes(loop.run_until_complete(control.read(settings)).get(REPLAY))
+    try:
+        replayed = ReplayMark.from_bytes(
+            loop.run_until_complete(control.read(settings)).get(REPLAY)
+        )
+    except control.UnreadableControlRecord as exc:
+        # Stopping every worker over it would halt the stream for a record that only holds
+        # back campaigns the horizon mostly holds back too; a new `replay` writes a good one.
+        print(
+            f"worker: {exc}; starting without it: campaign events of replayed records younger "
+            "than the horizon may fire again, and no table reset is applied",
+            file=sys.stderr,
+        )
+        replayed = None
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
         use_settings(settings.model_copy(update={"topics": topics}))
@@ -240,30 +252,35 @@ def _backfill(args: argparse.Namespace) -> int:
 
     previous: bytes | None = None
 
-    async def cooldown_check() -> timedelta | None:
+    async def cooldown_check() -> str | None:
+        """Why a full backfill must wait (None: it may run now)."""
         nonlocal previous
         await ensure_topics(settings)
         if not full:
             return None
         latest = await control.read(settings)
         previous = latest.get(control.BACKFILL)
-        last = control.backfill_time(previous)
+        try:
+            last = control.backfill_time(previous)
+        except control.UnreadableControlRecord as exc:
+            # Read as "no backfill", a bad record would lift the cooldown it exists to hold.
+            return f"{exc}, so the cooldown (STREAM_BACKFILL_COOLDOWN) cannot be judged"
         left = cooldown_left(last, now, cooldown)
-        if left is None and not args.dry_run:
+        if left is not None:
+            return (
+                f"a backfill ran less than {_human(cooldown)} ago (STREAM_BACKFILL_COOLDOWN); "
+                f"the next is allowed in {_human(left)}"
+            )
+        if not args.dry_run:
             # Recorded at the start: a second run started meanwhile is refused too.
             await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
-        return left
+        return None
 
-    left = asyncio.run(cooldown_check())
-    if left is not None and not (args.force or args.dry_run):
-        print(
-            f"backfill: refused: a backfill ran less than {_human(cooldown)} ago "
-            f"(STREAM_BACKFILL_COOLDOWN); the next is allowed in {_human(left)}; "
-            "--force runs it anyway",
-            file=sys.stderr,
-        )
+    wait = asyncio.run(cooldown_check())
+    if wait is not None and not (args.force or args.dry_run):
+        print(f"backfill: refused: {wait}; --force runs it anyway", file=sys.stderr)
         return 1
-    if left is not None and args.force and not args.dry_run:
+    if wait is not None and args.force and not args.dry_run:
         asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
     source = changelog_topic(settings)
     with ProgressView(f"backfill {source}", unit="records") as view:
@@ -373,15 +390,6 @@ def _since(moment: datetime | None, now: datetime) -> str:
     return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
 
 
-async def _pause_state(settings: Settings) -> tuple[Any, datetime | None]:
-    from stream.runtime import control
-
-    latest = await control.read(settings)
-    return control.PauseState.from_bytes(latest.get(control.PAUSE)), control.backfill_time(
-        latest.get(control.BACKFILL)
-    )
-
-
 async def _outbox_backlog(settings: Settings) -> Any:
     from stream.runtime.groups import backlog
 
@@ -398,7 +406,7 @@ def _set_pause(args: argparse.Namespace) -> int:
 
     async def switch() -> tuple[Any, Any]:
         await ensure_topics(settings)
-        before, _ = await _pause_state(settings)
+        before = control.PauseState.from_bytes((await control.read(settings)).get(control.PAUSE))
         if before.paused != pause:
             await control.write(settings, control.PAUSE, control.PauseState(pause, now).to_bytes())
         return before, await _outbox_backlog(settings)
@@ -429,12 +437,23 @@ def _status(_: argparse.Namespace) -> int:
     settings = get_settings()
 
     async def gather() -> tuple[Any, ...]:
-        pause, last_backfill = await _pause_state(settings)
+        latest = await control.read(settings)
+        pause = control.PauseState.from_bytes(latest.get(control.PAUSE))
+        # A malformed record is reported in its line; the rest of the status still shows.
+        last_backfill: datetime | control.UnreadableControlRecord | None
+        mark: ReplayMark | control.UnreadableControlRecord | None
+        try:
+            last_backfill = control.backfill_time(latest.get(control.BACKFILL))
+        except control.UnreadableControlRecord as exc:
+            last_backfill = exc
+        try:
+            mark = ReplayMark.from_bytes(latest.get(REPLAY))
+        except control.UnreadableControlRecord as exc:
+            mark = exc
         groups = [
             await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
         ]
-        mark = ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))
-        folded = None if mark is None else await replay_progress(settings, mark)
+        folded = await replay_progress(settings, mark) if isinstance(mark, ReplayMark) else None
         return pause, last_backfill, await _outbox_backlog(settings), groups, mark, folded
 
     pause, last_backfill, waiting, groups, mark, folded = asyncio.run(gather())
@@ -449,9 +468,16 @@ def _status(_: argparse.Namespace) -> int:
     print(f"status: outbox backlog {waiting.total} records ({parts or 'no outbox topic yet'})")
     for group in groups:
         print(f"status: group {group.group} {group.state}, {len(group.members)} members")
-    if last_backfill is not None:
+    if isinstance(last_backfill, control.UnreadableControlRecord):
+        print(
+            f"status: last backfill unknown: {last_backfill}; a full backfill is refused until "
+            "one runs with --force"
+        )
+    elif last_backfill is not None:
         print(f"status: last backfill {_since(last_backfill, now)}")
-    if mark is not None:
+    if isinstance(mark, control.UnreadableControlRecord):
+        print(f"status: last replay unknown: {mark}; workers start without it")
+    elif mark is not None:
         reset = ", table reset" if mark.reset else ""
         print(
             f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "

@@ -33,6 +33,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from pydantic import AwareDatetime, Field, NonNegativeInt, ValidationError
 
 from stream.errors import LoyaltyStreamError
 from stream.ops.backfill import changelog_topic
@@ -48,6 +49,14 @@ DELETE_PATIENCE = 60.0
 
 class ReplayRefused(LoyaltyStreamError):
     """The replay cannot run now; the message says why and what to do."""
+
+
+class _ReplayBody(control.ControlBody):
+    at: AwareDatetime
+    source: str = Field("earliest", alias="from")
+    start: dict[int, NonNegativeInt]
+    until: dict[int, NonNegativeInt]
+    reset: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +82,19 @@ class ReplayMark:
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> ReplayMark | None:
+        """The mark a control record holds (None: no replay ran).
+
+        Raises:
+            control.UnreadableControlRecord: the record is malformed.
+        """
         if raw is None:
             return None
-        body = orjson.loads(raw)
+        try:
+            body = _ReplayBody.model_validate_json(raw)
+        except ValidationError as exc:
+            raise control.unreadable(REPLAY, exc) from None
         return cls(
-            at=datetime.fromisoformat(body["at"]),
-            start={int(p): int(o) for p, o in body["start"].items()},
-            until={int(p): int(o) for p, o in body["until"].items()},
-            reset=body.get("reset"),
-            source=body.get("from", "earliest"),
+            at=body.at, start=body.start, until=body.until, reset=body.reset, source=body.source
         )
 
     def records(self) -> int:

@@ -1,8 +1,10 @@
 """The control topic: operator switches every process obeys, kept in Kafka (compacted, 1 partition).
 
-Keys: `pause` (is pushing to Ometria paused, since when) and `backfill` (when the last backfill
-ran, for its cooldown). Kept in Kafka so that they hold across pods, restarts and Jobs; every
-pusher follows the topic and obeys a pause within seconds (see ControlWatch).
+Keys: `pause` (is pushing to Ometria paused, since when), `backfill` (when the last backfill
+ran, for its cooldown) and `replay` (stream.ops.replay). Kept in Kafka so that they hold across
+pods, restarts and Jobs; every pusher follows the topic and obeys a pause within seconds (see
+ControlWatch). A malformed record never stops a process: what it guards reads as closed (paused,
+backfill held back) and what it only tells is left out, with a warning.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from datetime import datetime
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from stream import metrics
+from stream.errors import LoyaltyStreamError
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import READ_TIMEOUT, group_less_consumer, partition_batches
 from stream.runtime.topology import partition_ids
@@ -27,6 +31,42 @@ logger = logging.getLogger(__name__)
 
 PAUSE = b"pause"
 BACKFILL = b"backfill"
+
+
+class UnreadableControlRecord(LoyaltyStreamError):
+    """A control record that does not hold what its key promises; the message says what."""
+
+
+class ControlBody(BaseModel):
+    """The JSON of a control record. Strict: a record is written by this code, so anything
+    else (a naive time, a string where a number goes) means it came from elsewhere."""
+
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+def unreadable(key: bytes, error: ValidationError) -> UnreadableControlRecord:
+    """The error for the record at `key`, naming each field and what it must hold."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'the record'}: {item['msg']}"
+        for item in error.errors(include_url=False, include_input=False)
+    )
+    return UnreadableControlRecord(
+        f"the {key.decode('utf-8', 'replace')} record of the control topic is unreadable "
+        f"({problems})"
+    )
+
+
+class _PauseSwitch(ControlBody):
+    paused: bool
+
+
+class _PauseSince(ControlBody):
+    since: AwareDatetime | None = None
+
+
+class _Backfill(ControlBody):
+    at: AwareDatetime
+    contacts: NonNegativeInt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +83,41 @@ class PauseState:
 
     @classmethod
     def from_bytes(cls, raw: bytes | None) -> PauseState:
-        """The state a control record holds. A deleted record means "not paused"; an
-        unreadable one means paused, so that a bad write never lets a pusher send."""
+        """The state a control record holds. A deleted record means "not paused"; one without
+        a true or false `paused` means paused, so that a bad write never lets a pusher send.
+        An unreadable `since` only tells when, so it is dropped and the switch obeyed."""
         if raw is None:
             return cls()
         try:
-            body = orjson.loads(raw)
-            since = datetime.fromisoformat(body["since"]) if body.get("since") else None
-            return cls(paused=bool(body["paused"]), since=since)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            logger.error("unreadable pause record in the control topic: %r; staying paused", raw)
+            paused = _PauseSwitch.model_validate_json(raw).paused
+        except ValidationError as exc:
+            logger.error(
+                "%s; staying paused until `python -m stream resume` writes a new one",
+                unreadable(PAUSE, exc),
+            )
             return cls(paused=True)
+        try:
+            since = _PauseSince.model_validate_json(raw).since
+        except ValidationError as exc:
+            logger.warning(
+                "%s; the time it was switched is shown as unknown", unreadable(PAUSE, exc)
+            )
+            since = None
+        return cls(paused=paused, since=since)
 
 
 def backfill_time(raw: bytes | None) -> datetime | None:
-    """When the last backfill ran, from its control record."""
+    """When the last backfill ran, from its control record (None: none ran).
+
+    Raises:
+        UnreadableControlRecord: the record is malformed, so the cooldown cannot be judged.
+    """
     if raw is None:
         return None
     try:
-        return datetime.fromisoformat(orjson.loads(raw)["at"])
-    except (ValueError, KeyError, TypeError):
-        return None
+        return _Backfill.model_validate_json(raw).at
+    except ValidationError as exc:
+        raise unreadable(BACKFILL, exc) from None
 
 
 def backfill_record(at: datetime, contacts: int | None) -> bytes:

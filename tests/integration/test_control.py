@@ -10,9 +10,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from stream.ops.replay import REPLAY
+from stream.runtime import control
 from stream.runtime.outbox import OCCURRED_AT_HEADER
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     REPO,
+    names_settings,
     outbox_delivered,
     poll,
     read_topic,
@@ -206,3 +210,58 @@ async def test_backfill_restores_every_contact_exactly_after_a_wipe_once_per_coo
     assert code == 1, out
     assert "1 profiles, queued" in out
     assert "no stored profile for nobody" in out
+
+
+# Each one malformed the way a hand-written or half-migrated record would be.
+NAIVE_SINCE = b'{"paused": false, "since": "2026-11-30T15:00:00"}'
+NAIVE_BACKFILL = b'{"at": "2026-11-30T15:00:00", "contacts": 3}'
+TRUNCATED_REPLAY = b'{"at": "2026-11-30T15:00:00+00:00", "start": {"0": 0}}'
+
+
+async def write_malformed_control_records(names) -> None:
+    settings = names_settings(names, partitions=3)  # as worker_env has it
+    await ensure_topics(settings)
+    await control.write(settings, control.PAUSE, NAIVE_SINCE)
+    await control.write(settings, control.BACKFILL, NAIVE_BACKFILL)
+    await control.write(settings, REPLAY, TRUNCATED_REPLAY)
+
+
+async def test_malformed_control_records_leave_status_and_pause_working_and_hold_the_cooldown(
+    names, worker_env
+):
+    await write_malformed_control_records(names)
+
+    code, out = await run_cli(worker_env, "status")
+    assert code == 0, out
+    assert "status: pushing (not paused)" in out, "the switch itself was readable"
+    assert re.search(r"status: last backfill unknown: .*backfill record .*unreadable", out), out
+    assert re.search(r"status: last replay unknown: .*replay record .*unreadable", out), out
+
+    code, out = await run_cli(worker_env, "backfill")
+    assert code == 1, out
+    assert "backfill: refused" in out
+    assert "unreadable" in out
+    assert "--force" in out
+    code, out = await run_cli(worker_env, "backfill", "--force")
+    assert code == 0, out
+    code, out = await run_cli(worker_env, "status")
+    assert "status: last backfill 20" in out, "--force wrote a readable record"
+
+    code, out = await run_cli(worker_env, "pause")
+    assert code == 0, out
+    assert "paused at" in out
+    code, out = await run_cli(worker_env, "resume")
+    assert code == 0, out
+    assert "resumed (paused since 20" in out
+
+
+async def test_a_worker_starts_and_delivers_despite_an_unreadable_replay_record(
+    names, sandbox, worker, producer
+):
+    await write_malformed_control_records(names)
+    worker.start()
+    await worker.wait_ready()
+    assert re.search(r"worker: the replay record .*unreadable .*starting without it", worker.text())
+    await produce(producer, names.events, [event("rr1", "customer.enrolled", 0, {})])
+    body = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered({"rr1": 0}))
+    assert all_delivered({"rr1": 0})(body)

@@ -1,14 +1,19 @@
-"""The control topic's pause record: written and read back, and what a bad one means."""
+"""The control topic's records: written and read back, and what a bad one means."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from stream.runtime import control
 from stream.runtime.control import PauseState, backfill_record, backfill_time
+
+AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
 
 def test_a_pause_record_reads_back_as_written():
-    state = PauseState(paused=True, since=datetime(2026, 11, 30, 15, 0, tzinfo=UTC))
+    state = PauseState(paused=True, since=AT)
     assert PauseState.from_bytes(state.to_bytes()) == state
 
 
@@ -21,7 +26,35 @@ def test_an_unreadable_pause_record_keeps_pushers_paused():
     assert PauseState.from_bytes(b'{"since": null}').paused
 
 
+@pytest.mark.parametrize("switch", [b"null", b"0", b'""', b"[]", b'"false"', b"{}"])
+def test_a_pause_record_whose_switch_is_not_a_boolean_keeps_pushers_paused(switch):
+    assert PauseState.from_bytes(b'{"paused": ' + switch + b', "since": null}').paused
+
+
+@pytest.mark.parametrize("since", [b'"2026-11-30T15:00:00"', b'"yesterday"', b"1764514800"])
+def test_a_pause_record_with_an_unreadable_since_keeps_its_switch_and_no_time(since):
+    for paused in (b"true", b"false"):
+        state = PauseState.from_bytes(b'{"paused": ' + paused + b', "since": ' + since + b"}")
+        assert state == PauseState(paused=paused == b"true", since=None)
+
+
 def test_a_backfill_record_gives_back_its_time():
-    at = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-    assert backfill_time(backfill_record(at, 12)) == at
-    assert backfill_time(b"[]") is None
+    assert backfill_time(backfill_record(AT, 12)) == AT
+    assert backfill_time(backfill_record(AT, None)) == AT
+    assert backfill_time(None) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b"{not json",
+        b'{"contacts": 3}',
+        b'{"at": "2026-11-30T15:00:00", "contacts": 3}',
+        b'{"at": "soon", "contacts": 3}',
+        b'{"at": "2026-11-30T15:00:00+00:00", "contacts": -1}',
+    ],
+)
+def test_an_unreadable_backfill_record_raises_rather_than_reading_as_no_backfill(raw):
+    with pytest.raises(control.UnreadableControlRecord, match="backfill record"):
+        backfill_time(raw)

@@ -16,6 +16,7 @@ from stream.domain.triggers import TriggerOptionsError
 from stream.errors import ConfigurationError, LoyaltyStreamError
 from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
 from stream.ops.replay import ReplayRefused
+from stream.runtime.control import UnreadableControlRecord
 from stream.runtime.pusher import PusherStopped
 from stream.runtime.reading import IncompleteRead
 from stream.settings import SettingsError, load_settings
@@ -37,6 +38,7 @@ CLASSES = {
         Permanent,
         IncompleteRead,
         PusherStopped,
+        UnreadableControlRecord,
         ReplayRefused,
     )
 }

@@ -43,8 +43,11 @@ def test_parse_float_money_is_rejected():
         parse_event(_raw(event_doc("points.earned", {"points": 1, "credits": 2.1})))
 
 
-def test_parse_unknown_type_names_the_type_field():
-    with pytest.raises(InvalidEvent, match=r"^points.stolen event e\d+: type: Input tag"):
+def test_parse_unknown_type_names_the_type_field_and_the_known_types():
+    with pytest.raises(
+        InvalidEvent,
+        match=r"^\? event e\d+: type: expected one of the event types .*'points\.earned'",
+    ):
         parse_event(_raw(event_doc("points.stolen")))
 
 

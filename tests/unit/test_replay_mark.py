@@ -12,6 +12,7 @@ from stream.domain.mapping import load_preset
 from stream.domain.sync import SyncRules, apply_event
 from stream.domain.triggers import TriggerConfig
 from stream.ops.replay import ReplayMark, parse_from, wipe_local_tables
+from stream.runtime.control import UnreadableControlRecord
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
@@ -20,6 +21,23 @@ def test_a_replay_mark_reads_back_as_written():
     mark = ReplayMark(AT, start={0: 3, 1: 0}, until={0: 10, 1: 4}, reset="abc", source="earliest")
     assert ReplayMark.from_bytes(mark.to_bytes()) == mark
     assert ReplayMark.from_bytes(None) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        b'{"at": "2026-11-30T15:00:00+00:00", "start": {"0": 0}}',
+        b'{"at": "2026-11-30T15:00:00", "start": {"0": 0}, "until": {"0": 5}}',
+        b'{"at": "2026-11-30T15:00:00+00:00", "start": {"zero": 0}, "until": {"0": 5}}',
+        b'{"at": "2026-11-30T15:00:00+00:00", "start": {"0": -1}, "until": {"0": 5}}',
+        b'{"at": "2026-11-30T15:00:00+00:00", "start": {}, "until": {}, "reset": 7}',
+    ],
+)
+def test_an_unreadable_replay_mark_raises_an_error_naming_the_record(raw):
+    with pytest.raises(UnreadableControlRecord, match="replay record"):
+        ReplayMark.from_bytes(raw)
 
 
 def test_a_replay_folds_again_the_records_between_start_and_the_end_it_saw():
