@@ -85,7 +85,8 @@ async def test_an_invalid_record_at_the_brokers_limit_is_dead_lettered_cut_and_t
     )
     assert value.startswith(letter.value)
     assert len(letter.value) > limit - 4_000, "as much of the record as fits"
-    assert worker.process is not None and worker.process.poll() is None
+    assert worker.process is not None
+    assert worker.process.poll() is None
     assert "cut to fit its topic" in worker.text()
 
 
@@ -118,4 +119,5 @@ async def test_five_thousand_events_of_one_customer_in_one_burst_reach_ometria(
     assert contact["properties"]["rivoPointsBalance"] == 10_000
     outbox = await read_topic(names.outbox, expected=2)
     assert len(outbox) >= 2, "the burst went in several outbox messages"
-    assert worker.process is not None and worker.process.poll() is None
+    assert worker.process is not None
+    assert worker.process.poll() is None
