@@ -230,6 +230,11 @@ class TopicSettings(_Section):
         description="Compacted, one partition: operator switches every process obeys (pause, "
         "backfill cooldown).",
     )
+    redriven: str = Field(
+        default="loyalty.stream.redriven",
+        description="Compacted, one partition: the dead letters `redrive` has published, so a "
+        "second run publishes each one once (kept as long as the dead letters).",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,

@@ -491,8 +491,10 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from stream.ops.redrive import Filters, redrive
+    from stream.ops.redrive import Filters, Report, redrive
+    from stream.runtime.topology import ensure_topics
 
+    settings = get_settings()
     filters = Filters(
         error_class=args.error_class,
         reason_contains=args.reason,
@@ -500,13 +502,20 @@ def _redrive(args: argparse.Namespace) -> int:
         since=_aware(datetime.fromisoformat(args.since)) if args.since else None,
         limit=args.limit,
     )
-    report = asyncio.run(redrive(get_settings(), args.which, filters, dry_run=args.dry_run))
+
+    async def run() -> Report:
+        # The redrive topic of a deployment whose workers predate it.
+        await ensure_topics(settings)
+        return await redrive(settings, args.which, filters, dry_run=args.dry_run, again=args.again)
+
+    report = asyncio.run(run())
     verb = "would publish" if args.dry_run else "published"
+    publishable = report.matched - report.still_invalid - report.cut
     print(
         f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
-        f"{report.matched} matched, {verb} "
-        f"{report.matched - report.still_invalid if args.dry_run else report.published}, "
-        f"kept {report.still_invalid} still invalid"
+        f"{report.matched} matched, {verb} {publishable if args.dry_run else report.published}, "
+        f"kept {report.still_invalid} still invalid and {report.cut} cut to fit; "
+        f"skipped {report.already} published by an earlier run (--again publishes them again)"
     )
     return 0
 
@@ -542,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--since", help="only letters that failed at or after this ISO time")
     redrive.add_argument("--limit", type=int, help="at most this many letters")
     redrive.add_argument("--dry-run", action="store_true", help="list, publish nothing")
+    redrive.add_argument(
+        "--again",
+        action="store_true",
+        help="publish letters an earlier run published too (points may then count twice)",
+    )
     redrive.set_defaults(run=_redrive)
     backfill = commands.add_parser(
         "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"

@@ -2,11 +2,19 @@
 
 It reads the dead-letter topic from the start up to its end at the time of the call, picks the
 letters that match every filter, and publishes their original key, value and headers to where
-they came from (input letters to their source topic, Ometria records to the outbox). Running it
-twice publishes twice; that is safe because events are applied once per `event_id` and Ometria
-records are upserts by id. An input letter is first checked exactly as the workers check input
-(`stream.domain.intake.admit`): one that would be dead-lettered again is shown with its reason and
-kept, not published.
+they came from: input letters to their source topic and partition (`dlq.source.partition`,
+where their customer's profile is, whatever partitioner their producer used), Ometria records
+to the outbox. An input letter is first checked exactly as the workers check input
+(`stream.domain.intake.admit`): one that would be dead-lettered again is shown with its reason
+and kept, not published; so is a letter cut to fit the dead-letter topic (its whole record is
+at its source offset).
+
+Each letter is published once. A redriven letter is recorded in the redrive topic
+(`STREAM_TOPICS__REDRIVEN`, keyed by the letter's topic, partition and offset) once its record
+is stored, and a later run skips it unless asked again (`--again`): a redriven event sits at a
+new offset of the events topic, and only its `event_id` (among a customer's last 32) would
+keep its points from counting twice. A crash between the publish and its record can publish
+that one letter again on the next run; its `event_id` then catches it.
 """
 
 from __future__ import annotations
@@ -14,15 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 
 from stream.domain.dlq import HEADER_PREFIX, read_headers
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
+from stream.domain.records import encode
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import read_to_end
+from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings
 
 Which = Literal["events", "outbox"]
@@ -58,6 +68,22 @@ class Report:
     matched: int
     published: int
     still_invalid: int = 0  # input letters that fail the workers' checks again: not published
+    already: int = 0  # matching letters an earlier run published: skipped (see --again)
+    cut: int = 0  # letters cut to fit the dead-letter topic: their record is at its source
+
+
+def letter_id(topic: str, partition: int, offset: int) -> str:
+    """A dead letter's key in the redrive topic: where it is."""
+    return f"{topic}/{partition}/{offset}"
+
+
+async def redriven(settings: Settings) -> set[str]:
+    """The letters earlier runs published (their `letter_id`s)."""
+    return {
+        record.key.decode()
+        async for record in read_to_end(settings, settings.topics.redriven)
+        if record.key is not None and record.value is not None
+    }
 
 
 async def redrive(
@@ -66,15 +92,27 @@ async def redrive(
     filters: Filters,
     *,
     dry_run: bool,
+    again: bool = False,
     show: Callable[[str], None] = print,
 ) -> Report:
-    """Re-publish the matching dead letters of one dead-letter topic (see the module doc)."""
+    """Re-publish the matching dead letters of one dead-letter topic (see the module doc);
+    `again`: letters published by an earlier run too."""
     topics = settings.topics
     source = topics.dead_letter if which == "events" else topics.outbox_dead_letter
+    done = set() if again else await redriven(settings)
     # Created only to publish: an unstarted client would still warn when collected.
-    producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
+    producer = (
+        None
+        if dry_run
+        else AIOKafkaProducer(
+            **client_options(settings.kafka),
+            acks="all",
+            # A letter may be as large as its source topic took.
+            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+        )
+    )
     started = False
-    scanned = matched = published = still_invalid = 0
+    scanned = matched = published = still_invalid = already = cut = 0
     window = EventWindow.from_settings(settings)
     now = datetime.now(UTC)
     try:
@@ -86,13 +124,25 @@ async def redrive(
                 continue
             if not filters.match(record.key, letter):
                 continue
+            where = letter_id(source, record.partition, record.offset)
+            if where in done:
+                already += 1
+                continue
             matched += 1
             target = (
                 (letter.get("source.topic") or topics.events)
                 if which == "events"
                 else topics.outbox
             )
-            where = f"{source}/{record.partition}/{record.offset}"
+            if letter.get("value_truncated") == "true":
+                cut += 1
+                show(
+                    f"keep {where}: cut to fit the dead-letter topic "
+                    f"({letter.get('value_size', '?')} bytes); the whole record is at "
+                    f"{letter.get('source.topic')}/{letter.get('source.partition')}/"
+                    f"{letter.get('source.offset')}"
+                )
+                continue
             if which == "events":
                 try:
                     admit(record.value, record.key, now, window)
@@ -114,14 +164,41 @@ async def redrive(
                 for k, v in headers
                 if not k.startswith(HEADER_PREFIX) and k != REDRIVEN_FROM_HEADER
             ]
-            await producer.send_and_wait(
+            stored = await producer.send_and_wait(
                 target,
                 key=record.key,
                 value=record.value,
+                partition=await _source_partition(producer, target, letter)
+                if which == "events"
+                else None,
                 headers=[*kept, (REDRIVEN_FROM_HEADER, where.encode())],
             )
             published += 1
+            await producer.send_and_wait(
+                topics.redriven,
+                key=where.encode(),
+                value=encode(_marker(target, stored, now)),
+            )
     finally:
         if producer is not None:
             await producer.stop()
-    return Report(source, scanned, matched, published, still_invalid)
+    return Report(source, scanned, matched, published, still_invalid, already, cut)
+
+
+async def _source_partition(
+    producer: AIOKafkaProducer, topic: str, letter: dict[str, str]
+) -> int | None:
+    """The partition the letter's record came from, where its customer's profile is (any
+    producer's partitioner); None (the key decides) when unknown or no longer there."""
+    raw = letter.get("source.partition", "")
+    if not raw.isdigit():
+        return None
+    partitions = await producer.partitions_for(topic)
+    return int(raw) if int(raw) in partitions else None
+
+
+def _marker(target: str, stored: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "redriven_at": now.isoformat(),
+        "to": letter_id(target, stored.partition, stored.offset),
+    }

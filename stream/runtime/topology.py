@@ -61,6 +61,12 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.outbox_versions, partitions, {"cleanup.policy": "compact"}),
         # One partition: every process reads all of it, and its few records stay in order.
         TopicSpec(topics.control, 1, {"cleanup.policy": "compact"}),
+        # One partition, read whole by `redrive`; a marker goes with its dead letter.
+        TopicSpec(
+            topics.redriven,
+            1,
+            {**dead, "cleanup.policy": "compact,delete"},
+        ),
     ]
 
 
@@ -187,9 +193,9 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
                 f"STREAM_TOPICS__PARTITIONS={configured}; set STREAM_TOPICS__PARTITIONS="
                 f"{partitions} or leave it unset (the profile table is partitioned like its input)"
             )
+        single = {settings.topics.control, settings.topics.redriven}
         others = [
-            spec if spec.name == settings.topics.control else replace(spec, partitions=partitions)
-            for spec in others
+            spec if spec.name in single else replace(spec, partitions=partitions) for spec in others
         ]
         created += await _create(admin, settings, others, existing)
         reach = replay_reach(events.name, await topic_retention(admin, events.name))

@@ -90,6 +90,10 @@ class Names:
         return f"it-{self.run}.control"
 
     @property
+    def redriven(self) -> str:
+        return f"it-{self.run}.redriven"
+
+    @property
     def pusher_group(self) -> str:
         return f"{self.app_id}-pusher"
 
@@ -214,6 +218,7 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
             "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
             "STREAM_TOPICS__CONTROL": names.control,
+            "STREAM_TOPICS__REDRIVEN": names.redriven,
             "STREAM_TOPICS__PARTITIONS": "3",
             "STREAM_OMETRIA__BASE_URL": sandbox,
             "STREAM_OMETRIA__API_KEY": "it-secret-key-7f3a",
@@ -263,6 +268,7 @@ def names_settings(names: Names, **topics: object) -> Settings:
             "outbox_dead_letter": names.outbox_dead_letter,
             "outbox_versions": names.outbox_versions,
             "control": names.control,
+            "redriven": names.redriven,
             **topics,
         },
     )

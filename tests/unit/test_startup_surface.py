@@ -43,6 +43,11 @@ def test_created_topics_carry_explicit_retention():
     assert versions == {"cleanup.policy": "compact"}, "the newest versions are kept for good"
     control = specs.pop("loyalty.stream.control")
     assert control == {"cleanup.policy": "compact"}, "a pause holds until resumed"
+    redriven = specs.pop("loyalty.stream.redriven")
+    assert redriven["cleanup.policy"] == "compact,delete"
+    assert redriven["retention.ms"] == specs["loyalty.events.dlq"]["retention.ms"], (
+        "a redrive marker is kept as long as its dead letter"
+    )
     assert all(configs["retention.bytes"] == "-1" for configs in specs.values())
 
 
