@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -16,9 +17,9 @@ from stream import metrics
 from stream.metrics import REGISTRY
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
 from stream.runtime.app import app
+from stream.runtime.faust_context import get_in_partition
 from stream.runtime.ometria_jobs import pusher_service
 from stream.runtime.tables import customer_to_profile
-from stream.runtime.topics import loyalty_events_topic
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -92,12 +93,15 @@ def _authorised(request: Request, token: str) -> bool:
 
 @app.page("/profiles/{customer_id}")
 async def profile(self: View, request: Request, customer_id: str) -> Response:
-    """A customer's profile and the last contact sent, from the worker that owns the key.
+    """A customer's profile and the last contact sent, from the worker that holds it.
 
-    The caller's token is checked here, before any routing. A request for a key another worker
-    owns is forwarded with a short-lived signature instead of the token (stream.ops.peer_auth), so
-    the token never travels between pods; the owner serves a signed request itself and never
-    forwards it again.
+    The caller's token is checked here, before any routing. A customer's profile is in the
+    partition its events came from, which the producer's partitioner chose (librdkafka's CRC32
+    and Kafka's murmur2 disagree for most keys), so no hash of the id names its worker: this
+    worker looks in its own partitions, then asks every other worker. A request sent on is
+    signed for a short time instead of carrying the token (stream.ops.peer_auth), so the token
+    never travels between pods; a worker serves a signed request from its own partitions and
+    never sends it on again.
     """
     secret = get_settings().profile_api_token
     if secret is None:
@@ -113,26 +117,55 @@ async def profile(self: View, request: Request, customer_id: str) -> Response:
         return _local_profile(self, customer_id)
     if not _authorised(request, token):
         return self.json({"error": "send Authorization: Bearer <token>"}, status=401)
-    try:
-        # The owner of the events partition the key hashes to, with the key's bytes as producers
-        # send them: the router's table look-up (`key_store`) hashes the changelog's
-        # JSON-encoded key instead, which names the wrong worker for some customers.
-        owner = app.router.external_topic_key_store(loyalty_events_topic, customer_id.encode())
-    except KeyError:
-        return self.json({"error": "partition owner unknown (rebalancing); retry"}, status=503)
-    if _same_worker(owner, app.conf.canonical_url):
+    if _local(customer_id) is not None:
         return _local_profile(self, customer_id)
-    return await _forward(self, owner, path, token, request.method)
+    peers = _other_workers()
+    if peers is None:
+        return self.json({"error": "partition owners unknown (rebalancing); retry"}, status=503)
+    answers = await asyncio.gather(*(_forward(peer, path, token, request.method) for peer in peers))
+    for answer in answers:
+        if answer is not None and answer.status_code == 200:
+            return self.bytes(
+                answer.content,
+                status=200,
+                content_type=answer.headers.get("Content-Type", "application/json").split(";")[0],
+            )
+    if any(answer is None for answer in answers):
+        return self.json(
+            {"error": "a worker that may hold this customer did not answer"}, status=502
+        )
+    return _not_found(self, customer_id)
 
 
-def _same_worker(owner: URL, me: URL) -> bool:
-    return (owner.host, owner.port) == (me.host, me.port)
+def _mine() -> list[int]:
+    """The events partitions this worker folds (a standby copy may lag: never read)."""
+    topic = get_settings().topics.events
+    return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+
+
+def _local(customer_id: str) -> bytes | None:
+    for partition in _mine():
+        raw = get_in_partition(customer_to_profile, customer_id, partition)
+        if raw is not None:
+            return bytes(raw)
+    return None
+
+
+def _other_workers() -> list[URL] | None:
+    """Every other worker that folds events partitions; None while owners are unknown."""
+    hosts = app.router.external_topics_metadata()
+    topic = get_settings().topics.events
+    owners = [URL(host) for host, topics in hosts.items() if topics.get(topic)]
+    if not owners:
+        return None
+    me = app.conf.canonical_url
+    return [owner for owner in owners if (owner.host, owner.port) != (me.host, me.port)]
 
 
 def _local_profile(view: View, customer_id: str) -> Response:
-    raw = customer_to_profile.get(customer_id)
+    raw = _local(customer_id)
     if raw is None:
-        return view.json({"error": f"no profile for customer {customer_id}"}, status=404)
+        return _not_found(view, customer_id)
     stored = orjson.loads(raw)
     body = {
         "customer_id": customer_id,
@@ -142,17 +175,17 @@ def _local_profile(view: View, customer_id: str) -> Response:
     return view.json(body)
 
 
-async def _forward(view: View, owner: URL, path: str, token: str, method: str) -> Response:
+def _not_found(view: View, customer_id: str) -> Response:
+    return view.json({"error": f"no profile for customer {customer_id}"}, status=404)
+
+
+async def _forward(owner: URL, path: str, token: str, method: str) -> httpx.Response | None:
+    """The worker's answer to a signed request; None when it did not answer."""
     url = str(owner.with_path(path, encoded=True))
     headers = {PEER_SIGNATURE_HEADER: sign(token, method, path, now=time.time())}
     try:
         async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as http:
-            answer = await http.request(method, url, headers=headers)
+            return await http.request(method, url, headers=headers)
     except httpx.HTTPError as exc:
-        logger.warning("profile request to the owning worker %s failed: %r", owner, exc)
-        return view.json({"error": "the worker that owns this customer did not answer"}, status=502)
-    return view.bytes(
-        answer.content,
-        status=answer.status_code,
-        content_type=answer.headers.get("Content-Type", "application/json").split(";")[0],
-    )
+        logger.warning("profile request to worker %s failed: %r", owner, exc)
+        return None

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
 
@@ -57,14 +58,46 @@ async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, i
         raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
         sent.append(await table.app.producer.send(topic, raw_key, raw_value, partition, None, None))
     acknowledged = [await future for future in sent]
+    store = table.data
     for key, value, partition in writes:
         stand_in: Any = _InPartition(partition)
         token = _current_event.set(weakref.ref(stand_in))
         try:
-            table.data[key] = value  # the store only: the changelog holds it already
+            store[key] = value  # the store only: the changelog holds it already
         finally:
             _current_event.reset(token)
+        if isinstance(store, MemoryStore):
+            # The memory store learns a key's partition only from the changelog it recovers.
+            store._key_partition[key] = partition
     mark_persisted(table, acknowledged)
+
+
+def get_in_partition(table: Any, key: str, partition: int) -> Any:
+    """`table.get(key)` if the local store holds the key in `partition`, else None."""
+    store = table.data
+    if isinstance(store, MemoryStore):
+        # One dict for every partition, and each key's partition beside it.
+        return store.data.get(key) if store._key_partition.get(key) == partition else None
+    return get_in_event(table, key, _InPartition(partition))
+
+
+def keys_in_partition(table: Any, partition: int) -> list[str]:
+    """The keys the local store holds in one partition of the table.
+
+    A key is in the partition its events came from, which need not be the one Kafka's default
+    partitioner gives it: a producer's partitioner decides (librdkafka's is CRC32).
+    """
+    store = table.data
+    if isinstance(store, MemoryStore):
+        return [
+            key
+            for key, where in list(store._key_partition.items())
+            if where == partition and key in store.data
+        ]
+    db = store._dbs.get(partition)
+    if db is None:
+        return []
+    return [store._decode_key(raw) for raw in store._visible_keys(db)]
 
 
 class _InPartition:

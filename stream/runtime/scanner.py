@@ -30,10 +30,13 @@ from stream.runtime.agents import (
     send_outbox,
 )
 from stream.runtime.app import app
-from stream.runtime.faust_context import write_through_changelog
+from stream.runtime.faust_context import (
+    get_in_partition,
+    keys_in_partition,
+    write_through_changelog,
+)
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.tables import customer_to_profile
-from stream.runtime.topology import default_partition
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -93,36 +96,30 @@ async def scan_due_triggers() -> None:
 
 
 async def _scan(mine: set[int]) -> int:
-    partitions = settings.topics.partition_count
-    # A copy of the keys: the fold adds keys while the scan runs (new customers wait a scan).
-    keys = [
-        key.decode() if isinstance(key, bytes) else key
-        for key in list(customer_to_profile.data.keys())
-    ]
     fired = 0
-    for start in range(0, len(keys), SCAN_SLICE):
-        await asyncio.sleep(0)
-        if not _holding(mine):
-            return fired  # the partitions' new owner scans them
-        chunk = [
-            (key, partition)
-            for key in keys[start : start + SCAN_SLICE]
-            if (partition := default_partition(key.encode(), partitions)) in mine
-        ]
-        async with profiles_lock:
-            fired += await _scan_slice(chunk)
+    for partition in sorted(mine):
+        # A copy of the partition's keys: the fold adds keys while the scan runs (new
+        # customers wait a scan). A key's partition is where its events are, which the
+        # producer's partitioner chose: the store knows it, a hash of the key may not.
+        keys = keys_in_partition(customer_to_profile, partition)
+        for start in range(0, len(keys), SCAN_SLICE):
+            await asyncio.sleep(0)
+            if not _holding(mine):
+                return fired  # the partitions' new owner scans them
+            async with profiles_lock:
+                fired += await _scan_slice(keys[start : start + SCAN_SLICE], partition)
     return fired
 
 
-async def _scan_slice(chunk: list[tuple[str, int]]) -> int:
+async def _scan_slice(keys: list[str], partition: int) -> int:
     now = scan_clock()
     outbox = OutboxBatch(agents.outbox_partitions, agents.message_limits.outbox)
     fired = 0
     written: list[tuple[str, int, Profile]] = []
-    for key, partition in chunk:
+    for key in keys:
         profile = recent_profiles.get(key)
         if profile is None:
-            raw = customer_to_profile.data.get(key)
+            raw = get_in_partition(customer_to_profile, key, partition)
             if raw is None:
                 continue
             profile = Profile.from_bytes(raw)
