@@ -431,8 +431,8 @@ class Pusher:
             return f"stopped: {self._failure!r}"
         if not self.joined.is_set():
             return "not yet assigned outbox partitions"
-        paused = self.delivery.unauthorized
-        return None if paused is None else paused.reason
+        blocked = self.delivery.blocked
+        return None if blocked is None else blocked.reason
 
 
 def entries(record: ConsumerRecord[bytes, bytes]) -> int:

@@ -245,3 +245,40 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get("401", 0) > 0, "the window was real"
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
+
+
+async def test_a_wrong_endpoint_pauses_delivery_naming_the_setting_and_dead_letters_nothing(
+    names, sandbox, worker, producer
+):
+    worker.env["STREAM_OMETRIA__AUTH_RETRY_INTERVAL"] = "2s"
+    events, balances, custom_ids = story(30, "url")
+    worker.start()
+    await worker.wait_ready()
+    # What a mistyped base URL or a proxy's error page answers to every request, for a while.
+    await set_faults(sandbox, fail_status=404, fail_for_seconds=20)
+    await produce(producer, names.events, events)
+
+    paused = await poll(
+        lambda: web_get(worker, "/readyz"), lambda r: r.status_code == 503, timeout=25
+    )
+    assert paused.status_code == 503, "not ready while the endpoint answers 404"
+    reason = orjson.loads(paused.content)["delivery"]
+    assert "404" in reason
+    assert "STREAM_OMETRIA__BASE_URL" in reason
+    assert await metric(worker, "ometria_misdirected") == 1
+    assert await metric(worker, "ometria_unauthorized") == 0
+
+    contacts = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances), timeout=120
+    )
+    assert all_delivered(balances)(contacts)
+    delivered = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/events"),
+        lambda body: {e["id"] for e in body["events"]} >= custom_ids,
+    )
+    assert {e["id"] for e in delivered["events"]} == custom_ids
+    assert (await web_get(worker, "/readyz")).status_code == 200
+    assert await metric(worker, "ometria_misdirected") == 0
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["by_status"].get("404", 0) > 0, "the window was real"
+    assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []

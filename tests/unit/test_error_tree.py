@@ -13,7 +13,14 @@ from stream.domain.events import InvalidEvent
 from stream.domain.mapping import MappingError, load_mapping
 from stream.domain.triggers import TriggerOptionsError
 from stream.errors import ConfigurationError, LoyaltyStreamError
-from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
+from stream.ometria.errors import (
+    Misconfigured,
+    Misdirected,
+    OmetriaError,
+    Permanent,
+    Retryable,
+    Unauthorized,
+)
 from stream.ops.replay import ReplayRefused
 from stream.runtime.pusher import PusherStopped
 from stream.runtime.reading import IncompleteRead
@@ -31,7 +38,9 @@ CLASSES = {
         InvalidEvent,
         OmetriaError,
         Retryable,
+        Misconfigured,
         Unauthorized,
+        Misdirected,
         Permanent,
         IncompleteRead,
         PusherStopped,
