@@ -443,12 +443,31 @@ def entries(record: ConsumerRecord[bytes, bytes]) -> int:
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:
+    """Observe each customer's push latency; a header that is not a time with an offset (any
+    producer may write to the outbox) is left out: the round was delivered all the same."""
+    unreadable = 0
     for records in batch.values():
         for record in records:
             for raw in occurred_at(record.headers):
-                if raw:
-                    occurred = datetime.fromisoformat(raw.decode())
+                occurred = _occurred(raw)
+                if occurred is not None:
                     metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
+                elif raw:
+                    unreadable += 1
+    if unreadable:
+        logger.warning(
+            "%d of this round's occurred-at headers are not ISO 8601 times with an offset "
+            "(written by another producer?); their push latency is not observed",
+            unreadable,
+        )
+
+
+def _occurred(raw: bytes) -> datetime | None:
+    try:
+        occurred = datetime.fromisoformat(raw.decode())
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return occurred if occurred.utcoffset() is not None else None
 
 
 def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
