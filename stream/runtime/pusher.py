@@ -352,7 +352,7 @@ class Pusher:
         try:
             await self._start_where_the_workers_stopped(assigned)
             await self._load_versions({tp.partition for tp in assigned})
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, PusherStopped) as exc:
             # Sending without the versions could put an older contact back: stop instead.
             self._failure = exc
             self._settled.set()  # run() sees the failure
@@ -395,19 +395,38 @@ class Pusher:
                 self._committed[tp] = at.offset
 
     async def _load_versions(self, partitions: set[int]) -> None:
-        """Read this pusher's partitions of the versions topic to their current end."""
+        """Read this pusher's partitions of the versions topic to their current end.
+
+        As after compaction, a contact's latest record counts and a tombstone forgets it. A
+        latest value that is not a version raises PusherStopped: that contact's newest
+        delivery is unknown.
+        """
         topic = self._settings.topics.outbox_versions
         wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
         versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        # (partition, contact id) -> its latest record while that is not a version
+        unreadable: dict[tuple[int, str], ConsumerRecord[bytes, bytes]] = {}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
+                known = versions[tp.partition]
                 async for records in partition_batches(self._reader, tp, ends[tp]):
                     for record in records:
-                        if record.key is not None and record.value is not None:
-                            versions[tp.partition][record.key.decode()] = int(record.value)
+                        if record.key is None:
+                            continue
+                        contact_id = record.key.decode(errors="replace")
+                        known.pop(contact_id, None)
+                        unreadable.pop((tp.partition, contact_id), None)
+                        if record.value is None:
+                            continue
+                        try:
+                            known[contact_id] = int(record.value)
+                        except ValueError:
+                            unreadable[(tp.partition, contact_id)] = record
+        if unreadable:
+            raise PusherStopped(_not_a_version(next(iter(unreadable.values())), len(unreadable)))
         self._delivered.update(versions)
 
     # --- observation -------------------------------------------------------------------------
@@ -468,6 +487,17 @@ def _occurred(raw: bytes) -> datetime | None:
     except ValueError:  # UnicodeDecodeError is one
         return None
     return occurred if occurred.utcoffset() is not None else None
+
+
+def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
+    return (
+        f"the versions topic {record.topic} partition {record.partition} offset "
+        f"{record.offset} holds {(record.value or b'')[:40]!r} for contact "
+        f"{(record.key or b'').decode(errors='replace')!r}, not a version (the pusher writes "
+        f"decimal integers; {count} such contacts in all): produce a tombstone (a null value) "
+        "for each such key to the topic, which forgets the contact's version, then restart "
+        "the pusher"
+    )
 
 
 def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 from collections import Counter
@@ -10,10 +11,14 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 
 from stream.domain.mapping import load_preset
+from stream.ometria.client import OmetriaClient
 from stream.ops.backfill import backfill
 from stream.ops.redrive import Filters, redrive
+from stream.runtime.pusher import Pusher, PusherStopped
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     BOOTSTRAP,
     keep_running,
@@ -27,6 +32,7 @@ from tests.integration.conftest import (
     web_get,
 )
 from tests.integration.test_delivery_faults import (
+    API_KEY,
     all_delivered,
     clear_faults,
     produce,
@@ -282,3 +288,52 @@ async def test_a_wrong_endpoint_pauses_delivery_naming_the_setting_and_dead_lett
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get("404", 0) > 0, "the window was real"
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
+
+
+async def pusher_outcome(names, sandbox) -> tuple[BaseException | None, str | None]:
+    """Run a pusher of the test's deployment in this process until it joins the group or stops
+    (a minute at most): what it raised (None if nothing), and why it was not ready then."""
+    async with OmetriaClient(sandbox, SecretStr(API_KEY)) as client:
+        pusher = Pusher(names_settings(names, partitions=3), client)
+        await pusher.start()
+        task = asyncio.ensure_future(pusher.run())
+        joined = asyncio.ensure_future(pusher.joined.wait())
+        try:
+            await asyncio.wait({task, joined}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            why = pusher.not_ready()
+        finally:
+            joined.cancel()
+            pusher.stop_soon()
+            await asyncio.wait({task}, timeout=10)
+            await pusher.close()
+    return (task.exception() if task.done() else None), why
+
+
+async def test_a_version_that_is_not_a_number_stops_the_pusher_saying_where_it_is(
+    names, sandbox, producer
+):
+    await ensure_topics(names_settings(names, partitions=3))
+    for key, value in ((b"v-1", b"12"), (b"v-2", b"twelve")):
+        await producer.send_and_wait(names.outbox_versions, key=key, value=value, partition=1)
+
+    raised, why = await pusher_outcome(names, sandbox)
+
+    assert isinstance(raised, PusherStopped), f"still running, not ready because: {why}"
+    message = str(raised)
+    assert f"{names.outbox_versions} partition 1 offset 1" in message
+    assert "tombstone" in message, "says how to fix it"
+    assert why is not None
+    assert why.startswith("stopped")
+
+
+async def test_a_tombstone_in_the_versions_topic_forgets_the_unreadable_version(
+    names, sandbox, producer
+):
+    await ensure_topics(names_settings(names, partitions=3))
+    for value in (b"12", b"twelve", None):
+        await producer.send_and_wait(names.outbox_versions, key=b"v-2", value=value, partition=1)
+
+    raised, why = await pusher_outcome(names, sandbox)
+
+    assert raised is None
+    assert why is None, "joined and ready"
