@@ -145,6 +145,15 @@ class Delivery:
         if result.rejected:
             await self._rejected(records, result)
 
+    async def errors(self) -> list[dict[str, Any]]:
+        """Read Ometria's errors list once, in a request slot like a push (no retries).
+
+        Raises:
+            OmetriaError: as `OmetriaClient.errors`.
+        """
+        await self.pacer.wait()
+        return await self._client.errors()
+
     async def _rejected(self, records: list[dict[str, Any]], result: PushResult) -> None:
         """Dead-letter the records Ometria's errors list names for this request; no others."""
         metrics.RECORDS_REJECTED.inc(result.rejected)
@@ -184,9 +193,8 @@ class Delivery:
         if request_id is None:
             return []
         # The errors list is read once: a rejection is rare and never worth a retry loop.
-        await self.pacer.wait()
         try:
-            entries = await self._client.errors()
+            entries = await self.errors()
         except OmetriaError as exc:
             logger.warning(
                 "could not read Ometria's errors list for request %s: %s", request_id, exc

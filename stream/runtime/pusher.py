@@ -26,6 +26,8 @@ custom event, deliver in full requests, remember the contact versions delivered,
   arrives finishes first.
 - **A rebalance cancels the round in flight**: the records go to their new owner from the last
   committed offset, so an old batch is never retried by a pusher that no longer owns it.
+- **Ometria's errors list** is account-wide: the pusher that owns outbox partition 0 reads it
+  every `errors_poll_interval`, in one of its own request slots, and reports new entries.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from stream.domain.records import decode
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
+from stream.ometria.errors_watch import ErrorsWatch
 from stream.ometria.pacing import Slots
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
@@ -128,6 +131,9 @@ class Pusher:
         # End offsets read while paused: paused partitions are not fetched, so their highwater
         # marks stand still while the backlog grows.
         self._ends: dict[TopicPartition, int] = {}
+        self._errors_every = conf.errors_poll_interval.total_seconds()
+        self._errors_watch = ErrorsWatch()
+        self._errors_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -139,9 +145,14 @@ class Pusher:
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         await self._consumer.start()
         metrics.PUSH_RATE.set(0.0)
+        if self._errors_every > 0:
+            self._errors_task = asyncio.create_task(self._watch_errors())
 
     async def close(self) -> None:
         """Leave the group and close every client (nothing is committed here)."""
+        if self._errors_task is not None:
+            self._errors_task.cancel()
+            await asyncio.wait({self._errors_task})
         for close in (
             self._consumer.stop,
             self._reader.stop,
@@ -198,6 +209,15 @@ class Pusher:
         finally:
             if not self.control.paused:
                 consumer.resume(*consumer.assignment())
+
+    async def _watch_errors(self) -> None:
+        """Report Ometria's errors list every interval while this pusher owns outbox partition
+        0: one reader per deployment, and its reads count against this pusher's slots."""
+        first = TopicPartition(self._topic, 0)
+        while True:
+            await asyncio.sleep(self._errors_every)
+            if self._settled.is_set() and first in self._consumer.assignment():
+                await self._errors_watch.poll(self.delivery.errors)
 
     # --- one round ---------------------------------------------------------------------------
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,6 +43,7 @@ from tests.integration.test_delivery_faults import (
     set_faults,
     story,
 )
+from tests.unit.test_delivery import contact
 
 
 def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, object]:
@@ -290,22 +295,29 @@ async def test_a_wrong_endpoint_pauses_delivery_naming_the_setting_and_dead_lett
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
 
 
-async def pusher_outcome(names, sandbox) -> tuple[BaseException | None, str | None]:
-    """Run a pusher of the test's deployment in this process until it joins the group or stops
-    (a minute at most): what it raised (None if nothing), and why it was not ready then."""
+@contextlib.asynccontextmanager
+async def running_pusher(settings, sandbox) -> AsyncIterator[tuple[Pusher, asyncio.Task[None]]]:
+    """A pusher of the test's deployment running in this process, and its `run` task."""
     async with OmetriaClient(sandbox, SecretStr(API_KEY)) as client:
-        pusher = Pusher(names_settings(names, partitions=3), client)
+        pusher = Pusher(settings, client)
         await pusher.start()
         task = asyncio.ensure_future(pusher.run())
-        joined = asyncio.ensure_future(pusher.joined.wait())
         try:
-            await asyncio.wait({task, joined}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-            why = pusher.not_ready()
+            yield pusher, task
         finally:
-            joined.cancel()
             pusher.stop_soon()
             await asyncio.wait({task}, timeout=10)
             await pusher.close()
+
+
+async def pusher_outcome(names, sandbox) -> tuple[BaseException | None, str | None]:
+    """Run a pusher until it joins the group or stops (a minute at most): what it raised
+    (None if nothing), and why it was not ready then."""
+    async with running_pusher(names_settings(names, partitions=3), sandbox) as (pusher, task):
+        joined = asyncio.ensure_future(pusher.joined.wait())
+        await asyncio.wait({task, joined}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        joined.cancel()
+        why = pusher.not_ready()
     return (task.exception() if task.done() else None), why
 
 
@@ -337,3 +349,47 @@ async def test_a_tombstone_in_the_versions_topic_forgets_the_unreadable_version(
 
     assert raised is None
     assert why is None, "joined and ready"
+
+
+async def test_the_pusher_owning_outbox_partition_0_reports_ometrias_errors_list(
+    names, sandbox, caplog
+):
+    settings = names_settings(names, partitions=3)
+    settings = settings.model_copy(
+        update={
+            "ometria": settings.ometria.model_copy(
+                update={"errors_poll_interval": timedelta(seconds=0.2)}
+            )
+        }
+    )
+    await ensure_topics(settings)
+    # A record Ometria takes but rejects after validation: an entry on its errors list.
+    await set_faults(sandbox, reject_ids=["e-1"])
+    async with httpx.AsyncClient(base_url=sandbox) as http:
+        answer = await http.post(
+            "/v2/push", json=[contact("e-1")], headers={"X-Ometria-Auth": API_KEY}
+        )
+    assert answer.json()["rejected"] == 1
+
+    async def reports() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "record error" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.errors_watch"):
+        async with running_pusher(settings, sandbox) as (pusher, _):
+            assert await poll(reports, bool, timeout=30), "the errors list was reported"
+            reads = 0
+            read_errors = pusher.delivery.errors
+
+            async def counted_read() -> list[dict]:
+                nonlocal reads
+                reads += 1
+                return await read_errors()
+
+            pusher.delivery.errors = counted_read  # type: ignore[method-assign]
+
+            async def reads_so_far() -> int:
+                return reads
+
+            assert await poll(reads_so_far, lambda n: n >= 3, timeout=30) >= 3
+
+    assert len(await reports()) == 1, "reported once however often the list is read"

@@ -16,7 +16,7 @@ from stream.domain.dlq import DeadLetter
 from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import ApiKeyFile, OmetriaClient
 from stream.ometria.delivery import PAUSE_LOG_INTERVAL, Delivery
-from stream.ometria.pacing import MAX_RETRY_AFTER, Pacer
+from stream.ometria.pacing import MAX_RETRY_AFTER, RATE_MARGIN, Pacer
 
 API_KEY = "k-SECRET-123"
 
@@ -387,6 +387,19 @@ async def test_deliver_undocumented_2xx_body_counts_all_accepted_dead_letters_no
     assert dead_letters == []
     assert ometria.errors_read == 0
     assert counted("ometria_records_pushed") == 2
+
+
+async def test_errors_read_after_a_push_waits_for_the_next_request_slot(
+    delivery, ometria, pacer_clock
+):
+    ometria.errors = [error_entry("c9")]
+    await delivery.deliver([contact("c1")])
+    assert pacer_clock.waits == [], "the push went out at once"
+
+    entries = await delivery.errors()
+
+    assert entries == [error_entry("c9")]
+    assert pacer_clock.waits == [pytest.approx(RATE_MARGIN / 4)], "spaced like a push"
 
 
 # --- refused key (401/403) ------------------------------------------------------------------
