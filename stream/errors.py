@@ -10,8 +10,10 @@ LoyaltyStreamError
 ├── InvalidEvent              an input record is not a loyalty event: dead-lettered
 │                             (stream.domain.events)
 ├── OmetriaError              Ometria failed or refused (stream.ometria.errors)
-│   ├── Retryable             transport error, timeout, 5xx, 429
-│   ├── Unauthorized          401, 403
+│   ├── Retryable             transport error, timeout, 5xx, 408, 409, 429
+│   ├── Misconfigured         no request gets through until a setting is fixed
+│   │   ├── Unauthorized      401, 403: the API key
+│   │   └── Misdirected       3xx, 404, 405, 407: the base URL or a proxy
 │   └── Permanent             any other 4xx
 ├── IncompleteRead            records read back after a skip are missing (stream.runtime.reading)
 ├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher)

@@ -78,6 +78,12 @@ UNAUTHORIZED = Gauge(
     "1 while Ometria refuses the API key (401/403) and delivery is paused, else 0.",
     registry=REGISTRY,
 )
+MISDIRECTED = Gauge(
+    "ometria_misdirected",
+    "1 while the push endpoint answers as if it were not Ometria's (3xx, 404, 405, 407: "
+    "the base URL or a proxy is wrong) and delivery is paused, else 0.",
+    registry=REGISTRY,
+)
 READY = Gauge(
     "loyalty_ready",
     "1 while this process's /readyz answers ready, else 0 (set at each /readyz and /metrics).",

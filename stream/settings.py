@@ -181,8 +181,9 @@ class OmetriaSettings(_Section):
     )
     auth_retry_interval: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(seconds=15),
-        description="While Ometria refuses the API key (401/403), how often delivery tries "
-        "the same request again.",
+        description="While delivery is paused for a setting to fix (Ometria refuses the API "
+        "key, 401/403, or the base URL or a proxy is wrong, 3xx/404/405/407), how often it "
+        "tries the same request again.",
     )
 
     _durations = field_validator(

@@ -15,10 +15,22 @@ import orjson
 from pydantic import SecretStr
 
 from stream.domain.records import PRIVATE_KEYS
-from stream.ometria.errors import Permanent, Retryable, Unauthorized
+from stream.ometria.errors import (
+    Misdirected,
+    OmetriaError,
+    Permanent,
+    Retryable,
+    Unauthorized,
+)
+from stream.ometria.pacing import bounded_retry_after
 from stream.settings import OmetriaSettings, SettingsError, read_secret_file
 
 BODY_EXCERPT_CHARS = 2000
+# Answers about the request, not its records: the same request may succeed when sent again.
+TRANSIENT_STATUSES = frozenset({408, 409, 429})
+# Answers that no Ometria push API gives: the request reached something else.
+MISDIRECTED_STATUSES = frozenset({404, 405, 407})
+LOCATION_CHARS = 200
 # How often a key file is looked at (one stat) for a rotated key; a 401/403 looks at once.
 KEY_FILE_CHECK_SECONDS = 5.0
 
@@ -128,7 +140,7 @@ class ApiKeyFile:
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return bounded_retry_after(float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP-date; the backoff policy decides instead
 
@@ -146,6 +158,31 @@ def _count(answer: dict[str, Any], name: str) -> tuple[int, str | None]:
     if name not in answer:
         return 0, f"no `{name}`"
     return 0, f"`{name}` is {'null' if value is None else 'not a count'}"
+
+
+def _misdirected(response: httpx.Response, what: str, body: str) -> Misdirected:
+    status = response.status_code
+    # Credentials in the base URL stay out of the message; the rest says where it went.
+    sent_to = response.request.url.copy_with(userinfo=b"", query=None)
+    if status == 407:
+        return Misdirected(
+            f"a proxy asked for credentials (407) when {what} was sent to {sent_to}",
+            "fix the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY in the environment, "
+            "with the proxy's credentials) or STREAM_OMETRIA__BASE_URL",
+            status_code=status,
+            body=body,
+        )
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "nowhere named")[:LOCATION_CHARS]
+        answered = f"{sent_to} redirects {what} ({status}) to {location}"
+    else:
+        answered = f"{sent_to} answered {status} to {what}: no Ometria push API there"
+    return Misdirected(
+        answered,
+        "set STREAM_OMETRIA__BASE_URL to Ometria's API root (https://api.ometria.com)",
+        status_code=status,
+        body=body,
+    )
 
 
 def _without_private_keys(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -223,38 +260,48 @@ class OmetriaClient:
     def _auth(self) -> dict[str, str]:
         return {"X-Ometria-Auth": self._key().get_secret_value()}
 
-    def _refused(self, response: httpx.Response, what: str) -> Unauthorized | Permanent:
+    def _failure(self, response: httpx.Response, what: str) -> OmetriaError | None:
+        """The error a non-2xx answer stands for (None for a 2xx)."""
         status = response.status_code
+        if 200 <= status < 300:
+            return None
+        if status in TRANSIENT_STATUSES or status >= 500:
+            return Retryable(
+                f"Ometria answered {status} to {what}",
+                status_code=status,
+                retry_after=_retry_after(response),
+            )
         body = response.text[:BODY_EXCERPT_CHARS]
         if status in (401, 403):
             if isinstance(self._key, ApiKeyFile):
                 self._key.reload()
             return Unauthorized(
-                f"Ometria refused the API key ({status}): set a working key in "
-                "STREAM_OMETRIA__API_KEY or the file STREAM_OMETRIA__API_KEY_FILE names",
+                f"Ometria refused the API key ({status})",
+                "set a working key in STREAM_OMETRIA__API_KEY or the file "
+                "STREAM_OMETRIA__API_KEY_FILE names",
                 status_code=status,
                 body=body,
             )
+        if 300 <= status < 400 or status in MISDIRECTED_STATUSES:
+            return _misdirected(response, what, body)
         return Permanent(f"Ometria refused {what}: {status}", status_code=status, body=body)
 
     async def errors(self) -> list[dict[str, Any]]:
         """Ometria's newest record errors (`GET /v2/push/_errors`, at most 100, account-wide).
 
         Raises:
-            Retryable: transport failure, timeout, 5xx or 429.
+            Retryable: transport failure, timeout, 5xx, 408, 409 or 429.
             Unauthorized: 401 or 403.
+            Misdirected: 3xx, 404, 405 or 407.
             Permanent: any other non-2xx answer.
         """
         try:
             response = await self._http.get("/v2/push/_errors", headers=self._auth())
         except httpx.HTTPError as exc:
             raise Retryable(f"errors list failed: {type(exc).__name__}: {exc}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Retryable(
-                f"Ometria answered {response.status_code}", status_code=response.status_code
-            )
-        if not 200 <= response.status_code < 300:
-            raise self._refused(response, "the errors list")
+        failure = self._failure(response, "the errors list")
+        if failure is not None:
+            raise failure
         try:
             entries = orjson.loads(response.content)
         except orjson.JSONDecodeError:
@@ -269,8 +316,9 @@ class OmetriaClient:
         """POST one request of records of one type (private keys such as `@version` left out).
 
         Raises:
-            Retryable: transport failure, timeout, 5xx or 429.
+            Retryable: transport failure, timeout, 5xx, 408, 409 or 429.
             Unauthorized: 401 or 403.
+            Misdirected: 3xx, 404, 405 or 407.
             Permanent: any other non-2xx answer.
         """
         body = orjson.dumps(_without_private_keys(records))
@@ -280,15 +328,9 @@ class OmetriaClient:
             raise Retryable(f"push timed out: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise Retryable(f"push failed: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise Retryable(
-                f"Ometria answered {status}",
-                status_code=status,
-                retry_after=_retry_after(response),
-            )
-        if not 200 <= status < 300:
-            raise self._refused(response, "the request")
+        failure = self._failure(response, "the request")
+        if failure is not None:
+            raise failure
         return self._accepted(response, len(records))
 
     def _accepted(self, response: httpx.Response, sent: int) -> PushResult:

@@ -1,15 +1,16 @@
 """The push policy: rate limit, retry with backoff, split and dead-letter; the only retry loop.
 
 Contract: `deliver(records)` returns once every record is either accepted by Ometria or
-dead-lettered. Transient failures (transport, timeout, 5xx, 429) are retried for as long as it
-takes, with exponential backoff and full jitter, honouring `Retry-After`; meanwhile the outbox
-offset is not committed, so the outbox holds the backlog and a crash re-sends the batch. That
-makes delivery at-least-once; records carry stable ids, so a re-send is an upsert. See
-docs/architecture.md#delivery, and docs/ometria-contract.md#responses-and-how-each-is-handled
-for each answer.
+dead-lettered. Transient failures (transport, timeout, 5xx, 408, 409, 429) are retried for as
+long as it takes, with exponential backoff and full jitter, honouring `Retry-After` (up to
+`MAX_RETRY_AFTER`); meanwhile the outbox offset is not committed, so the outbox holds the
+backlog and a crash re-sends the batch. That makes delivery at-least-once; records carry
+stable ids, so a re-send is an upsert. See docs/architecture.md#delivery, and
+docs/ometria-contract.md#responses-and-how-each-is-handled for each answer.
 
-A refused key (401/403) says nothing about the records: delivery pauses, re-sending the same
-request every `auth_retry_interval` until Ometria accepts the key, and `unauthorized` says why
+A refused key (401/403) or a wrong endpoint (3xx, 404, 405, 407: the base URL or a proxy) says
+nothing about the records: delivery pauses, re-sending the same request every
+`auth_retry_interval` until it gets through, and `blocked` says why and which setting to fix
 meanwhile; nothing is split or dead-lettered. A request Ometria refuses for its content (other
 4xx) is split in halves until the bad records are alone; those go to the outbox dead-letter
 topic with the answer, and the rest goes on. A 2xx reporting `rejected > 0` dead-letters only
@@ -26,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from prometheus_client import Gauge
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -39,13 +41,19 @@ from stream.domain.batching import plan_requests
 from stream.domain.dlq import DeadLetter
 from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import OmetriaClient, PushResult
-from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
+from stream.ometria.errors import (
+    Misconfigured,
+    OmetriaError,
+    Permanent,
+    Retryable,
+    Unauthorized,
+)
 from stream.ometria.pacing import Pacer
 
 logger = logging.getLogger(__name__)
 
-# While the key is refused, a reminder this often is enough; every attempt would flood the log.
-AUTH_LOG_INTERVAL = 60.0
+# While delivery is blocked, a reminder this often is enough; every attempt would flood the log.
+PAUSE_LOG_INTERVAL = 60.0
 LOGGED_ERROR_CHARS = 200
 
 
@@ -54,20 +62,25 @@ class DeadLetterSink(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class AuthPause:
-    """Why delivery is paused: Ometria refuses the API key."""
+class Blocked:
+    """Why delivery is paused: no request can succeed until a setting is fixed."""
 
+    cause: type[Misconfigured]
     status_code: int
     since: datetime
+    problem: str
+    fix: str
 
     @property
     def reason(self) -> str:
         return (
-            f"Ometria refused the API key ({self.status_code}) since "
-            f"{self.since.isoformat(timespec='seconds')}; delivery resumes by itself once a "
-            "working key is set (STREAM_OMETRIA__API_KEY or the file "
-            "STREAM_OMETRIA__API_KEY_FILE names)"
+            f"{self.problem}, since {self.since.isoformat(timespec='seconds')}; delivery "
+            f"resumes by itself once this is fixed: {self.fix}"
         )
+
+
+def _gauge(cause: type[Misconfigured]) -> Gauge:
+    return metrics.UNAUTHORIZED if issubclass(cause, Unauthorized) else metrics.MISDIRECTED
 
 
 class Delivery:
@@ -92,13 +105,13 @@ class Delivery:
         self._auth_retry_interval = auth_retry_interval
         self._sleep = sleep
         self._clock = clock
-        self._auth_pause: AuthPause | None = None
-        self._auth_logged_at = float("-inf")
+        self._blocked: Blocked | None = None
+        self._blocked_logged_at = float("-inf")
 
     @property
-    def unauthorized(self) -> AuthPause | None:
-        """Set while Ometria refuses the API key and delivery waits for a working one."""
-        return self._auth_pause
+    def blocked(self) -> Blocked | None:
+        """Set while a refused key or a wrong endpoint pauses delivery until it is fixed."""
+        return self._blocked
 
     async def deliver(self, records: list[dict[str, Any]]) -> None:
         """Deliver a batch of outbox records (see the module contract)."""
@@ -115,7 +128,7 @@ class Delivery:
 
     async def _send(self, records: list[dict[str, Any]]) -> None:
         try:
-            result = await self._push_until_authorised(records)
+            result = await self._push_until_unblocked(records)
         except Permanent as exc:
             if len(records) > 1:
                 middle = len(records) // 2
@@ -131,6 +144,15 @@ class Delivery:
             return
         if result.rejected:
             await self._rejected(records, result)
+
+    async def errors(self) -> list[dict[str, Any]]:
+        """Read Ometria's errors list once, in a request slot like a push (no retries).
+
+        Raises:
+            OmetriaError: as `OmetriaClient.errors`.
+        """
+        await self.pacer.wait()
+        return await self._client.errors()
 
     async def _rejected(self, records: list[dict[str, Any]], result: PushResult) -> None:
         """Dead-letter the records Ometria's errors list names for this request; no others."""
@@ -171,9 +193,8 @@ class Delivery:
         if request_id is None:
             return []
         # The errors list is read once: a rejection is rare and never worth a retry loop.
-        await self.pacer.wait()
         try:
-            entries = await self._client.errors()
+            entries = await self.errors()
         except OmetriaError as exc:
             logger.warning(
                 "could not read Ometria's errors list for request %s: %s", request_id, exc
@@ -207,43 +228,51 @@ class Delivery:
             "push attempt %d failed (%s); retrying in %.1fs", state.attempt_number, error, delay
         )
 
-    async def _push_until_authorised(self, records: list[dict[str, Any]]) -> PushResult:
-        """Push with retries; while the key is refused, try the same request again slowly."""
+    async def _push_until_unblocked(self, records: list[dict[str, Any]]) -> PushResult:
+        """Push with retries; while a setting blocks every request, try the same one slowly."""
         while True:
             try:
                 result = await self._push_with_retries(records)
-            except Unauthorized as exc:
-                self._paused(exc.status_code)
+            except Misconfigured as exc:
+                self._paused(exc)
                 await self._sleep(self._auth_retry_interval)
                 continue
             self._resumed()
             return result
 
-    def _paused(self, status_code: int) -> None:
-        if self._auth_pause is None:
-            self._auth_pause = AuthPause(status_code, datetime.now(UTC))
-            metrics.UNAUTHORIZED.set(1)
-        elif self._auth_pause.status_code != status_code:
-            self._auth_pause = replace(self._auth_pause, status_code=status_code)
+    def _paused(self, error: Misconfigured) -> None:
+        blocked, cause = self._blocked, type(error)
+        if blocked is None or blocked.cause is not cause:
+            if blocked is not None:
+                _gauge(blocked.cause).set(0)
+            # A new cause is news: logged at once, whenever the last reminder was.
+            self._blocked_logged_at = float("-inf")
+            blocked = Blocked(cause, error.status_code, datetime.now(UTC), error.problem, error.fix)
+            _gauge(cause).set(1)
+        elif blocked.problem != error.problem:
+            blocked = replace(blocked, status_code=error.status_code, problem=error.problem)
+        self._blocked = blocked
         now = self._clock()
-        if now - self._auth_logged_at >= AUTH_LOG_INTERVAL:
-            self._auth_logged_at = now
+        if now - self._blocked_logged_at >= PAUSE_LOG_INTERVAL:
+            self._blocked_logged_at = now
             logger.warning(
                 "delivery paused: %s; trying again every %gs",
-                self._auth_pause.reason,
+                blocked.reason,
                 self._auth_retry_interval,
             )
 
     def _resumed(self) -> None:
-        if self._auth_pause is None:
+        blocked = self._blocked
+        if blocked is None:
             return
         logger.warning(
-            "Ometria accepts the API key again (refused since %s); delivery resumes",
-            self._auth_pause.since.isoformat(timespec="seconds"),
+            "requests get through again (blocked by a %d since %s); delivery resumes",
+            blocked.status_code,
+            blocked.since.isoformat(timespec="seconds"),
         )
-        self._auth_pause = None
-        self._auth_logged_at = float("-inf")
-        metrics.UNAUTHORIZED.set(0)
+        self._blocked = None
+        self._blocked_logged_at = float("-inf")
+        _gauge(blocked.cause).set(0)
 
     async def _push_with_retries(self, records: list[dict[str, Any]]) -> PushResult:
         retrying = AsyncRetrying(
@@ -260,7 +289,7 @@ class Delivery:
                 metrics.BATCH_RECORDS.observe(len(records))
                 try:
                     result = await self._client.push(records)
-                except (Retryable, Unauthorized, Permanent) as exc:
+                except (Retryable, Misconfigured, Permanent) as exc:
                     metrics.PUSH_REQUESTS.labels(str(exc.status_code or "error")).inc()
                     if isinstance(exc, Retryable) and exc.status_code == 429:
                         self.pacer.throttled(exc.retry_after)

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 RATE_MARGIN = 1.05
 # The third-party Ometria client waits when fewer than 10k records may still be queued.
 QUEUE_LOW_WATER = 10_000
+# Ometria documents no Retry-After: a longer one is taken as this long, so that a bogus value
+# (`inf`, a year) cannot stop delivery for good; a request every few minutes costs nothing.
+MAX_RETRY_AFTER = 300.0
 
 
 # On the account's slot grid, N requests per second are spaced (1 + 0.1)/N apart: a request may
@@ -175,8 +178,9 @@ class Pacer:
         """Ometria said slow down: halve the rate, honour Retry-After, hold for a while."""
         now = self._clock()
         self.rate = max(self._floor, self.rate / 2)
-        if retry_after is not None:
-            self._not_before = max(self._not_before, now + retry_after)
+        delay = bounded_retry_after(retry_after)
+        if delay is not None:
+            self._not_before = max(self._not_before, now + delay)
         self._hold_until = now + self._hold
 
     def accepted(self, queue_remaining: int | None = None) -> None:
@@ -186,6 +190,14 @@ class Pacer:
             return
         if self.rate < self.max_rate and self._clock() >= self._hold_until:
             self.rate = min(self.max_rate, self.rate + self.max_rate / 10)
+
+
+def bounded_retry_after(seconds: float | None) -> float | None:
+    """A Retry-After delay fit to wait out: at most MAX_RETRY_AFTER, not negative; None for
+    none or not a number."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 def _check_rate(rate: float) -> None:

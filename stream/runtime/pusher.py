@@ -26,6 +26,8 @@ custom event, deliver in full requests, remember the contact versions delivered,
   arrives finishes first.
 - **A rebalance cancels the round in flight**: the records go to their new owner from the last
   committed offset, so an old batch is never retried by a pusher that no longer owns it.
+- **Ometria's errors list** is account-wide: the pusher that owns outbox partition 0 reads it
+  every `errors_poll_interval`, in one of its own request slots, and reports new entries.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from stream.domain.records import decode
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
+from stream.ometria.errors_watch import ErrorsWatch
 from stream.ometria.pacing import Slots
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
@@ -137,6 +140,9 @@ class Pusher:
         # End offsets read while paused: paused partitions are not fetched, so their highwater
         # marks stand still while the backlog grows.
         self._ends: dict[TopicPartition, int] = {}
+        self._errors_every = conf.errors_poll_interval.total_seconds()
+        self._errors_watch = ErrorsWatch()
+        self._errors_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -149,9 +155,14 @@ class Pusher:
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         await self._consumer.start()
         metrics.PUSH_RATE.set(0.0)
+        if self._errors_every > 0:
+            self._errors_task = asyncio.create_task(self._watch_errors())
 
     async def close(self) -> None:
         """Leave the group and close every client (nothing is committed here)."""
+        if self._errors_task is not None:
+            self._errors_task.cancel()
+            await asyncio.wait({self._errors_task})
         for close in (
             self._consumer.stop,
             self._reader.stop,
@@ -208,6 +219,15 @@ class Pusher:
         finally:
             if not self.control.paused:
                 consumer.resume(*consumer.assignment())
+
+    async def _watch_errors(self) -> None:
+        """Report Ometria's errors list every interval while this pusher owns outbox partition
+        0: one reader per deployment, and its reads count against this pusher's slots."""
+        first = TopicPartition(self._topic, 0)
+        while True:
+            await asyncio.sleep(self._errors_every)
+            if self._settled.is_set() and first in self._consumer.assignment():
+                await self._errors_watch.poll(self.delivery.errors)
 
     # --- one round ---------------------------------------------------------------------------
 
@@ -364,7 +384,7 @@ class Pusher:
         try:
             await self._start_where_the_workers_stopped(assigned)
             await self._load_versions({tp.partition for tp in assigned})
-        except (KafkaError, TimeoutError) as exc:
+        except (KafkaError, TimeoutError, PusherStopped) as exc:
             # Sending without the versions could put an older contact back: stop instead.
             self._failure = exc
             self._settled.set()  # run() sees the failure
@@ -407,19 +427,38 @@ class Pusher:
                 self._committed[tp] = at.offset
 
     async def _load_versions(self, partitions: set[int]) -> None:
-        """Read this pusher's partitions of the versions topic to their current end."""
+        """Read this pusher's partitions of the versions topic to their current end.
+
+        As after compaction, a contact's latest record counts and a tombstone forgets it. A
+        latest value that is not a version raises PusherStopped: that contact's newest
+        delivery is unknown.
+        """
         topic = self._settings.topics.outbox_versions
         wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
         versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        # (partition, contact id) -> its latest record while that is not a version
+        unreadable: dict[tuple[int, str], ConsumerRecord[bytes, bytes]] = {}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
+                known = versions[tp.partition]
                 async for records in partition_batches(self._reader, tp, ends[tp]):
                     for record in records:
-                        if record.key is not None and record.value is not None:
-                            versions[tp.partition][record.key.decode()] = int(record.value)
+                        if record.key is None:
+                            continue
+                        contact_id = record.key.decode(errors="replace")
+                        known.pop(contact_id, None)
+                        unreadable.pop((tp.partition, contact_id), None)
+                        if record.value is None:
+                            continue
+                        try:
+                            known[contact_id] = int(record.value)
+                        except ValueError:
+                            unreadable[(tp.partition, contact_id)] = record
+        if unreadable:
+            raise PusherStopped(_not_a_version(next(iter(unreadable.values())), len(unreadable)))
         self._delivered.update(versions)
 
     # --- observation -------------------------------------------------------------------------
@@ -443,8 +482,8 @@ class Pusher:
             return f"stopped: {self._failure!r}"
         if not self.joined.is_set():
             return "not yet assigned outbox partitions"
-        paused = self.delivery.unauthorized
-        return None if paused is None else paused.reason
+        blocked = self.delivery.blocked
+        return None if blocked is None else blocked.reason
 
 
 def entries(record: ConsumerRecord[bytes, bytes]) -> int:
@@ -455,12 +494,42 @@ def entries(record: ConsumerRecord[bytes, bytes]) -> int:
 
 
 def _observe_latency(batch: Round, now: datetime) -> None:
+    """Observe each customer's push latency; a header that is not a time with an offset (any
+    producer may write to the outbox) is left out: the round was delivered all the same."""
+    unreadable = 0
     for records in batch.values():
         for record in records:
             for raw in occurred_at(record.headers):
-                if raw:
-                    occurred = datetime.fromisoformat(raw.decode())
+                occurred = _occurred(raw)
+                if occurred is not None:
                     metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
+                elif raw:
+                    unreadable += 1
+    if unreadable:
+        logger.warning(
+            "%d of this round's occurred-at headers are not ISO 8601 times with an offset "
+            "(written by another producer?); their push latency is not observed",
+            unreadable,
+        )
+
+
+def _occurred(raw: bytes) -> datetime | None:
+    try:
+        occurred = datetime.fromisoformat(raw.decode())
+    except ValueError:  # UnicodeDecodeError is one
+        return None
+    return occurred if occurred.utcoffset() is not None else None
+
+
+def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
+    return (
+        f"the versions topic {record.topic} partition {record.partition} offset "
+        f"{record.offset} holds {(record.value or b'')[:40]!r} for contact "
+        f"{(record.key or b'').decode(errors='replace')!r}, not a version (the pusher writes "
+        f"decimal integers; {count} such contacts in all): produce a tombstone (a null value) "
+        "for each such key to the topic, which forgets the contact's version, then restart "
+        "the pusher"
+    )
 
 
 def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:

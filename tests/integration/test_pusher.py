@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 
 from stream.domain.mapping import load_preset
+from stream.ometria.client import OmetriaClient
 from stream.ops.backfill import backfill
 from stream.ops.redrive import Filters, redrive
+from stream.runtime.pusher import Pusher, PusherStopped
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     BOOTSTRAP,
     keep_running,
@@ -27,12 +36,14 @@ from tests.integration.conftest import (
     web_get,
 )
 from tests.integration.test_delivery_faults import (
+    API_KEY,
     all_delivered,
     clear_faults,
     produce,
     set_faults,
     story,
 )
+from tests.unit.test_delivery import contact
 
 
 def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, object]:
@@ -245,3 +256,140 @@ async def test_a_refused_key_pauses_delivery_and_dead_letters_nothing(
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get("401", 0) > 0, "the window was real"
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
+
+
+async def test_a_wrong_endpoint_pauses_delivery_naming_the_setting_and_dead_letters_nothing(
+    names, sandbox, worker, producer
+):
+    worker.env["STREAM_OMETRIA__AUTH_RETRY_INTERVAL"] = "2s"
+    events, balances, custom_ids = story(30, "url")
+    worker.start()
+    await worker.wait_ready()
+    # What a mistyped base URL or a proxy's error page answers to every request, for a while.
+    await set_faults(sandbox, fail_status=404, fail_for_seconds=20)
+    await produce(producer, names.events, events)
+
+    paused = await poll(
+        lambda: web_get(worker, "/readyz"), lambda r: r.status_code == 503, timeout=25
+    )
+    assert paused.status_code == 503, "not ready while the endpoint answers 404"
+    reason = orjson.loads(paused.content)["delivery"]
+    assert "404" in reason
+    assert "STREAM_OMETRIA__BASE_URL" in reason
+    assert await metric(worker, "ometria_misdirected") == 1
+    assert await metric(worker, "ometria_unauthorized") == 0
+
+    contacts = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_delivered(balances), timeout=120
+    )
+    assert all_delivered(balances)(contacts)
+    delivered = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/events"),
+        lambda body: {e["id"] for e in body["events"]} >= custom_ids,
+    )
+    assert {e["id"] for e in delivered["events"]} == custom_ids
+    assert (await web_get(worker, "/readyz")).status_code == 200
+    assert await metric(worker, "ometria_misdirected") == 0
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["by_status"].get("404", 0) > 0, "the window was real"
+    assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
+
+
+@contextlib.asynccontextmanager
+async def running_pusher(settings, sandbox) -> AsyncIterator[tuple[Pusher, asyncio.Task[None]]]:
+    """A pusher of the test's deployment running in this process, and its `run` task."""
+    async with OmetriaClient(sandbox, SecretStr(API_KEY)) as client:
+        pusher = Pusher(settings, client)
+        await pusher.start()
+        task = asyncio.ensure_future(pusher.run())
+        try:
+            yield pusher, task
+        finally:
+            pusher.stop_soon()
+            await asyncio.wait({task}, timeout=10)
+            await pusher.close()
+
+
+async def pusher_outcome(names, sandbox) -> tuple[BaseException | None, str | None]:
+    """Run a pusher until it joins the group or stops (a minute at most): what it raised
+    (None if nothing), and why it was not ready then."""
+    async with running_pusher(names_settings(names, partitions=3), sandbox) as (pusher, task):
+        joined = asyncio.ensure_future(pusher.joined.wait())
+        await asyncio.wait({task, joined}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        joined.cancel()
+        why = pusher.not_ready()
+    return (task.exception() if task.done() else None), why
+
+
+async def test_a_version_that_is_not_a_number_stops_the_pusher_saying_where_it_is(
+    names, sandbox, producer
+):
+    await ensure_topics(names_settings(names, partitions=3))
+    for key, value in ((b"v-1", b"12"), (b"v-2", b"twelve")):
+        await producer.send_and_wait(names.outbox_versions, key=key, value=value, partition=1)
+
+    raised, why = await pusher_outcome(names, sandbox)
+
+    assert isinstance(raised, PusherStopped), f"still running, not ready because: {why}"
+    message = str(raised)
+    assert f"{names.outbox_versions} partition 1 offset 1" in message
+    assert "tombstone" in message, "says how to fix it"
+    assert why is not None
+    assert why.startswith("stopped")
+
+
+async def test_a_tombstone_in_the_versions_topic_forgets_the_unreadable_version(
+    names, sandbox, producer
+):
+    await ensure_topics(names_settings(names, partitions=3))
+    for value in (b"12", b"twelve", None):
+        await producer.send_and_wait(names.outbox_versions, key=b"v-2", value=value, partition=1)
+
+    raised, why = await pusher_outcome(names, sandbox)
+
+    assert raised is None
+    assert why is None, "joined and ready"
+
+
+async def test_the_pusher_owning_outbox_partition_0_reports_ometrias_errors_list(
+    names, sandbox, caplog
+):
+    settings = names_settings(names, partitions=3)
+    settings = settings.model_copy(
+        update={
+            "ometria": settings.ometria.model_copy(
+                update={"errors_poll_interval": timedelta(seconds=0.2)}
+            )
+        }
+    )
+    await ensure_topics(settings)
+    # A record Ometria takes but rejects after validation: an entry on its errors list.
+    await set_faults(sandbox, reject_ids=["e-1"])
+    async with httpx.AsyncClient(base_url=sandbox) as http:
+        answer = await http.post(
+            "/v2/push", json=[contact("e-1")], headers={"X-Ometria-Auth": API_KEY}
+        )
+    assert answer.json()["rejected"] == 1
+
+    async def reports() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "record error" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.errors_watch"):
+        async with running_pusher(settings, sandbox) as (pusher, _):
+            assert await poll(reports, bool, timeout=30), "the errors list was reported"
+            reads = 0
+            read_errors = pusher.delivery.errors
+
+            async def counted_read() -> list[dict]:
+                nonlocal reads
+                reads += 1
+                return await read_errors()
+
+            pusher.delivery.errors = counted_read  # type: ignore[method-assign]
+
+            async def reads_so_far() -> int:
+                return reads
+
+            assert await poll(reads_so_far, lambda n: n >= 3, timeout=30) >= 3
+
+    assert len(await reports()) == 1, "reported once however often the list is read"

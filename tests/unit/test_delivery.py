@@ -15,8 +15,8 @@ from stream import metrics
 from stream.domain.dlq import DeadLetter
 from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import ApiKeyFile, OmetriaClient
-from stream.ometria.delivery import AUTH_LOG_INTERVAL, Delivery
-from stream.ometria.pacing import Pacer
+from stream.ometria.delivery import PAUSE_LOG_INTERVAL, Delivery
+from stream.ometria.pacing import MAX_RETRY_AFTER, RATE_MARGIN, Pacer
 
 API_KEY = "k-SECRET-123"
 
@@ -226,6 +226,36 @@ async def test_deliver_throttled_with_retry_after_waits_at_least_that_long(
     assert dead_letters == []
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "99999999"])
+async def test_deliver_throttled_with_a_huge_retry_after_waits_at_most_the_maximum(
+    delivery, ometria, sleeps, pacer_clock, dead_letters, value
+):
+    ometria.script = [status(429, **{"Retry-After": value})]
+
+    await delivery.deliver([contact("c1")])
+
+    assert ometria.accepted == [contact("c1")]
+    assert sleeps == [MAX_RETRY_AFTER], "waited the longest Retry-After honoured"
+    assert pacer_clock.now <= MAX_RETRY_AFTER * 2, "neither the backoff nor the pacer stalls"
+    assert dead_letters == []
+
+
+@pytest.mark.parametrize("code", [408, 409])
+async def test_deliver_request_timeout_or_conflict_retried_until_accepted(
+    counted, delivery, ometria, sleeps, dead_letters, code
+):
+    ometria.script = [status(code)] * 2
+    records = [contact("c1"), contact("c2")]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [records] * 3, "the same request again, never split"
+    assert ometria.accepted == records
+    assert dead_letters == []
+    assert counted("ometria_push_retries") == 2
+    assert len(sleeps) == 2
+
+
 async def test_deliver_permanent_error_bisects_and_dead_letters_only_the_bad_record(
     counted, delivery, ometria, sleeps, dead_letters
 ):
@@ -359,6 +389,19 @@ async def test_deliver_undocumented_2xx_body_counts_all_accepted_dead_letters_no
     assert counted("ometria_records_pushed") == 2
 
 
+async def test_errors_read_after_a_push_waits_for_the_next_request_slot(
+    delivery, ometria, pacer_clock
+):
+    ometria.errors = [error_entry("c9")]
+    await delivery.deliver([contact("c1")])
+    assert pacer_clock.waits == [], "the push went out at once"
+
+    entries = await delivery.errors()
+
+    assert entries == [error_entry("c9")]
+    assert pacer_clock.waits == [pytest.approx(RATE_MARGIN / 4)], "spaced like a push"
+
+
 # --- refused key (401/403) ------------------------------------------------------------------
 
 
@@ -373,7 +416,7 @@ async def test_deliver_refused_key_pauses_and_resends_the_same_request_until_acc
 
     def refuse(code: int) -> Reply:
         def reply(records: list[dict[str, Any]]) -> httpx.Response:
-            seen.append((delivery.unauthorized, unauthorized_gauge()))
+            seen.append((delivery.blocked, unauthorized_gauge()))
             return httpx.Response(code, text="API key is not authorised")
 
         return reply
@@ -391,9 +434,9 @@ async def test_deliver_refused_key_pauses_and_resends_the_same_request_until_acc
     assert first.status_code == 401
     assert later[-1].status_code == 403
     assert later[-1].since == first.since
-    assert "Ometria refused the API key (403) since" in later[-1].reason
+    assert "Ometria refused the API key (403), since" in later[-1].reason
     assert [gauge for _, gauge in seen] == [0.0, 1.0, 1.0]
-    assert delivery.unauthorized is None
+    assert delivery.blocked is None
     assert unauthorized_gauge() == 0.0
     assert (
         counted("ometria_push_requests", status="401")
@@ -441,7 +484,7 @@ async def test_deliver_refused_key_warns_once_a_minute_not_per_attempt_and_never
         await delivery.deliver([contact("c1")])
 
     paused = [r for r in caplog.records if "delivery paused" in r.getMessage()]
-    assert len(paused) == attempts * 15 // AUTH_LOG_INTERVAL
+    assert len(paused) == attempts * 15 // PAUSE_LOG_INTERVAL
     assert all(r.levelno == logging.WARNING for r in paused)
     assert "delivery resumes" in caplog.text
     assert API_KEY not in caplog.text
@@ -506,7 +549,89 @@ async def test_deliver_key_file_rotated_during_pause_resumes_with_the_new_key(
 
     assert sent_keys == ["k-revoked", "k-revoked", API_KEY]
     assert dead_letters == []
-    assert delivery.unauthorized is None
+    assert delivery.blocked is None
+
+
+# --- wrong endpoint (3xx, 404, 405, 407) ----------------------------------------------------
+
+
+def misdirected_gauge() -> float | None:
+    return metrics.REGISTRY.get_sample_value("ometria_misdirected")
+
+
+@pytest.mark.parametrize(
+    ("code", "setting"),
+    [
+        (301, "STREAM_OMETRIA__BASE_URL"),
+        (307, "STREAM_OMETRIA__BASE_URL"),
+        (404, "STREAM_OMETRIA__BASE_URL"),
+        (405, "STREAM_OMETRIA__BASE_URL"),
+        (407, "HTTPS_PROXY"),
+    ],
+)
+async def test_deliver_wrong_endpoint_pauses_resends_and_dead_letters_nothing(
+    delivery, ometria, sleeps, dead_letters, code, setting
+):
+    seen: list[tuple[object, float | None, float | None]] = []
+
+    def astray(records: list[dict[str, Any]]) -> httpx.Response:
+        seen.append((delivery.blocked, misdirected_gauge(), unauthorized_gauge()))
+        return httpx.Response(code, text="<html>Not Found</html>")
+
+    ometria.script = [astray, astray, astray]
+    records = [contact(f"c{n}") for n in range(5)]
+
+    await delivery.deliver(records)
+
+    assert ometria.bodies == [records] * 4, "never split"
+    assert ometria.accepted == records
+    assert dead_letters == []
+    assert sleeps == [15.0, 15.0, 15.0]
+    blocked = [pause for pause, _, _ in seen[1:]]
+    assert all(pause is not None and pause.status_code == code for pause in blocked)
+    assert setting in blocked[-1].reason
+    assert [(gauge, key) for _, gauge, key in seen[1:]] == [(1.0, 0.0)] * 2
+    assert delivery.blocked is None
+    assert misdirected_gauge() == 0.0
+
+
+async def test_deliver_wrong_endpoint_then_refused_key_moves_the_pause_and_its_gauges(
+    delivery, ometria, dead_letters
+):
+    seen: list[tuple[float | None, float | None]] = []
+
+    def answer(code: int) -> Reply:
+        def reply(records: list[dict[str, Any]]) -> httpx.Response:
+            seen.append((misdirected_gauge(), unauthorized_gauge()))
+            return httpx.Response(code, text="no")
+
+        return reply
+
+    # The base URL is fixed first; then the key turns out to be wrong too.
+    ometria.script = [answer(404), answer(401), answer(202)]
+    ometria.default = accepted
+
+    await delivery.deliver([contact("c1")])
+
+    assert seen == [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)]
+    assert dead_letters == []
+    assert (misdirected_gauge(), unauthorized_gauge()) == (0.0, 0.0)
+
+
+async def test_deliver_wrong_endpoint_warns_once_a_minute_naming_the_setting(
+    delivery, ometria, caplog
+):
+    attempts = 8  # 15 s apart: two minutes
+    ometria.script = [status(404)] * attempts
+
+    with caplog.at_level(logging.WARNING, logger="stream.ometria.delivery"):
+        await delivery.deliver([contact("c1")])
+
+    paused = [r.getMessage() for r in caplog.records if "delivery paused" in r.getMessage()]
+    assert len(paused) == attempts * 15 // PAUSE_LOG_INTERVAL
+    assert "STREAM_OMETRIA__BASE_URL" in paused[0]
+    assert "https://ometria.test/v2/push" in paused[0]
+    assert "delivery resumes" in caplog.text
 
 
 # --- private record keys --------------------------------------------------------------------

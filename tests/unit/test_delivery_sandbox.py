@@ -82,8 +82,39 @@ async def test_delivery_wrong_key_pauses_then_the_rotated_key_file_delivers_ever
 
     assert harness.sleeps == [15.0, 15.0]
     assert harness.dead_letters == []
-    assert harness.delivery.unauthorized is None
+    assert harness.delivery.blocked is None
     assert sorted(await stored_contacts(sandbox)) == sorted(r["id"] for r in records)
+
+
+class Stop(Exception):
+    """Ends a pause that would otherwise last until someone fixes the setting."""
+
+
+async def test_delivery_mistyped_base_url_pauses_naming_the_setting_and_dead_letters_nothing(
+    sandbox,
+):
+    records = [contact(f"c{n}") for n in range(10)]
+    seen = []
+
+    def look_then_stop() -> None:
+        seen.append(harness.delivery.blocked)
+        raise Stop
+
+    # The stand-in serves /v2/push, not /v1/v2/push: its web server answers 404 there.
+    async with OmetriaClient(f"{sandbox}/v1", SecretStr(KEY)) as client:
+        harness = Harness(client)
+        harness.during_sleep = [lambda: None, look_then_stop]
+
+        with pytest.raises(Stop):
+            await harness.delivery.deliver(records)
+
+    assert harness.dead_letters == []
+    assert harness.sleeps == [15.0, 15.0], "paused and tried the same request again"
+    (blocked,) = seen
+    assert blocked.status_code == 404
+    assert "STREAM_OMETRIA__BASE_URL" in blocked.reason
+    assert f"{sandbox}/v1/v2/push" in blocked.reason
+    assert await stored_contacts(sandbox) == {}
 
 
 async def test_delivery_sandbox_rejected_record_only_it_is_dead_lettered(sandbox):

@@ -14,7 +14,14 @@ from stream.domain.events import InvalidEvent
 from stream.domain.mapping import MappingError, load_mapping
 from stream.domain.triggers import TriggerOptionsError
 from stream.errors import ConfigurationError, LoyaltyStreamError
-from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
+from stream.ometria.errors import (
+    Misconfigured,
+    Misdirected,
+    OmetriaError,
+    Permanent,
+    Retryable,
+    Unauthorized,
+)
 from stream.ops.replay import ReplayRefused
 from stream.runtime.control import UnreadableControlRecord
 from stream.runtime.pusher import PusherStopped
@@ -34,7 +41,9 @@ CLASSES = {
         InvalidEvent,
         OmetriaError,
         Retryable,
+        Misconfigured,
         Unauthorized,
+        Misdirected,
         Permanent,
         IncompleteRead,
         PusherStopped,

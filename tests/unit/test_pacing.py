@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stream.ometria.pacing import (
+    MAX_RETRY_AFTER,
     QUEUE_LOW_WATER,
     RATE_MARGIN,
     SLOT_MARGIN,
@@ -73,6 +74,29 @@ async def test_pacer_throttled_halves_the_rate_and_waits_out_retry_after(clock):
     assert clock.now >= 5
     times = await send_times(pacer, clock, 20)
     assert most_in_one_second(times) <= 4
+
+
+@pytest.mark.parametrize("retry_after", [float("inf"), 1e9, MAX_RETRY_AFTER * 2])
+async def test_pacer_throttled_retry_after_beyond_the_maximum_waits_only_the_maximum(
+    clock, retry_after
+):
+    pacer = Pacer(4, clock=clock, sleep=clock.sleep)
+    pacer.throttled(retry_after=retry_after)
+
+    await pacer.wait()
+
+    assert clock.now == pytest.approx(MAX_RETRY_AFTER)
+
+
+@pytest.mark.parametrize("retry_after", [float("nan"), -30.0])
+async def test_pacer_throttled_retry_after_not_a_delay_adds_no_wait(clock, retry_after):
+    pacer = Pacer(4, clock=clock, sleep=clock.sleep)
+    pacer.throttled(retry_after=retry_after)
+
+    await pacer.wait()
+    await pacer.wait()
+
+    assert clock.now == pytest.approx(RATE_MARGIN / 2), "only the halved rate's spacing"
 
 
 async def test_pacer_holds_the_lower_rate_then_recovers_to_the_maximum(clock):

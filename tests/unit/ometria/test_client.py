@@ -18,7 +18,15 @@ from stream.ometria.client import (
     OmetriaClient,
     PushResult,
 )
-from stream.ometria.errors import OmetriaError, Permanent, Retryable, Unauthorized
+from stream.ometria.errors import (
+    Misconfigured,
+    Misdirected,
+    OmetriaError,
+    Permanent,
+    Retryable,
+    Unauthorized,
+)
+from stream.ometria.pacing import MAX_RETRY_AFTER
 from stream.settings import SettingsError, load_settings
 
 API_KEY = "k-SECRET-123"
@@ -183,7 +191,7 @@ async def test_push_transport_failure_raises_retryable_chained(ometria, exc_type
     assert isinstance(caught.value.__cause__, exc_type)
 
 
-@pytest.mark.parametrize("status", [400, 404, 413, 422])
+@pytest.mark.parametrize("status", [400, 410, 413, 422])
 async def test_push_client_error_raises_permanent_with_status_and_body(ometria, status):
     client = ometria(answer(status, '{"error": "invalid record"}'))
 
@@ -193,6 +201,102 @@ async def test_push_client_error_raises_permanent_with_status_and_body(ometria, 
     assert caught.value.status_code == status
     assert caught.value.body == '{"error": "invalid record"}'
     assert not isinstance(caught.value, Retryable)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["inf", "Infinity", "1e400", "86400", str(MAX_RETRY_AFTER + 1)],
+    ids=["inf", "infinity", "overflow", "a-day", "just-over"],
+)
+async def test_push_throttled_retry_after_beyond_the_maximum_is_capped(ometria, value):
+    client = ometria(answer(429, None, **{"Retry-After": value}))
+
+    with pytest.raises(Retryable) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.retry_after == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("nan", None), ("-5", 0.0), ("2.5", 2.5)], ids=["nan", "neg", "frac"]
+)
+async def test_push_throttled_retry_after_not_a_usable_delay_is_ignored_or_floored(
+    ometria, value, expected
+):
+    client = ometria(answer(429, None, **{"Retry-After": value}))
+
+    with pytest.raises(Retryable) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.retry_after == expected
+
+
+@pytest.mark.parametrize("status", [408, 409])
+async def test_push_request_timeout_or_conflict_raises_retryable_honouring_retry_after(
+    ometria, status
+):
+    client = ometria(answer(status, "try again", **{"Retry-After": "4"}))
+
+    with pytest.raises(Retryable) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.status_code == status
+    assert caught.value.retry_after == 4.0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308, 404, 405])
+async def test_push_wrong_endpoint_raises_misdirected_naming_the_base_url_setting(ometria, status):
+    client = ometria(answer(status, "<html>not here</html>"), base_url=f"{BASE_URL}/v1")
+
+    with pytest.raises(Misdirected) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.status_code == status
+    assert caught.value.body == "<html>not here</html>"
+    assert isinstance(caught.value, Misconfigured)
+    assert not isinstance(caught.value, Permanent | Retryable | Unauthorized)
+    assert "STREAM_OMETRIA__BASE_URL" in str(caught.value)
+    assert f"{BASE_URL}/v1/v2/push" in str(caught.value), "says where the request went"
+
+
+async def test_push_redirect_says_where_it_points(ometria):
+    moved = "https://api.ometria.example/v2/push"
+    client = ometria(answer(301, None, Location=moved))
+
+    with pytest.raises(Misdirected) as caught:
+        await client.push(RECORDS)
+
+    assert moved in str(caught.value)
+
+
+async def test_push_base_url_credentials_never_shown_in_a_misdirected_error(ometria):
+    client = ometria(answer(404, "not found"), base_url="https://user:pw-SECRET@ometria.test")
+
+    with pytest.raises(Misdirected) as caught:
+        await client.push(RECORDS)
+
+    assert "pw-SECRET" not in str(caught.value)
+    assert "https://ometria.test/v2/push" in str(caught.value)
+
+
+async def test_push_proxy_wanting_credentials_raises_misdirected_naming_the_proxy_settings(
+    ometria,
+):
+    client = ometria(answer(407, "Proxy Authentication Required"))
+
+    with pytest.raises(Misdirected) as caught:
+        await client.push(RECORDS)
+
+    assert caught.value.status_code == 407
+    assert "HTTPS_PROXY" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [302, 404, 405, 407])
+async def test_errors_list_wrong_endpoint_raises_misdirected(ometria, status):
+    client = ometria(answer(status, "not here"))
+
+    with pytest.raises(Misdirected):
+        await client.errors()
 
 
 async def test_push_client_error_long_body_is_truncated(ometria):
