@@ -83,6 +83,9 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
 
 # Input partition -> its end offset when the last replay ran (stream.ops.replay); set at start-up.
 replayed_until: dict[int, int] = {}
+# The generation of the contact versions mapped here (stream.domain.records.Version): the last
+# replay's; set at start-up.
+version_generation = 0
 
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
@@ -372,7 +375,11 @@ async def fold_batch(events: list[Any]) -> None:
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
         written[customer_id] = profile
-        records = [with_version(contact, profile.input_offset)] if contact is not None else []
+        records = (
+            [with_version(contact, profile.input_offset, version_generation)]
+            if contact is not None
+            else []
+        )
         records += batch.records.get(customer_id, [])
         outbox.add(customer_id, records, occurred)
     batch.stored += await send_outbox(outbox)

@@ -45,7 +45,7 @@ from aiokafka.structs import ConsumerRecord
 from stream import metrics
 from stream.domain.batching import coalesce
 from stream.domain.dlq import DeadLetter
-from stream.domain.records import decode
+from stream.domain.records import Version, decode, encode_version, parse_version
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
@@ -114,7 +114,7 @@ class Pusher:
             auth_retry_interval=conf.auth_retry_interval.total_seconds(),
         )
         # outbox partition -> contact id -> newest version delivered
-        self._delivered: dict[int, dict[str, int]] = {}
+        self._delivered: dict[int, dict[str, Version]] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -289,10 +289,10 @@ class Pusher:
         await self._remember(plan.versions)
         _observe_latency(batch, datetime.now(UTC))
 
-    def _delivered_version(self, partition: int, contact_id: str) -> int | None:
+    def _delivered_version(self, partition: int, contact_id: str) -> Version | None:
         return self._delivered.get(partition, {}).get(contact_id)
 
-    async def _remember(self, versions: Mapping[tuple[int, str], int]) -> None:
+    async def _remember(self, versions: Mapping[tuple[int, str], Version]) -> None:
         """Store the newest contact versions delivered, before the outbox offsets move."""
         topic = self._settings.topics.outbox_versions
         sent = []
@@ -302,7 +302,10 @@ class Pusher:
                 continue
             sent.append(
                 await self._producer.send(
-                    topic, key=contact_id.encode(), value=str(version).encode(), partition=partition
+                    topic,
+                    key=contact_id.encode(),
+                    value=encode_version(version),
+                    partition=partition,
                 )
             )
         await asyncio.gather(*sent)
@@ -401,13 +404,15 @@ class Pusher:
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
-        versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        versions: dict[int, dict[str, Version]] = {p: {} for p in partitions}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
                 async for records in partition_batches(self._reader, tp, ends[tp]):
                     for record in records:
                         if record.key is not None and record.value is not None:
-                            versions[tp.partition][record.key.decode()] = int(record.value)
+                            versions[tp.partition][record.key.decode()] = parse_version(
+                                record.value
+                            )
         self._delivered.update(versions)
 
     # --- observation -------------------------------------------------------------------------
