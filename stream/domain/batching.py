@@ -10,6 +10,7 @@ from stream.domain.lists import carry_lists
 from stream.domain.records import (
     MAX_RECORD_BYTES,
     MAX_RECORDS_PER_REQUEST,
+    Version,
     encode,
     version_of,
 )
@@ -59,14 +60,14 @@ class Coalesced:
 
     records: list[dict[str, Any]]
     # (outbox partition, contact id) -> the version of the contact kept for it
-    versions: dict[tuple[int, str], int]
+    versions: dict[tuple[int, str], Version]
     superseded: int  # replaced by a newer record of the same identity in the round
     stale: int  # contacts older than one already delivered: never sent
 
 
 def coalesce(
     entries: Iterable[tuple[int, dict[str, Any]]],
-    delivered: Callable[[int, str], int | None],
+    delivered: Callable[[int, str], Version | None],
 ) -> Coalesced:
     """Keep the newest contact per customer and each distinct custom event of a round.
 

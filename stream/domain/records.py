@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
@@ -76,15 +76,66 @@ class CustomEvent(_Record):
     properties: dict[str, Scalar] = Field(default_factory=dict)
 
 
-def with_version(contact: dict[str, Any], version: int) -> dict[str, Any]:
+class Version(NamedTuple):
+    """A contact's version, compared generation first: nothing a replay does can lower it.
+
+    `offset` is the input offset the profile was folded up to (a customer's events share one
+    partition, so it only grows while the profile is kept). `replay --reset-state` rebuilds
+    every profile from the start of the input and starts a new `generation`
+    (stream.ops.replay), so a rebuilt contact is newer than any delivered before the rebuild,
+    even when its content last changed at an earlier offset.
+    """
+
+    generation: int
+    offset: int
+
+
+def with_version(contact: dict[str, Any], offset: int, generation: int = 0) -> dict[str, Any]:
     """The contact, marked with the version of the profile it was mapped from."""
-    return {**contact, VERSION_KEY: version}
+    return {**contact, VERSION_KEY: _version_value(Version(generation, offset))}
 
 
-def version_of(record: dict[str, Any]) -> int | None:
+def version_of(record: dict[str, Any]) -> Version | None:
     """A record's version, or None when it carries none (custom events, old records)."""
-    version = record.get(VERSION_KEY)
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
+    return _as_version(record.get(VERSION_KEY))
+
+
+def encode_version(version: Version) -> bytes:
+    """A version as the versions topic stores it (as records carry it)."""
+    return orjson.dumps(_version_value(version))
+
+
+def parse_version(raw: bytes) -> Version:
+    """A version as the versions topic stores it.
+
+    Raises:
+        ValueError: not a version.
+    """
+    try:
+        version = _as_version(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        version = None
+    if version is None:
+        raise ValueError(f"not a contact version: {raw[:40]!r}")
+    return version
+
+
+def _version_value(version: Version) -> int | list[int]:
+    # Generation 0 is a plain offset: what every record and versions topic value held before
+    # generations existed, so those still read as the versions they were.
+    return version.offset if version.generation == 0 else [version.generation, version.offset]
+
+
+def _as_version(value: Any) -> Version | None:
+    if _is_int(value):
+        return Version(0, value)
+    if isinstance(value, list) and len(value) == 2 and all(_is_int(part) for part in value):
+        return Version(value[0], value[1])
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _CHOICES: dict[str, frozenset[str]] = {

@@ -70,12 +70,12 @@ def cooldown_left(last: datetime | None, now: datetime, cooldown: timedelta) -> 
 
 
 def _contact(
-    customer: str, stored: bytes, mapping: ContactMapping, settings: Settings
+    customer: str, stored: bytes, mapping: ContactMapping, settings: Settings, generation: int
 ) -> dict[str, Any] | None:
     profile = Profile.from_bytes(stored)
     contact = map_contact(profile, mapping, settings.ometria.collection)
     # Versioned like the workers' contacts: the pusher never lets it replace a newer one.
-    return None if contact is None else with_version(contact, profile.input_offset)
+    return None if contact is None else with_version(contact, profile.input_offset, generation)
 
 
 async def backfill(
@@ -94,6 +94,12 @@ async def backfill(
     of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
     those ids.
     """
+    from stream.ops.replay import current_mark  # here: replay imports this module
+
+    # The stored profiles were mapped in the last replay's generation (a state reset rebuilds
+    # them all), so their contacts carry it, as the workers' do.
+    mark = await current_mark(settings)
+    generation = mark.generation if mark is not None else 0
     topic = changelog_topic(settings)
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
     profiles = contacts = changed = 0
@@ -139,7 +145,7 @@ async def backfill(
                         found.add(customer)  # only with --customer: a full run keeps no ids
                     profiles += 1
                     assert record.value is not None  # pass 1 keeps no deletion
-                    contact = _contact(customer, record.value, mapping, settings)
+                    contact = _contact(customer, record.value, mapping, settings, generation)
                     if contact is None:
                         continue
                     contacts += 1

@@ -126,6 +126,7 @@ def _worker(_: argparse.Namespace) -> int:
 
     if replayed is not None:
         agents.replayed_until.update(replayed.until)
+        agents.version_generation = replayed.generation
         if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
             print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
@@ -356,11 +357,12 @@ def _replay(args: argparse.Namespace) -> int:
     if mark.reset:
         print(
             "replay: table state discarded (changelog deleted; each worker removes its local "
-            "table files when it starts)"
+            "table files when it starts); the rebuilt contacts are versioned in generation "
+            f"{mark.generation}, newer than any delivered before"
         )
     print(
         "replay: campaign events are not fired again for these records; contacts are re-sent "
-        "(never older than what Ometria has). Start the workers now."
+        "(each customer's newest state last). Start the workers now."
     )
     if args.follow:
         total = mark.records()

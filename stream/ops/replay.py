@@ -11,10 +11,15 @@ What Kafka Streams' application-reset tool and `faust reset` do, for this app:
 - A replay mark in the control topic records the end of every input partition at the time of
   the replay: the workers fire no campaign event for an event before it (it fired the first
   time), whatever its age; the horizon suppresses older ones anyway.
-- The contact versions delivered (the versions topic) stay: versions are input offsets, so a
-  rebuilt profile reaches exactly the version it had, which is sent again, while the profiles
-  it passes through on the way are older and dropped by the pusher. Ometria never sees an
-  older contact. The outbox and its pending records stay too: what they carry is versioned.
+- The contact versions delivered (the versions topic) stay. `--reset-state` starts a new
+  version generation, kept in the mark (stream.domain.records.Version): the workers stamp it
+  on every contact they map, so the rebuilt contacts are newer than any delivered before,
+  even where a fold or mapping fix makes a customer's content last change at an earlier
+  input offset than it did (input offsets alone would count that contact stale and drop it).
+  The states a rebuilt profile passes through are sent too, in order, as coalesced as the
+  fold batches and push rounds make them. A rewind without the reset keeps the generation:
+  its profiles, and so their versions, stay. The outbox and its pending records stay too:
+  what they carry is versioned.
 
 It refuses while members of the worker group are alive: their commits would undo the rewind,
 and a running worker's table would not be rebuilt.
@@ -23,6 +28,7 @@ and a running worker's table would not be rebuilt.
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 import uuid
@@ -46,6 +52,8 @@ from stream.settings import Settings
 REPLAY = b"replay"
 DELETE_PATIENCE = 60.0
 
+logger = logging.getLogger(__name__)
+
 
 class ReplayRefused(LoyaltyStreamError):
     """The replay cannot run now; the message says why and what to do."""
@@ -57,6 +65,8 @@ class _ReplayBody(control.ControlBody):
     start: dict[int, NonNegativeInt]
     until: dict[int, NonNegativeInt]
     reset: str | None = None
+    # Absent from marks written before contact version generations: those are generation 0.
+    generation: NonNegativeInt = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,7 @@ class ReplayMark:
     until: dict[int, int]  # input partition -> its end when the replay ran
     reset: str | None = None  # the state reset's id, when the table is rebuilt
     source: str = field(default="earliest")
+    generation: int = 0  # of the contact versions mapped since (see contact_generation)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -77,6 +88,7 @@ class ReplayMark:
                 "start": {str(p): o for p, o in self.start.items()},
                 "until": {str(p): o for p, o in self.until.items()},
                 "reset": self.reset,
+                "generation": self.generation,
             }
         )
 
@@ -94,12 +106,28 @@ class ReplayMark:
         except ValidationError as exc:
             raise control.unreadable(REPLAY, exc) from None
         return cls(
-            at=body.at, start=body.start, until=body.until, reset=body.reset, source=body.source
+            at=body.at,
+            start=body.start,
+            until=body.until,
+            reset=body.reset,
+            source=body.source,
+            generation=body.generation,
         )
 
     def records(self) -> int:
         """How many input records the workers fold again."""
         return sum(max(0, end - self.start.get(p, end)) for p, end in self.until.items())
+
+
+def contact_generation(previous: ReplayMark | None, *, reset_state: bool) -> int:
+    """The contact version generation after a replay: a new one when the table is rebuilt."""
+    generation = previous.generation if previous is not None else 0
+    return generation + 1 if reset_state else generation
+
+
+async def current_mark(settings: Settings) -> ReplayMark | None:
+    """The last replay's mark, from the control topic (None: never replayed)."""
+    return ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))
 
 
 def parse_from(value: str) -> datetime | None:
@@ -138,6 +166,13 @@ async def replay(
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
     if not partitions:
         raise ReplayRefused(f"topic {topic} does not exist: nothing to replay")
+    try:
+        generation = contact_generation(await current_mark(settings), reset_state=reset_state)
+    except control.UnreadableControlRecord as exc:
+        # The generation the last mark held is unknown; the replay's time in seconds is above
+        # any generation counted one by one, so no contact mapped from now on is stale.
+        logger.warning("%s; the contact version generation starts again from the time", exc)
+        generation = int(now.timestamp())
     consumer = AIOKafkaConsumer(
         **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
     )
@@ -157,6 +192,7 @@ async def replay(
             until={tp.partition: ends[tp] for tp in partitions},
             reset=uuid.uuid4().hex if reset_state else None,
             source="earliest" if since is None else since.isoformat(),
+            generation=generation,
         )
         if dry_run:
             return mark

@@ -32,7 +32,7 @@ from stream.runtime.app import app
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, write_through_changelog
 from stream.runtime.outbox import OutboxBatch
-from stream.runtime.reading import read_range
+from stream.runtime.reading import IncompleteRead, holds_records, read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
@@ -87,6 +87,9 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
 
 # Input partition -> its end offset when the last replay ran (stream.ops.replay); set at start-up.
 replayed_until: dict[int, int] = {}
+# The generation of the contact versions mapped here (stream.domain.records.Version): the last
+# replay's; set at start-up.
+version_generation = 0
 
 skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
@@ -157,7 +160,8 @@ async def watch_for_stalls() -> None:
     Two stalls: records that stop arriving while more wait, and a group commit that stops
     below records already folded (Faust's commit stuck behind an offset it never acked).
     Nothing past either was committed, so the restart reads them again, and their effect on
-    state applies once.
+    state applies once. Whether records wait is judged by the consumer's position: offsets it
+    read past without delivering anything may be transaction markers or compacted away.
     """
     _watch_recovery(time.monotonic())
     if app.rebalancing or not positions_known.is_set():
@@ -177,6 +181,23 @@ async def watch_for_stalls() -> None:
         seen = skip_watch.seen(key)
         waited = stall_watch.stalled(key, seen, ends.get(tp, 0), now)
         if waited is not None:
+            try:
+                if not await _records_wait(tp, seen, ends[tp]):
+                    stall_watch.settle(key, seen, ends[tp])
+                    waited = None
+                    logger.info(
+                        "%s[%s]: no record after offset %s below the end %s (transaction "
+                        "markers or compacted): nothing waits",
+                        tp.topic,
+                        tp.partition,
+                        seen,
+                        ends[tp],
+                    )
+            except (KafkaError, IncompleteRead, TimeoutError) as exc:
+                # Nothing is committed past a record that was not folded: judged next check.
+                logger.warning("cannot tell whether records wait on %s: %r", tp, exc)
+                waited = None
+        if waited is not None:
             stop_before_commit(
                 f"{tp.topic}[{tp.partition}] delivered no record for {waited:.0f}s while "
                 f"offsets up to {ends[tp] - 1} wait (STREAM_KAFKA__STALL_TIMEOUT)"
@@ -191,6 +212,23 @@ async def watch_for_stalls() -> None:
                 f"{waited:.0f}s while records up to {folded_end - 1} were read "
                 "(STREAM_KAFKA__STALL_TIMEOUT)"
             )
+
+
+async def _records_wait(tp: Any, seen: int | None, end: int) -> bool:
+    """Whether records below `end` wait for the agent, past the last offset it saw.
+
+    The high watermark alone cannot tell: a partition whose last offset is a transaction's
+    commit marker, or whose last records compaction removed, has its end past every record
+    the consumer will ever deliver. Once the consumer's position reached the end, what it read
+    past is read back: no record there means nothing waits. A consumer short of the end has
+    itself stopped reading.
+    """
+    async with asyncio.timeout(STALL_CHECK_EVERY):
+        position = await app.consumer.position(tp)
+    if position is None or position < end:
+        return True
+    first = seen + 1 if seen is not None else 0
+    return await holds_records(settings, tp.topic, tp.partition, first, end)
 
 
 def _watch_recovery(now: float) -> None:
@@ -345,7 +383,11 @@ async def fold_batch(events: list[Any]) -> None:
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
         written[customer_id] = profile
-        records = [with_version(contact, profile.input_offset)] if contact is not None else []
+        records = (
+            [with_version(contact, profile.input_offset, version_generation)]
+            if contact is not None
+            else []
+        )
         records += batch.records.get(customer_id, [])
         outbox.add(customer_id, records, occurred)
     batch.stored += await send_outbox(outbox)

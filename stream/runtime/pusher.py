@@ -47,7 +47,7 @@ from aiokafka.structs import ConsumerRecord
 from stream import metrics
 from stream.domain.batching import coalesce
 from stream.domain.dlq import DeadLetter
-from stream.domain.records import decode
+from stream.domain.records import Version, decode, encode_version, parse_version
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
@@ -126,7 +126,7 @@ class Pusher:
             auth_retry_interval=conf.auth_retry_interval.total_seconds(),
         )
         # outbox partition -> contact id -> newest version delivered
-        self._delivered: dict[int, dict[str, int]] = {}
+        self._delivered: dict[int, dict[str, Version]] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -319,10 +319,10 @@ class Pusher:
         await self._remember(plan.versions)
         _observe_latency(batch, datetime.now(UTC))
 
-    def _delivered_version(self, partition: int, contact_id: str) -> int | None:
+    def _delivered_version(self, partition: int, contact_id: str) -> Version | None:
         return self._delivered.get(partition, {}).get(contact_id)
 
-    async def _remember(self, versions: Mapping[tuple[int, str], int]) -> None:
+    async def _remember(self, versions: Mapping[tuple[int, str], Version]) -> None:
         """Store the newest contact versions delivered, before the outbox offsets move."""
         topic = self._settings.topics.outbox_versions
         sent = []
@@ -332,7 +332,10 @@ class Pusher:
                 continue
             sent.append(
                 await self._producer.send(
-                    topic, key=contact_id.encode(), value=str(version).encode(), partition=partition
+                    topic,
+                    key=contact_id.encode(),
+                    value=encode_version(version),
+                    partition=partition,
                 )
             )
         await asyncio.gather(*sent)
@@ -438,7 +441,7 @@ class Pusher:
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
-        versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        versions: dict[int, dict[str, Version]] = {p: {} for p in partitions}
         # (partition, contact id) -> its latest record while that is not a version
         unreadable: dict[tuple[int, str], ConsumerRecord[bytes, bytes]] = {}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
@@ -454,7 +457,7 @@ class Pusher:
                         if record.value is None:
                             continue
                         try:
-                            known[contact_id] = int(record.value)
+                            known[contact_id] = parse_version(record.value)
                         except ValueError:
                             unreadable[(tp.partition, contact_id)] = record
         if unreadable:

@@ -1,15 +1,16 @@
 """Read a range of a topic without a consumer group: the one reader every command shares.
 
 `partition_batches` is the loop; `read_range` (the records a consumer skipped, read back
-exactly), `read_to_end` (a whole topic as of now, for `redrive`) and the control topic's
-reader are built on it. Nothing is committed; records that arrive meanwhile are left for the
-next run.
+exactly), `holds_records` (whether offsets a consumer passed held any record), `read_to_end`
+(a whole topic as of now, for `redrive`) and the control topic's reader are built on it.
+Nothing is committed; records that arrive meanwhile are left for the next run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,7 +38,7 @@ def group_less_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 async def partition_batches(
     consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, start: int | None = None
-) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+) -> AsyncGenerator[list[ConsumerRecord[bytes, bytes]], None]:
     """The records of one partition with start <= offset < end, fetch by fetch.
 
     From the partition's beginning when `start` is None. `consumer` is assigned this partition
@@ -80,6 +81,37 @@ async def read_range(
     finally:
         await consumer.stop()
     return records
+
+
+async def holds_records(
+    settings: Settings, topic: str, partition: int, start: int, end: int
+) -> bool:
+    """Whether any record lies at start <= offset < end, not only transaction markers or
+    offsets compaction removed; stops at the first record found.
+
+    Raises:
+        IncompleteRead: the read did not get through the range in time.
+    """
+    if start >= end:
+        return False
+    tp = TopicPartition(topic, partition)
+    consumer = group_less_consumer(settings)
+    await consumer.start()
+    try:
+        async with (
+            asyncio.timeout(READ_TIMEOUT),
+            contextlib.aclosing(partition_batches(consumer, tp, end, start=start)) as batches,
+        ):
+            async for _ in batches:
+                return True
+        return False
+    except TimeoutError:
+        raise IncompleteRead(
+            f"{topic}[{partition}]: looked for records at offsets {start}..{end - 1} only up "
+            f"to {await consumer.position(tp) - 1} within {READ_TIMEOUT:.0f}s"
+        ) from None
+    finally:
+        await consumer.stop()
 
 
 async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[Any]:

@@ -63,22 +63,39 @@ class StallWatch:
 
     After some rebalances faust-streaming stops delivering a partition it was assigned (seen:
     minutes without a record while the log held hundreds). A skip that falls at the end of a
-    partition also shows only this way: no later record reveals it.
+    partition also shows only this way: no later record reveals it. The end offset can lie past
+    every record, though: a transaction's commit marker and a record compaction removed take
+    offsets that nothing is delivered at. Once those offsets are known to hold no record (the
+    consumer read past them and they read back empty), `settle` says so.
     """
 
     def __init__(self, patience: float) -> None:
         self._patience = patience
         self._since: dict[Hashable, tuple[int | None, float]] = {}
+        # partition -> (seen, end): the offsets after seen, below end, hold no record.
+        self._settled: dict[Hashable, tuple[int | None, int]] = {}
 
     def reset(self) -> None:
         self._since.clear()
+        self._settled.clear()
 
     def forget(self, partition: Hashable) -> None:
         """Start the partition's clock again (its records wait on something legitimate)."""
         self._since.pop(partition, None)
 
+    def settle(self, partition: Hashable, seen: int | None, end: int) -> None:
+        """Count the partition caught up while it stays at `seen` and its end at `end`: the
+        offsets between them hold no record."""
+        self._since.pop(partition, None)
+        self._settled[partition] = (seen, end)
+
     def stalled(self, partition: Hashable, seen: int | None, end: int, now: float) -> float | None:
         """Seconds without progress while records wait at offsets below `end`, once too long."""
+        settled = self._settled.get(partition)
+        if settled is not None:
+            if settled[0] == seen and end <= settled[1]:
+                return None
+            del self._settled[partition]  # progress, or newer offsets to judge
         if end <= (seen if seen is not None else -1) + 1:
             self._since.pop(partition, None)  # caught up
             return None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from stream.runtime import control
-from stream.runtime.reading import IncompleteRead, read_range, read_to_end
+from stream.runtime.reading import IncompleteRead, holds_records, read_range, read_to_end
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import names_settings
+from tests.integration.conftest import BOOTSTRAP, names_settings
 
 
 @pytest.fixture
@@ -33,6 +34,20 @@ async def test_read_range_beyond_the_end_is_an_incomplete_read(
     await producer.send_and_wait(names.events, key=b"k", value=b"0", partition=0)
     with pytest.raises(IncompleteRead, match=r"read offsets 0\.\.4 back only up to 0"):
         await read_range(settings, names.events, 0, 0, 5)
+
+
+async def test_holds_records_sees_a_record_but_not_a_transaction_marker(settings, names):
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id=f"{names.run}-tx")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(names.events, key=b"k", value=b"0", partition=1)
+    finally:
+        await producer.stop()
+    # Offset 0 holds the record, offset 1 the transaction's commit marker.
+    assert await holds_records(settings, names.events, 1, 0, 2)
+    assert not await holds_records(settings, names.events, 1, 1, 2)
+    assert not await holds_records(settings, names.events, 1, 2, 2)
 
 
 async def test_read_to_end_yields_every_partition_s_records_in_order(settings, names, producer):

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from stream.ops.replay import current_mark, replay
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     committed_to_the_end,
+    names_settings,
     outbox_delivered,
     poll,
     read_topic,
     sandbox_get,
     web_get,
 )
-from tests.integration.test_control import run_cli, without_counts
+from tests.integration.test_control import event, run_cli, without_counts
 from tests.integration.test_delivery_faults import all_delivered, produce, story
+from tests.integration.test_pusher import metric
 
 
 async def events_counted(worker, outcome: str) -> float:
@@ -129,3 +133,93 @@ async def test_replay_from_a_time_folds_again_only_what_came_after_it(
     assert await events_counted(worker, "duplicate") == len(later)
     assert await events_counted(worker, "applied") == 0
     assert await latest_profiles(names, len(profiles)) == profiles
+
+
+NOW = datetime.now(UTC)
+
+# A mapping fix: the points balance under a new property name, and the tier no longer sent.
+FIXED_MAPPING = """
+[[field]]
+target = "firstname"
+source = "first_name"
+
+[[field]]
+target = "loyaltyPoints"
+source = "points.balance"
+"""
+
+
+async def test_replay_with_reset_after_a_mapping_fix_sends_the_fixed_contact(
+    names, sandbox, worker, producer, tmp_path
+):
+    # The customer's content last changes at offset 1 under the fixed mapping, but at the
+    # tier change, 20,001 records later, under the old one. A fold batch holds at most 20,000
+    # records (agents.FOLD_BATCH), so the rebuild maps the fixed contact in an earlier batch
+    # than the tier change, at an input offset below the version delivered before. The records
+    # in between repeat offset 1's event: duplicates, which fold to nothing.
+    cid = "fix1"
+    enrol = event(cid, "customer.enrolled", 0, {"loyalty_status": "member"})
+    earned = event(cid, "points.earned", 1, {"points": 10})
+    tier = event(cid, "tier.changed", 2, {"previous_tier": "Bronze", "tier": "Silver"})
+    worker.start()
+    await worker.wait_ready()
+    await produce(producer, names.events, [enrol, earned, *[earned] * 20_000, tier])
+    contacts = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+        lambda got: any(
+            c["id"] == cid and c["properties"].get("rivoVipTierName") == "Silver"
+            for c in got["contacts"]
+        ),
+        timeout=180,
+    )
+    (before,) = [c for c in contacts["contacts"] if c["id"] == cid]
+    assert before["properties"]["rivoPointsBalance"] == 10
+    assert "loyaltyPoints" not in before["properties"]
+    await folded_to_the_end(names)
+    await outbox_delivered(names)
+    await worker.stop_async()
+
+    out = await replay_when_stopped(worker.env, "--from", "earliest", "--reset-state")
+    assert "versioned in generation 1" in out
+    mapping = tmp_path / "fixed-mapping.toml"
+    mapping.write_text(FIXED_MAPPING, encoding="utf-8")
+    worker.env["STREAM_MAPPING__FILE"] = str(mapping)
+    worker.start()
+    await worker.wait_ready()
+    await folded_to_the_end(names)
+    await outbox_delivered(names)
+    stale = await metric(worker, "ometria_stale_contacts_total")
+    contacts = await sandbox_get(sandbox, "/_sandbox/contacts")
+    (after,) = [c for c in contacts["contacts"] if c["id"] == cid]
+    assert stale == 0, "no rebuilt contact counts as older than the one delivered before"
+    assert after["properties"].get("loyaltyPoints") == 10, "the fixed contact reached Ometria"
+    assert after["received"] > before["received"]
+
+    # A backfill now maps the rebuilt profiles: its contacts belong to the new generation too.
+    code, out = await run_cli(worker.env, "backfill", "--customer", cid)
+    assert code == 0, out
+    body = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/contacts"),
+        lambda got: any(
+            c["id"] == cid and c["received"] > after["received"] for c in got["contacts"]
+        ),
+        timeout=30,
+    )
+    assert [c["received"] for c in body["contacts"] if c["id"] == cid] == [after["received"] + 1]
+    assert await metric(worker, "ometria_stale_contacts_total") == 0
+
+
+async def test_each_state_reset_starts_a_new_version_generation_and_a_rewind_keeps_it(names):
+    settings = names_settings(names)
+    await ensure_topics(settings)
+
+    async def generation_after(reset_state: bool, since: datetime | None = None) -> int:
+        await replay(settings, since, reset_state=reset_state, dry_run=False, now=NOW)
+        mark = await current_mark(settings)
+        assert mark is not None
+        return mark.generation
+
+    assert await generation_after(reset_state=False) == 0
+    assert await generation_after(reset_state=True) == 1
+    assert await generation_after(reset_state=False, since=NOW) == 1
+    assert await generation_after(reset_state=True) == 2

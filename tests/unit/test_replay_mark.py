@@ -11,14 +11,16 @@ from stream.domain.events import parse_event
 from stream.domain.mapping import load_preset
 from stream.domain.sync import SyncRules, apply_event
 from stream.domain.triggers import TriggerConfig
-from stream.ops.replay import ReplayMark, parse_from, wipe_local_tables
+from stream.ops.replay import ReplayMark, contact_generation, parse_from, wipe_local_tables
 from stream.runtime.control import UnreadableControlRecord
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
 
 def test_a_replay_mark_reads_back_as_written():
-    mark = ReplayMark(AT, start={0: 3, 1: 0}, until={0: 10, 1: 4}, reset="abc", source="earliest")
+    mark = ReplayMark(
+        AT, start={0: 3, 1: 0}, until={0: 10, 1: 4}, reset="abc", source="earliest", generation=2
+    )
     assert ReplayMark.from_bytes(mark.to_bytes()) == mark
     assert ReplayMark.from_bytes(None) is None
 
@@ -38,6 +40,21 @@ def test_a_replay_mark_reads_back_as_written():
 def test_an_unreadable_replay_mark_raises_an_error_naming_the_record(raw):
     with pytest.raises(UnreadableControlRecord, match="replay record"):
         ReplayMark.from_bytes(raw)
+
+
+def test_a_replay_mark_written_before_generations_is_generation_zero():
+    old = orjson.dumps({"at": AT.isoformat(), "start": {"0": 0}, "until": {"0": 5}, "reset": "r"})
+    mark = ReplayMark.from_bytes(old)
+    assert mark is not None
+    assert mark.generation == 0
+
+
+def test_only_a_state_reset_starts_a_new_contact_version_generation():
+    assert contact_generation(None, reset_state=False) == 0
+    assert contact_generation(None, reset_state=True) == 1
+    mark = ReplayMark(AT, start={}, until={}, reset="r", generation=3)
+    assert contact_generation(mark, reset_state=True) == 4
+    assert contact_generation(mark, reset_state=False) == 3, "a rewind keeps the generation"
 
 
 def test_a_replay_folds_again_the_records_between_start_and_the_end_it_saw():

@@ -111,6 +111,31 @@ def test_stall_watch_forgotten_partition_starts_its_clock_again():
     assert watch.stalled("p", seen=9, end=50, now=131) == 61
 
 
+def test_stall_watch_offsets_read_back_empty_wait_for_nothing_until_the_end_moves():
+    # A transaction's commit marker (or a compacted record) ends the partition: the end lies
+    # past the last record the agent can ever see.
+    watch = StallWatch(patience=60)
+    watch.stalled("p", seen=4, end=6, now=0)
+    assert watch.stalled("p", seen=4, end=6, now=61) == 61
+    watch.settle("p", seen=4, end=6)
+    assert watch.stalled("p", seen=4, end=6, now=1000) is None
+    # Records written after the marker get the whole patience, counted from now.
+    assert watch.stalled("p", seen=4, end=9, now=1010) is None
+    assert watch.stalled("p", seen=4, end=9, now=1069) is None
+    assert watch.stalled("p", seen=4, end=9, now=1071) == 61
+
+
+def test_stall_watch_a_settled_gap_hides_no_later_stall():
+    watch = StallWatch(patience=60)
+    watch.settle("p", seen=4, end=6)
+    watch.stalled("p", seen=8, end=20, now=0)
+    assert watch.stalled("p", seen=8, end=20, now=61) == 61
+    watch.settle("q", seen=4, end=6)
+    watch.reset()
+    watch.stalled("q", seen=4, end=6, now=0)
+    assert watch.stalled("q", seen=4, end=6, now=61) == 61, "a new assignment judges afresh"
+
+
 TP1 = TP("events", 1)
 
 

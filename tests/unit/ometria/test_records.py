@@ -10,12 +10,18 @@ from pydantic import ValidationError
 
 from stream.domain.records import (
     CONTACT_BUILTIN_ORDER,
+    VERSION_KEY,
     Contact,
     CustomEvent,
+    Version,
     contact_record,
     custom_event_record,
     decode,
     encode,
+    encode_version,
+    parse_version,
+    version_of,
+    with_version,
 )
 
 CONTACT = {"@type": "contact", "id": "c1", "email": "a@example.com"}
@@ -121,3 +127,34 @@ def test_custom_event_record_equals_the_models_json(
     if isinstance(got, dict):
         assert list(got) == list(expected)
         assert encode(got) == encode(expected)
+
+
+def test_a_contact_version_before_any_state_reset_is_the_plain_offset_it_always_was():
+    contact = with_version(CONTACT, 41)
+    assert contact[VERSION_KEY] == 41
+    assert version_of(contact) == Version(0, 41)
+    assert encode_version(Version(0, 41)) == b"41"
+    assert parse_version(b"41") == Version(0, 41), "a versions topic written before generations"
+
+
+def test_a_contact_version_after_a_state_reset_carries_its_generation_both_ways():
+    contact = with_version(CONTACT, 3, generation=2)
+    assert version_of(decode(encode(contact))[0]) == Version(2, 3)
+    assert parse_version(encode_version(Version(2, 3))) == Version(2, 3)
+
+
+def test_a_later_generation_is_newer_whatever_offset_it_reached():
+    assert Version(1, 0) > Version(0, 20_002)
+    assert Version(1, 4) > Version(1, 3)
+
+
+@pytest.mark.parametrize("value", [b"x", b"1.5", b"true", b"[1]", b'[1, "2"]', b"[1, 2, 3]"])
+def test_a_value_that_is_not_a_version_is_refused(value):
+    with pytest.raises(ValueError, match="not a contact version"):
+        parse_version(value)
+
+
+def test_a_record_without_a_readable_version_has_none():
+    assert version_of(CONTACT) is None
+    assert version_of({**CONTACT, VERSION_KEY: True}) is None
+    assert version_of({**CONTACT, VERSION_KEY: [1, "2"]}) is None
