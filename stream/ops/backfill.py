@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream.domain.mapping import ContactMapping, map_contact
 from stream.domain.profile import Profile
 from stream.domain.records import encode, with_version
+from stream.runtime import control
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import partition_batches
 from stream.runtime.topology import partition_ids
@@ -94,12 +95,17 @@ async def backfill(
     of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
     those ids.
     """
-    from stream.ops.replay import current_mark  # here: replay imports this module
+    from stream.ops.replay import REPLAY, generation_of  # here: replay imports this module
 
     # The stored profiles were mapped in the last replay's generation (a state reset rebuilds
     # them all), so their contacts carry it, as the workers' do.
-    mark = await current_mark(settings)
-    generation = mark.generation if mark is not None else 0
+    generation = generation_of((await control.read(settings)).get(REPLAY))
+    if generation is None:
+        raise control.UnreadableControlRecord(
+            "the replay record of the control topic is not JSON, so the contact version "
+            "generation is unknown and every contact could be dropped as stale: run `replay` "
+            "(it writes a good record) before a backfill"
+        )
     topic = changelog_topic(settings)
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
     profiles = contacts = changed = 0

@@ -97,19 +97,25 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
-    from stream.ops.replay import REPLAY, ReplayMark
+    from stream.ops.replay import REPLAY, ReplayMark, generation_of
     from stream.runtime import control
 
+    raw_mark = loop.run_until_complete(control.read(settings)).get(REPLAY)
+    generation = generation_of(raw_mark)
     try:
-        replayed = ReplayMark.from_bytes(
-            loop.run_until_complete(control.read(settings)).get(REPLAY)
-        )
+        replayed = ReplayMark.from_bytes(raw_mark)
     except control.UnreadableControlRecord as exc:
         # Stopping every worker over it would halt the stream for a record that only holds
         # back campaigns the horizon mostly holds back too; a new `replay` writes a good one.
+        known = (
+            f"contacts keep its generation {generation}"
+            if generation is not None
+            else "its contact version generation is unknown (0 is used: contacts may be "
+            "dropped as stale)"
+        )
         print(
             f"worker: {exc}; starting without it: campaign events of replayed records younger "
-            "than the horizon may fire again, and no table reset is applied",
+            f"than the horizon may fire again, no table reset is applied, and {known}",
             file=sys.stderr,
         )
         replayed = None
@@ -124,9 +130,9 @@ def _worker(_: argparse.Namespace) -> int:
     from stream.runtime import agents, ometria_jobs, scanner  # noqa: F401 - registers them
     from stream.runtime.app import app
 
+    agents.version_generation = generation or 0
     if replayed is not None:
         agents.replayed_until.update(replayed.until)
-        agents.version_generation = replayed.generation
         if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
             print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
@@ -296,10 +302,13 @@ def _backfill(args: argparse.Namespace) -> int:
                     settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             if full and not args.dry_run:
                 # A failed run does not hold the next one (the Job's retry) back.
                 asyncio.run(control.write(settings, control.BACKFILL, previous))
+            if isinstance(exc, control.UnreadableControlRecord):
+                print(f"backfill: refused: {exc}", file=sys.stderr)
+                return 1
             raise
     if full and not args.dry_run:
         record = control.backfill_record(now, report.contacts)

@@ -125,6 +125,22 @@ def contact_generation(previous: ReplayMark | None, *, reset_state: bool) -> int
     return generation + 1 if reset_state else generation
 
 
+def generation_of(raw: bytes | None) -> int | None:
+    """The contact version generation a replay record holds, read from an otherwise unreadable
+    one too; 0 when no replay ran, None when none can be read (the caller decides)."""
+    try:
+        mark = ReplayMark.from_bytes(raw)
+    except control.UnreadableControlRecord:
+        try:
+            value = orjson.loads(raw or b"null")
+        except orjson.JSONDecodeError:
+            return None
+        found = value.get("generation", 0) if isinstance(value, dict) else None
+        usable = isinstance(found, int) and not isinstance(found, bool) and found >= 0
+        return found if usable else None
+    return mark.generation if mark is not None else 0
+
+
 async def current_mark(settings: Settings) -> ReplayMark | None:
     """The last replay's mark, from the control topic (None: never replayed)."""
     return ReplayMark.from_bytes((await control.read(settings)).get(REPLAY))

@@ -202,15 +202,12 @@ class Worker:
         return self.process.returncode
 
 
-@pytest.fixture
-def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
+def command_env(names: Names) -> dict[str, str]:
+    """The environment of a `python -m stream` command on a test's own topics and group."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
     env.update(
         {
             "STREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
-            "STREAM_KAFKA__SESSION_TIMEOUT": "10s",
-            # A stalled partition restarts the worker; tests need not wait the default.
-            "STREAM_KAFKA__STALL_TIMEOUT": "20s",
             "STREAM_APP_ID": names.app_id,
             "STREAM_TOPICS__EVENTS": names.events,
             "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,
@@ -219,6 +216,20 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
             "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
             "STREAM_TOPICS__CONTROL": names.control,
             "STREAM_TOPICS__REDRIVEN": names.redriven,
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
+    env = command_env(names)
+    env.update(
+        {
+            "STREAM_KAFKA__SESSION_TIMEOUT": "10s",
+            # A stalled partition restarts the worker; tests need not wait the default.
+            "STREAM_KAFKA__STALL_TIMEOUT": "20s",
             "STREAM_TOPICS__PARTITIONS": "3",
             "STREAM_OMETRIA__BASE_URL": sandbox,
             "STREAM_OMETRIA__API_KEY": "it-secret-key-7f3a",
@@ -226,7 +237,6 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
             "STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND": "20",
             "STREAM_WEB_PORT": str(free_port()),
             "STREAM_DATA_DIR": str(tmp_path / "data"),
-            "PYTHONPATH": str(REPO),
         }
     )
     return env

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ import orjson
 from stream.domain.dlq import DeadLetter
 from stream.ops.redrive import REDRIVEN_FROM_HEADER, Filters, redrive
 from stream.runtime.topology import default_partition, ensure_topics
-from tests.integration.conftest import BOOTSTRAP, REPO, envelope, names_settings, read_topic
+from tests.integration.conftest import command_env, envelope, names_settings, read_topic
 
 
 def _letter(names, key: str, value: bytes, source_partition: int, offset: int) -> DeadLetter:
@@ -43,24 +42,9 @@ async def _dead_letter(producer, names, letter: DeadLetter) -> None:
 
 
 def _cli_redrive(names, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_")}
-    env.update(
-        {
-            "STREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
-            "STREAM_APP_ID": names.app_id,
-            "STREAM_TOPICS__EVENTS": names.events,
-            "STREAM_TOPICS__DEAD_LETTER": names.dead_letter,
-            "STREAM_TOPICS__OUTBOX": names.outbox,
-            "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
-            "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
-            "STREAM_TOPICS__CONTROL": names.control,
-            "STREAM_TOPICS__REDRIVEN": names.redriven,
-            "PYTHONPATH": str(REPO),
-        }
-    )
     done = subprocess.run(
         [sys.executable, "-m", "stream", "redrive", "events", *args],
-        env=env,
+        env=command_env(names),
         capture_output=True,
         text=True,
         timeout=120,

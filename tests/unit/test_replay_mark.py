@@ -11,7 +11,13 @@ from stream.domain.events import parse_event
 from stream.domain.mapping import load_preset
 from stream.domain.sync import SyncRules, apply_event
 from stream.domain.triggers import TriggerConfig
-from stream.ops.replay import ReplayMark, contact_generation, parse_from, wipe_local_tables
+from stream.ops.replay import (
+    ReplayMark,
+    contact_generation,
+    generation_of,
+    parse_from,
+    wipe_local_tables,
+)
 from stream.runtime.control import UnreadableControlRecord
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
@@ -103,3 +109,21 @@ def test_a_replayed_event_folds_the_same_but_fires_no_campaign():
     assert replayed.records == ()
     assert replayed.suppressed == ("replayed",) * len(live.records)
     assert replayed.profile == live.profile
+
+
+@pytest.mark.parametrize(
+    ("raw", "generation"),
+    [
+        (None, 0),
+        (ReplayMark(AT, start={}, until={}, generation=4).to_bytes(), 4),
+        # Unreadable as a mark, its generation still read: contacts keep being newer.
+        (b'{"at": "2026-11-30T15:00:00", "generation": 3}', 3),
+        (b'{"at": "2026-11-30T15:00:00+00:00", "start": {}}', 0),
+        (b"{not json", None),
+        (b'{"generation": "3"}', None),
+        (b'{"generation": true}', None),
+        (b"[]", None),
+    ],
+)
+def test_the_generation_of_a_replay_record_is_read_even_from_an_unreadable_one(raw, generation):
+    assert generation_of(raw) == generation
