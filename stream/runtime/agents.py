@@ -36,8 +36,12 @@ from stream.runtime.reading import IncompleteRead, holds_records, read_range
 from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
-from stream.runtime.topology import MessageLimits, committed_offsets, partition_ids
-from stream.runtime.topology import message_limits as read_message_limits
+from stream.runtime.topology import (
+    MessageLimits,
+    committed_offsets,
+    message_limits,
+    partition_ids,
+)
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     """Queue a dead letter for an input record; the returned future says when it is stored."""
     letter = DeadLetter.of_record(
         message, stage="parse", error_class=error_class, reason=reason, failed_at=datetime.now(UTC)
-    ).fitted(message_limits.dead_letter)
+    ).fitted(topic_limits.dead_letter)
     stored = await events_dead_letter_topic.send(
         key=letter.key, value=letter.value, headers=letter.headers()
     )
@@ -105,7 +109,7 @@ recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
 # batch groups its records by partition (stream.runtime.outbox).
 outbox_partitions = 0
 # The largest records the outbox and dead-letter topics take, read with them.
-message_limits = MessageLimits()
+topic_limits = MessageLimits()
 
 
 # Set once the committed offsets of the current assignment are known: until then no record is
@@ -123,7 +127,7 @@ async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -
 
 @app.on_partitions_assigned.connect
 async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    global outbox_partitions, message_limits
+    global outbox_partitions, topic_limits
     positions_known.clear()
     try:
         async for attempt in AsyncRetrying(
@@ -135,7 +139,7 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
             with attempt:
                 committed = await committed_offsets(settings)
                 outbox = await partition_ids(settings, settings.topics.outbox)
-                limits = await read_message_limits(settings)
+                limits = await message_limits(settings)
     except KafkaError as exc:
         stop_before_commit(
             "cannot read the group's committed offsets (to check for skips), the outbox's "
@@ -143,7 +147,7 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
             exc,
         )
     outbox_partitions = len(outbox)
-    message_limits = limits
+    topic_limits = limits
     skip_watch.reset(committed)
     recent_profiles.clear()
     stall_watch.reset()
@@ -377,7 +381,7 @@ async def fold_batch(events: list[Any]) -> None:
     for reason, count in batch.suppressed.items():
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile] = {}
-    outbox = OutboxBatch(outbox_partitions, message_limits.outbox)
+    outbox = OutboxBatch(outbox_partitions, topic_limits.outbox)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded

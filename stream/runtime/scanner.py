@@ -113,7 +113,7 @@ async def _scan(mine: set[int]) -> int:
 
 async def _scan_slice(keys: list[str], partition: int) -> int:
     now = scan_clock()
-    outbox = OutboxBatch(agents.outbox_partitions, agents.message_limits.outbox)
+    outbox = OutboxBatch(agents.outbox_partitions, agents.topic_limits.outbox)
     fired = 0
     written: list[tuple[str, int, Profile]] = []
     for key in keys:
