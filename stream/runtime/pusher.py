@@ -17,7 +17,8 @@ custom event, deliver in full requests, remember the contact versions delivered,
   slots of the partitions it owns, so the deployment as a whole never exceeds the rate, however the
   partitions are split. The price: a pusher whose partitions are quiet leaves its slots unused.
 - **Never stale.** Contacts carry a version (stream.domain.records.VERSION_FIELD). The newest
-  version delivered per customer is kept in a compacted topic partitioned like the outbox; a
+  version delivered per customer is kept in a compacted topic partitioned like the outbox, per
+  deployment (stream.runtime.contact_versions); a
   pusher reads its partitions of it when it is assigned them, and writes to it before it commits
   the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
 - **Pause obeys the control topic** (stream.runtime.control): while paused no round starts, the
@@ -50,10 +51,11 @@ from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Slots
+from stream.runtime.contact_versions import DeliveredVersions, version_record
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.outbox import occurred_at
-from stream.runtime.reading import group_less_consumer, partition_batches
+from stream.runtime.reading import group_less_consumer, partition_batches, topic_ends
 from stream.runtime.topology import (
     KAFKA_MAX_MESSAGE_BYTES,
     PRODUCER_MAX_REQUEST_BYTES,
@@ -310,9 +312,11 @@ class Pusher:
             known = self._delivered_version(partition, contact_id)
             if known is not None and known >= version:
                 continue
+            key, headers = version_record(self._settings.app_id, contact_id)
+            value = str(version).encode()
             sent.append(
                 await self._producer.send(
-                    topic, key=contact_id.encode(), value=str(version).encode(), partition=partition
+                    topic, key=key, value=value, partition=partition, headers=headers
                 )
             )
         await asyncio.gather(*sent)
@@ -413,13 +417,14 @@ class Pusher:
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
-        versions: dict[int, dict[str, int]] = {p: {} for p in partitions}
+        inputs = await topic_ends(self._settings, self._settings.topics.events, self._reader)
+        versions: dict[int, dict[str, int]] = {}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
+                found = DeliveredVersions(self._settings.app_id, max(inputs.values(), default=0))
                 async for records in partition_batches(self._reader, tp, ends[tp]):
-                    for record in records:
-                        if record.key is not None and record.value is not None:
-                            versions[tp.partition][record.key.decode()] = int(record.value)
+                    found.add(records)
+                versions[tp.partition] = found.newest()
         self._delivered.update(versions)
 
     # --- observation -------------------------------------------------------------------------
