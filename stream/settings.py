@@ -224,12 +224,13 @@ class TopicSettings(_Section):
     outbox_versions: str = Field(
         default="ometria.outbox.versions",
         description="Compacted: the newest contact version delivered per customer, so that no "
-        "path (retry, redrive, backfill, rebalance) sends an older one.",
+        "path (retry, redrive, backfill, rebalance) sends an older one. Keyed by app id: "
+        "deployments may share it.",
     )
     control: str = Field(
         default="loyalty.stream.control",
         description="Compacted, one partition: operator switches every process obeys (pause, "
-        "backfill cooldown).",
+        "backfill cooldown, replay mark). Keyed by app id: deployments may share it.",
     )
     redriven: str = Field(
         default="loyalty.stream.redriven",

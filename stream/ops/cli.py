@@ -97,14 +97,15 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
-    from stream.ops.replay import REPLAY, ReplayMark, generation_of
+    from stream.ops.replay import REPLAY, generation_of, last_replay
     from stream.runtime import control
 
-    raw_mark = loop.run_until_complete(control.read(settings)).get(REPLAY)
-    generation = generation_of(raw_mark)
+    records = loop.run_until_complete(control.read(settings))
     try:
-        replayed = ReplayMark.from_bytes(raw_mark)
+        replayed = loop.run_until_complete(last_replay(settings, records))
+        generation: int | None = replayed.generation if replayed is not None else 0
     except control.UnreadableControlRecord as exc:
+        generation = generation_of(records.get(REPLAY))
         # Stopping every worker over it would halt the stream for a record that only holds
         # back campaigns the horizon mostly holds back too; a new `replay` writes a good one.
         known = (
@@ -417,9 +418,14 @@ def _set_pause(args: argparse.Namespace) -> int:
 
     async def switch() -> tuple[Any, Any]:
         await ensure_topics(settings)
-        before = control.PauseState.from_bytes((await control.read(settings)).get(control.PAUSE))
+        latest = await control.read(settings)
+        before = control.PauseState.from_bytes(latest.get(control.PAUSE))
         if before.paused != pause:
             await control.write(settings, control.PAUSE, control.PauseState(pause, now).to_bytes())
+        elif latest.unscoped(control.PAUSE):
+            # Made this deployment's own, so that an older version's write no longer moves it.
+            state = control.PauseState(pause, before.since)
+            await control.write(settings, control.PAUSE, state.to_bytes())
         return before, await _outbox_backlog(settings)
 
     before, waiting = asyncio.run(switch())
@@ -441,7 +447,7 @@ def _set_pause(args: argparse.Namespace) -> int:
 
 
 def _status(_: argparse.Namespace) -> int:
-    from stream.ops.replay import REPLAY, ReplayMark, replay_progress
+    from stream.ops.replay import REPLAY, ReplayMark, last_replay, replay_progress
     from stream.runtime import control
     from stream.runtime.groups import describe_group
 
@@ -449,6 +455,7 @@ def _status(_: argparse.Namespace) -> int:
 
     async def gather() -> tuple[Any, ...]:
         latest = await control.read(settings)
+        unscoped = [n.decode() for n in (control.PAUSE, control.BACKFILL) if latest.unscoped(n)]
         pause = control.PauseState.from_bytes(latest.get(control.PAUSE))
         # A malformed record is reported in its line; the rest of the status still shows.
         last_backfill: datetime | control.UnreadableControlRecord | None
@@ -458,16 +465,19 @@ def _status(_: argparse.Namespace) -> int:
         except control.UnreadableControlRecord as exc:
             last_backfill = exc
         try:
-            mark = ReplayMark.from_bytes(latest.get(REPLAY))
+            mark = await last_replay(settings, latest)
         except control.UnreadableControlRecord as exc:
             mark = exc
+        if mark is not None and latest.unscoped(REPLAY):
+            unscoped.append(REPLAY.decode())
         groups = [
             await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
         ]
         folded = await replay_progress(settings, mark) if isinstance(mark, ReplayMark) else None
-        return pause, last_backfill, await _outbox_backlog(settings), groups, mark, folded
+        backlog = await _outbox_backlog(settings)
+        return pause, last_backfill, backlog, groups, mark, folded, unscoped
 
-    pause, last_backfill, waiting, groups, mark, folded = asyncio.run(gather())
+    pause, last_backfill, waiting, groups, mark, folded, unscoped = asyncio.run(gather())
     now = datetime.now(UTC)
     if pause.paused:
         print(f"status: paused since {_since(pause.since, now)}")
@@ -493,6 +503,13 @@ def _status(_: argparse.Namespace) -> int:
         print(
             f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "
             f"{folded:,} of {mark.records():,} records folded again"
+        )
+    if unscoped:
+        print(
+            f"status: {', '.join(unscoped)} read from records without an app id (written before "
+            f"records named the deployment), which every deployment on {settings.topics.control} "
+            f"without its own obeys; `pause`, `resume` and a full `backfill` or `replay` write "
+            f"{settings.app_id}'s own"
         )
     return 0
 

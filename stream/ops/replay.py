@@ -10,7 +10,10 @@ What Kafka Streams' application-reset tool and `faust reset` do, for this app:
   (RocksDB) at start-up when its data directory has not seen that id yet.
 - A replay mark in the control topic records the end of every input partition at the time of
   the replay: the workers fire no campaign event for an event before it (it fired the first
-  time), whatever its age; the horizon suppresses older ones anyway.
+  time), whatever its age; the horizon suppresses older ones anyway. The mark is the
+  deployment's own (keyed by its app id, see stream.runtime.control); an unscoped one written
+  before marks named the deployment is taken only where it can be this deployment's (see
+  `last_replay`).
 - The contact versions delivered (the versions topic) stay. `--reset-state` starts a new
   version generation, kept in the mark (stream.domain.records.Version): the workers stamp it
   on every contact they map, so the rebuilt contacts are newer than any delivered before,
@@ -32,6 +35,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +50,7 @@ from stream.ops.backfill import changelog_topic
 from stream.runtime import control
 from stream.runtime.groups import describe_group
 from stream.runtime.kafka_auth import client_options
+from stream.runtime.reading import topic_ends
 from stream.runtime.topology import admin_client, partition_ids
 from stream.settings import Settings
 
@@ -117,6 +122,28 @@ class ReplayMark:
     def records(self) -> int:
         """How many input records the workers fold again."""
         return sum(max(0, end - self.start.get(p, end)) for p, end in self.until.items())
+
+    def fits(self, ends: Mapping[int, int]) -> bool:
+        """Whether the mark can have been taken of an input topic whose partitions end at `ends`
+        now: offsets only grow, so a mark past an end was taken of another topic."""
+        return all(p in ends and until <= ends[p] for p, until in self.until.items())
+
+
+async def last_replay(settings: Settings, records: control.ControlRecords) -> ReplayMark | None:
+    """This deployment's last replay (None: none ran).
+
+    The unscoped mark, written before marks named the deployment, may be another deployment's.
+    It is taken only when it fits this deployment's input topic: one that fits covers only
+    records already in the topic, never a later one, so it holds back no new campaign (and its
+    reset, if any, makes the workers rebuild their local table files from the changelog once).
+
+    Raises:
+        control.UnreadableControlRecord: the record is malformed.
+    """
+    mark = ReplayMark.from_bytes(records.get(REPLAY))
+    if mark is None or not records.unscoped(REPLAY):
+        return mark
+    return mark if mark.fits(await topic_ends(settings, settings.topics.events)) else None
 
 
 def contact_generation(previous: ReplayMark | None, *, reset_state: bool) -> int:

@@ -1,10 +1,15 @@
 """The control topic: operator switches every process obeys, kept in Kafka (compacted, 1 partition).
 
-Keys: `pause` (is pushing to Ometria paused, since when), `backfill` (when the last backfill
+Records: `pause` (is pushing to Ometria paused, since when), `backfill` (when the last backfill
 ran, for its cooldown) and `replay` (stream.ops.replay). Kept in Kafka so that they hold across
 pods, restarts and Jobs; every pusher follows the topic and obeys a pause within seconds (see
 ControlWatch). A malformed record never stops a process: what it guards reads as closed (paused,
 backfill held back) and what it only tells is left out, with a warning.
+
+Each deployment keys its records by its app id (`<STREAM_APP_ID>/pause`), so deployments that
+share the topic never pause, hold back or replay one another. A record under the bare name
+(`pause`) was written before keys named the deployment: a deployment without a record of its
+own reads it instead, so that one paused before an upgrade stays paused after it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +37,30 @@ logger = logging.getLogger(__name__)
 
 PAUSE = b"pause"
 BACKFILL = b"backfill"
+
+
+def scoped_key(app_id: str, name: bytes) -> bytes:
+    """The key of one deployment's `name` record: `<app id>/<name>`."""
+    return app_id.encode() + b"/" + name
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRecords:
+    """The control topic as one deployment sees it: the latest value of each of its records."""
+
+    app_id: str
+    latest: Mapping[bytes, bytes | None]
+
+    def get(self, name: bytes) -> bytes | None:
+        """The deployment's own `name` record, else the unscoped one (None: neither)."""
+        own = self.latest.get(scoped_key(self.app_id, name))
+        return own if own is not None else self.latest.get(name)
+
+    def unscoped(self, name: bytes) -> bool:
+        """Whether `get(name)` is the unscoped record, which every deployment without a record
+        of its own obeys too."""
+        own = self.latest.get(scoped_key(self.app_id, name))
+        return own is None and self.latest.get(name) is not None
 
 
 class UnreadableControlRecord(LoyaltyStreamError):
@@ -125,8 +155,10 @@ def backfill_record(at: datetime, contacts: int | None) -> bytes:
     return orjson.dumps({"at": at.isoformat(), "contacts": contacts})
 
 
-async def write(settings: Settings, key: bytes, value: bytes | None) -> None:
-    """Store one control record (None deletes the key), acknowledged by every in-sync replica."""
+async def write(settings: Settings, name: bytes, value: bytes | None) -> None:
+    """Store this deployment's `name` record (None deletes it), acknowledged by every in-sync
+    replica. The unscoped record, if any, is left to the deployments that still read it."""
+    key = scoped_key(settings.app_id, name)
     producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     await producer.start()
     try:
@@ -135,16 +167,17 @@ async def write(settings: Settings, key: bytes, value: bytes | None) -> None:
         await producer.stop()
 
 
-async def read(settings: Settings) -> dict[bytes, bytes | None]:
-    """The latest value of every control key (empty if the topic does not exist yet)."""
+async def read(settings: Settings) -> ControlRecords:
+    """This deployment's control records (none if the topic does not exist yet)."""
     if not await partition_ids(settings, settings.topics.control):
-        return {}
+        return ControlRecords(settings.app_id, {})
     consumer = group_less_consumer(settings)
     await consumer.start()
     try:
-        return await _read_latest(consumer, TopicPartition(settings.topics.control, 0))
+        latest = await _read_latest(consumer, TopicPartition(settings.topics.control, 0))
     finally:
         await consumer.stop()
+    return ControlRecords(settings.app_id, latest)
 
 
 async def _read_latest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[bytes, bytes | None]:
@@ -170,6 +203,9 @@ class ControlWatch:
 
     def __init__(self, settings: Settings) -> None:
         self._tp = TopicPartition(settings.topics.control, 0)
+        self._app_id = settings.app_id
+        self._keys = {scoped_key(settings.app_id, PAUSE), PAUSE}
+        self._records: dict[bytes, bytes | None] = {}
         self._consumer = group_less_consumer(settings)
         self.pause = PauseState()
         self._changed = asyncio.Event()
@@ -183,8 +219,8 @@ class ControlWatch:
         await self._consumer.start()
         # Leaves the consumer assigned to the partition, at its end: _follow goes on from there.
         latest = await _read_latest(self._consumer, self._tp)
-        if PAUSE in latest:
-            self._apply(PauseState.from_bytes(latest[PAUSE]))
+        self._records = {key: value for key, value in latest.items() if key in self._keys}
+        self._apply(PauseState.from_bytes(self._pause_record()))
         metrics.PAUSED.set(1 if self.paused else 0)
         self._task = asyncio.ensure_future(self._follow())
 
@@ -210,8 +246,16 @@ class ControlWatch:
                 continue
             for records in got.values():
                 for record in records:
-                    if record.key == PAUSE:
-                        self._apply(PauseState.from_bytes(record.value))
+                    if record.key not in self._keys:
+                        continue
+                    before = self._pause_record()
+                    self._records[record.key] = record.value
+                    # The unscoped record changes nothing once the deployment has its own.
+                    if record.key != PAUSE or self._pause_record() != before:
+                        self._apply(PauseState.from_bytes(self._pause_record()))
+
+    def _pause_record(self) -> bytes | None:
+        return ControlRecords(self._app_id, self._records).get(PAUSE)
 
     def _apply(self, state: PauseState) -> None:
         if state.paused != self.paused:

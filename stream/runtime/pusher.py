@@ -17,7 +17,8 @@ custom event, deliver in full requests, remember the contact versions delivered,
   slots of the partitions it owns, so the deployment as a whole never exceeds the rate, however the
   partitions are split. The price: a pusher whose partitions are quiet leaves its slots unused.
 - **Never stale.** Contacts carry a version (stream.domain.records.VERSION_FIELD). The newest
-  version delivered per customer is kept in a compacted topic partitioned like the outbox; a
+  version delivered per customer is kept in a compacted topic partitioned like the outbox, per
+  deployment (stream.runtime.contact_versions); a
   pusher reads its partitions of it when it is assigned them, and writes to it before it commits
   the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
 - **Pause obeys the control topic** (stream.runtime.control): while paused no round starts, the
@@ -47,16 +48,17 @@ from aiokafka.structs import ConsumerRecord
 from stream import metrics
 from stream.domain.batching import coalesce
 from stream.domain.dlq import DeadLetter
-from stream.domain.records import Version, decode, encode_version, parse_version
+from stream.domain.records import Version, decode, encode_version
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.errors_watch import ErrorsWatch
 from stream.ometria.pacing import Slots
+from stream.runtime.contact_versions import DeliveredVersions, version_record
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.outbox import occurred_at
-from stream.runtime.reading import group_less_consumer, partition_batches
+from stream.runtime.reading import group_less_consumer, partition_batches, topic_ends
 from stream.runtime.topology import (
     KAFKA_MAX_MESSAGE_BYTES,
     PRODUCER_MAX_REQUEST_BYTES,
@@ -330,12 +332,11 @@ class Pusher:
             known = self._delivered_version(partition, contact_id)
             if known is not None and known >= version:
                 continue
+            key, headers = version_record(self._settings.app_id, contact_id)
+            value = encode_version(version)
             sent.append(
                 await self._producer.send(
-                    topic,
-                    key=contact_id.encode(),
-                    value=encode_version(version),
-                    partition=partition,
+                    topic, key=key, value=value, partition=partition, headers=headers
                 )
             )
         await asyncio.gather(*sent)
@@ -441,27 +442,17 @@ class Pusher:
         if not wanted:
             return
         ends = await self._reader.end_offsets(wanted)
-        versions: dict[int, dict[str, Version]] = {p: {} for p in partitions}
-        # (partition, contact id) -> its latest record while that is not a version
-        unreadable: dict[tuple[int, str], ConsumerRecord[bytes, bytes]] = {}
+        inputs = await topic_ends(self._settings, self._settings.topics.events, self._reader)
+        versions: dict[int, dict[str, Version]] = {}
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
-                known = versions[tp.partition]
+                found = DeliveredVersions(self._settings.app_id, max(inputs.values(), default=0))
                 async for records in partition_batches(self._reader, tp, ends[tp]):
-                    for record in records:
-                        if record.key is None:
-                            continue
-                        contact_id = record.key.decode(errors="replace")
-                        known.pop(contact_id, None)
-                        unreadable.pop((tp.partition, contact_id), None)
-                        if record.value is None:
-                            continue
-                        try:
-                            known[contact_id] = parse_version(record.value)
-                        except ValueError:
-                            unreadable[(tp.partition, contact_id)] = record
-        if unreadable:
-            raise PusherStopped(_not_a_version(next(iter(unreadable.values())), len(unreadable)))
+                    found.add(records)
+                unreadable = found.unreadable()
+                if unreadable:
+                    raise PusherStopped(_not_a_version(unreadable[0], len(unreadable)))
+                versions[tp.partition] = found.newest()
         self._delivered.update(versions)
 
     # --- observation -------------------------------------------------------------------------
@@ -529,7 +520,7 @@ def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
         f"the versions topic {record.topic} partition {record.partition} offset "
         f"{record.offset} holds {(record.value or b'')[:40]!r} for contact "
         f"{(record.key or b'').decode(errors='replace')!r}, not a version (the pusher writes "
-        f"decimal integers; {count} such contacts in all): produce a tombstone (a null value) "
+        f"an offset or [generation, offset]; {count} such contacts in all): produce a tombstone (a null value) "
         "for each such key to the topic, which forgets the contact's version, then restart "
         "the pusher"
     )

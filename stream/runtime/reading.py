@@ -114,6 +114,26 @@ async def holds_records(
         await consumer.stop()
 
 
+async def topic_ends(
+    settings: Settings, topic: str, consumer: AIOKafkaConsumer | None = None
+) -> dict[int, int]:
+    """The end offset of every partition of `topic` (empty if it does not exist), asked with
+    `consumer` when given (started), else with one of its own."""
+    partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
+    if not partitions:
+        return {}
+    if consumer is not None:
+        ends = await consumer.end_offsets(partitions)
+    else:
+        consumer = group_less_consumer(settings)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
 async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[Any]:
     """Yield every record of `topic`, partition by partition."""
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]

@@ -65,4 +65,7 @@ async def test_control_read_keeps_the_latest_value_of_each_key(settings, names):
     await control.write(settings, b"pause", b"1")
     await control.write(settings, b"backfill", b"x")
     await control.write(settings, b"pause", b"2")
-    assert await control.read(settings) == {b"pause": b"2", b"backfill": b"x"}
+    records = await control.read(settings)
+    assert (records.get(b"pause"), records.get(b"backfill")) == (b"2", b"x")
+    prefix = settings.app_id.encode()
+    assert records.latest == {prefix + b"/pause": b"2", prefix + b"/backfill": b"x"}

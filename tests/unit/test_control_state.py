@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from stream.runtime import control
-from stream.runtime.control import PauseState, backfill_record, backfill_time
+from stream.runtime.control import PAUSE, PauseState, backfill_record, backfill_time
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 
@@ -58,3 +58,28 @@ def test_a_backfill_record_gives_back_its_time():
 def test_an_unreadable_backfill_record_raises_rather_than_reading_as_no_backfill(raw):
     with pytest.raises(control.UnreadableControlRecord, match="backfill record"):
         backfill_time(raw)
+
+
+def test_a_deployments_own_record_wins_over_the_unscoped_one():
+    records = control.ControlRecords(
+        "shop-a", {b"pause": b"unscoped", b"shop-a/pause": b"own", b"shop-b/pause": b"theirs"}
+    )
+    assert records.get(control.PAUSE) == b"own"
+    assert not records.unscoped(control.PAUSE)
+
+
+def test_a_deployment_without_its_own_record_reads_the_unscoped_one_never_anothers():
+    records = control.ControlRecords("shop-a", {b"pause": b"unscoped", b"shop-b/pause": b"theirs"})
+    assert records.get(control.PAUSE) == b"unscoped"
+    assert records.unscoped(control.PAUSE)
+    assert control.ControlRecords("shop-a", {b"shop-b/pause": b"theirs"}).get(PAUSE) is None
+
+
+def test_a_deleted_own_record_falls_back_to_the_unscoped_one():
+    records = control.ControlRecords("shop-a", {b"backfill": b"unscoped", b"shop-a/backfill": None})
+    assert records.get(control.BACKFILL) == b"unscoped"
+    assert records.unscoped(control.BACKFILL)
+
+
+def test_control_keys_name_the_deployment():
+    assert control.scoped_key("shop-a", control.PAUSE) == b"shop-a/pause"

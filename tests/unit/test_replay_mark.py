@@ -127,3 +127,18 @@ def test_a_replayed_event_folds_the_same_but_fires_no_campaign():
 )
 def test_the_generation_of_a_replay_record_is_read_even_from_an_unreadable_one(raw, generation):
     assert generation_of(raw) == generation
+
+
+@pytest.mark.parametrize(
+    ("ends", "fits"),
+    [
+        ({0: 10, 1: 4}, True),
+        ({0: 12, 1: 9, 2: 0}, True),  # offsets grew and a partition was added since
+        ({0: 9, 1: 4}, False),  # partition 0 never reached 10: another topic's mark
+        ({0: 10}, False),  # no partition 1
+        ({}, False),
+    ],
+)
+def test_a_replay_mark_fits_only_an_input_topic_that_reached_every_end_it_names(ends, fits):
+    mark = ReplayMark(AT, start={0: 0, 1: 0}, until={0: 10, 1: 4})
+    assert mark.fits(ends) is fits
