@@ -226,6 +226,12 @@ class TopicSettings(_Section):
         description="Compacted: the newest contact version delivered per customer, so that no "
         "path (retry, redrive, backfill, rebalance) sends an older one.",
     )
+    outbox_progress: str = Field(
+        default="ometria.outbox.progress",
+        description="Compacted: the pusher group's committed outbox offsets, kept after Kafka "
+        "drops those of a group empty for offsets.retention.minutes, so that a pusher group "
+        "disabled or stopped for longer starts where it stopped.",
+    )
     control: str = Field(
         default="loyalty.stream.control",
         description="Compacted, one partition: operator switches every process obeys (pause, "

@@ -86,6 +86,10 @@ class Names:
         return f"it-{self.run}.outbox.versions"
 
     @property
+    def outbox_progress(self) -> str:
+        return f"it-{self.run}.outbox.progress"
+
+    @property
     def control(self) -> str:
         return f"it-{self.run}.control"
 
@@ -217,6 +221,7 @@ def worker_env(names: Names, sandbox: str, tmp_path: Path) -> dict[str, str]:
             "STREAM_TOPICS__OUTBOX": names.outbox,
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
             "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
+            "STREAM_TOPICS__OUTBOX_PROGRESS": names.outbox_progress,
             "STREAM_TOPICS__CONTROL": names.control,
             "STREAM_TOPICS__REDRIVEN": names.redriven,
             "STREAM_TOPICS__PARTITIONS": "3",
@@ -267,6 +272,7 @@ def names_settings(names: Names, **topics: object) -> Settings:
             "outbox": names.outbox,
             "outbox_dead_letter": names.outbox_dead_letter,
             "outbox_versions": names.outbox_versions,
+            "outbox_progress": names.outbox_progress,
             "control": names.control,
             "redriven": names.redriven,
             **topics,

@@ -53,6 +53,7 @@ def _cli_redrive(names, *args: str) -> str:
             "STREAM_TOPICS__OUTBOX": names.outbox,
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
             "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
+            "STREAM_TOPICS__OUTBOX_PROGRESS": names.outbox_progress,
             "STREAM_TOPICS__CONTROL": names.control,
             "STREAM_TOPICS__REDRIVEN": names.redriven,
             "PYTHONPATH": str(REPO),
