@@ -59,6 +59,7 @@ def worker_env(
             "STREAM_TOPICS__OUTBOX": f"{app_id}.outbox",
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": f"{app_id}.outbox.dlq",
             "STREAM_TOPICS__OUTBOX_VERSIONS": f"{app_id}.outbox.versions",
+            "STREAM_TOPICS__OUTBOX_PROGRESS": f"{app_id}.outbox.progress",
             "STREAM_TOPICS__CONTROL": f"{app_id}.control",
             "STREAM_TOPICS__REDRIVEN": f"{app_id}.redriven",
             "STREAM_OMETRIA__API_KEY": API_KEY,

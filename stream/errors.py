@@ -17,6 +17,7 @@ LoyaltyStreamError
 │   └── Permanent             any other 4xx
 ├── IncompleteRead            records read back after a skip are missing (stream.runtime.reading)
 ├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher)
+├── UnreadableProgress        a progress record is not an offset (stream.runtime.outbox_progress)
 ├── UnreadableControlRecord   a control-topic record is malformed (stream.runtime.control)
 └── ReplayRefused             a replay cannot run now (stream.ops.replay)
 

@@ -227,6 +227,12 @@ class TopicSettings(_Section):
         "path (retry, redrive, backfill, rebalance) sends an older one. Keyed by app id: "
         "deployments may share it.",
     )
+    outbox_progress: str = Field(
+        default="ometria.outbox.progress",
+        description="Compacted: the pusher group's committed outbox offsets, kept after Kafka "
+        "drops those of a group empty for offsets.retention.minutes, so that a pusher group "
+        "disabled or stopped for longer starts where it stopped.",
+    )
     control: str = Field(
         default="loyalty.stream.control",
         description="Compacted, one partition: operator switches every process obeys (pause, "

@@ -403,9 +403,9 @@ def _since(moment: datetime | None, now: datetime) -> str:
 
 
 async def _outbox_backlog(settings: Settings) -> Any:
-    from stream.runtime.groups import backlog
+    from stream.runtime.groups import outbox_backlog
 
-    return await backlog(settings, settings.topics.outbox, settings.pusher_group, settings.app_id)
+    return await outbox_backlog(settings)
 
 
 def _set_pause(args: argparse.Namespace) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import for_code
+from aiokafka.structs import OffsetAndMetadata
 
-from stream.runtime.kafka_auth import client_options
+from stream.runtime import outbox_progress
+from stream.runtime.reading import group_less_consumer
 from stream.runtime.topology import admin_client, partition_ids
 from stream.settings import Settings
 
@@ -40,28 +42,43 @@ class Backlog:
         return sum(self.per_partition.values())
 
 
-async def backlog(settings: Settings, topic: str, group: str, fallback_group: str) -> Backlog:
-    """End offset minus `group`'s committed offset per partition of `topic`.
+async def outbox_backlog(settings: Settings) -> Backlog:
+    """End offset minus the pusher group's committed offset per outbox partition.
 
-    A partition `group` never committed counts from `fallback_group`'s offset (where the pusher
-    starts such a partition, see stream.runtime.pusher), else from the partition's beginning.
+    A partition the group has no committed offset for counts from where the pusher starts it
+    (stream.runtime.pusher): the offset recorded on the progress topic, else the workers'
+    group's, else the partition's beginning.
     """
+    topic = settings.topics.outbox
     ids = await partition_ids(settings, topic)
     if not ids:
         return Backlog(topic, {})
     async with admin_client(settings) as admin:
-        own = await admin.list_consumer_group_offsets(group)
-        fallback = await admin.list_consumer_group_offsets(fallback_group)
+        own = await admin.list_consumer_group_offsets(settings.pusher_group)
+        fallback = await admin.list_consumer_group_offsets(settings.app_id)
     partitions = [TopicPartition(topic, p) for p in ids]
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), enable_auto_commit=False)
+    consumer = group_less_consumer(settings)
     await consumer.start()
     try:
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
+        fresh = [tp.partition for tp in partitions if _offset(own.get(tp)) is None]
+        recorded = {}
+        # Workers older than the progress topic have not created it yet.
+        if fresh and await partition_ids(settings, settings.topics.outbox_progress):
+            recorded = await outbox_progress.recorded(consumer, settings, fresh)
     finally:
         await consumer.stop()
     per_partition = {}
     for tp in partitions:
-        at = next((o.offset for o in (own.get(tp), fallback.get(tp)) if o and o.offset >= 0), None)
+        at = _offset(own.get(tp))
+        if at is None:
+            at = recorded.get(tp.partition)
+        if at is None:
+            at = _offset(fallback.get(tp))
         per_partition[tp.partition] = max(0, ends[tp] - max(at or 0, starts[tp]))
     return Backlog(topic, per_partition)
+
+
+def _offset(committed: OffsetAndMetadata | None) -> int | None:
+    return committed.offset if committed is not None and committed.offset >= 0 else None

@@ -25,6 +25,10 @@ custom event, deliver in full requests, remember the contact versions delivered,
   partitions stay assigned and uncommitted, so the outbox holds the backlog; resuming reads it
   from the committed offsets in full rounds, coalesced. A round in flight when the pause
   arrives finishes first.
+- **Its place outlives the group's offsets.** After each commit the offsets also go to the
+  compacted progress topic (stream.runtime.outbox_progress), and a partition the group has no
+  committed offset for starts there: the broker drops an empty group's offsets after a week,
+  and a deployment disabled or stopped that long must re-send nothing it had delivered.
 - **A rebalance cancels the round in flight**: the records go to their new owner from the last
   committed offset, so an old batch is never retried by a pusher that no longer owns it.
 - **Ometria's errors list** is account-wide: the pusher that owns outbox partition 0 reads it
@@ -54,6 +58,7 @@ from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.errors_watch import ErrorsWatch
 from stream.ometria.pacing import Slots
+from stream.runtime import outbox_progress
 from stream.runtime.contact_versions import DeliveredVersions, version_record
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
@@ -356,6 +361,7 @@ class Pusher:
             logger.info("outbox offsets not committed (%r); the new owner re-sends them", exc)
             return
         self._committed.update(offsets)
+        await outbox_progress.record(self._producer, self._settings, offsets)
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
         # A foreign message near the outbox's limit does not fit with the dlq.* headers.
@@ -386,10 +392,16 @@ class Pusher:
 
     async def assigned(self, assigned: set[TopicPartition]) -> None:
         try:
-            await self._start_where_the_workers_stopped(assigned)
+            await self._start_where_delivery_stopped(assigned)
             await self._load_versions({tp.partition for tp in assigned})
-        except (KafkaError, TimeoutError, PusherStopped) as exc:
-            # Sending without the versions could put an older contact back: stop instead.
+        except (
+            KafkaError,
+            TimeoutError,
+            PusherStopped,
+            outbox_progress.UnreadableProgress,
+        ) as exc:
+            # Sending without the versions could put an older contact back, and starting
+            # without the recorded offsets re-send what was delivered: stop instead.
             self._failure = exc
             self._settled.set()  # run() sees the failure
             return
@@ -407,11 +419,14 @@ class Pusher:
             total,
         )
 
-    async def _start_where_the_workers_stopped(self, assigned: set[TopicPartition]) -> None:
-        """Partitions this group never committed start where the workers' group got to.
+    async def _start_where_delivery_stopped(self, assigned: set[TopicPartition]) -> None:
+        """Partitions this group has no committed offset for start at the offset last recorded
+        on the progress topic, else where the workers' group got to, else at the beginning.
 
-        Before the pusher had a group of its own, the workers' group consumed the outbox; an
-        upgraded deployment must neither re-send nor skip what it had reached.
+        The broker drops the offsets of a group left empty for a week (a deployment disabled
+        that long), and the progress topic keeps them (stream.runtime.outbox_progress). Before
+        the pusher had a group of its own, the workers' group consumed the outbox; an upgraded
+        deployment must neither re-send nor skip what it had reached.
         """
         fresh = []
         for tp in assigned:
@@ -422,13 +437,23 @@ class Pusher:
                 self._committed[tp] = committed
         if not fresh:
             return
-        async with admin_client(self._settings) as admin:
-            offsets = await admin.list_consumer_group_offsets(self._settings.app_id)
+        recorded = await outbox_progress.recorded(
+            self._reader, self._settings, (tp.partition for tp in fresh)
+        )
+        offsets = {
+            TopicPartition(self._topic, partition): offset for partition, offset in recorded.items()
+        }
+        if len(offsets) < len(fresh):
+            async with admin_client(self._settings) as admin:
+                workers = await admin.list_consumer_group_offsets(self._settings.app_id)
+            for tp in fresh:
+                at = workers.get(tp)
+                if tp not in offsets and at is not None and at.offset >= 0:
+                    offsets[tp] = at.offset
         for tp in fresh:
-            at = offsets.get(tp)
-            if at is not None and at.offset >= 0:
-                self._consumer.seek(tp, at.offset)
-                self._committed[tp] = at.offset
+            if tp in offsets:
+                self._consumer.seek(tp, offsets[tp])
+                self._committed[tp] = offsets[tp]
 
     async def _load_versions(self, partitions: set[int]) -> None:
         """Read this pusher's partitions of the versions topic to their current end.
@@ -520,9 +545,9 @@ def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
         f"the versions topic {record.topic} partition {record.partition} offset "
         f"{record.offset} holds {(record.value or b'')[:40]!r} for contact "
         f"{(record.key or b'').decode(errors='replace')!r}, not a version (the pusher writes "
-        f"an offset or [generation, offset]; {count} such contacts in all): produce a tombstone (a null value) "
-        "for each such key to the topic, which forgets the contact's version, then restart "
-        "the pusher"
+        f"an offset or [generation, offset]; {count} such contacts in all): produce a "
+        "tombstone (a null value) for each such key to the topic, which forgets the contact's "
+        "version, then restart the pusher"
     )
 
 

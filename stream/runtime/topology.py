@@ -59,6 +59,13 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(topics.outbox_dead_letter, partitions, dead),
         # Partitioned like the outbox: a pusher reads the partitions it owns there.
         TopicSpec(topics.outbox_versions, partitions, {"cleanup.policy": "compact"}),
+        # A record per partition and pusher round: compaction cleans closed segments only, so
+        # daily ones keep a partition to about a day of them.
+        TopicSpec(
+            topics.outbox_progress,
+            partitions,
+            {"cleanup.policy": "compact", "segment.ms": str(86_400_000)},
+        ),
         # One partition: every process reads all of it, and its few records stay in order.
         TopicSpec(topics.control, 1, {"cleanup.policy": "compact"}),
         # One partition, read whole by `redrive`; a marker goes with its dead letter.

@@ -86,6 +86,10 @@ class Names:
         return f"it-{self.run}.outbox.versions"
 
     @property
+    def outbox_progress(self) -> str:
+        return f"it-{self.run}.outbox.progress"
+
+    @property
     def control(self) -> str:
         return f"it-{self.run}.control"
 
@@ -214,6 +218,7 @@ def command_env(names: Names) -> dict[str, str]:
             "STREAM_TOPICS__OUTBOX": names.outbox,
             "STREAM_TOPICS__OUTBOX_DEAD_LETTER": names.outbox_dead_letter,
             "STREAM_TOPICS__OUTBOX_VERSIONS": names.outbox_versions,
+            "STREAM_TOPICS__OUTBOX_PROGRESS": names.outbox_progress,
             "STREAM_TOPICS__CONTROL": names.control,
             "STREAM_TOPICS__REDRIVEN": names.redriven,
             "PYTHONPATH": str(REPO),
@@ -277,6 +282,7 @@ def names_settings(names: Names, **topics: object) -> Settings:
             "outbox": names.outbox,
             "outbox_dead_letter": names.outbox_dead_letter,
             "outbox_versions": names.outbox_versions,
+            "outbox_progress": names.outbox_progress,
             "control": names.control,
             "redriven": names.redriven,
             **topics,

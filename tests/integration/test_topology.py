@@ -45,11 +45,13 @@ async def test_ensure_topics_creates_every_topic_once(names):
         names.outbox,
         names.outbox_dead_letter,
         names.outbox_versions,
+        names.outbox_progress,
         names.control,
         names.redriven,
     }
     assert await _partitions(names.outbox) == 3
     assert await _partitions(names.outbox_versions) == 3, "partitioned like the outbox"
+    assert await _partitions(names.outbox_progress) == 3, "partitioned like the outbox"
     assert await _partitions(names.control) == 1, "one ordered partition every process reads"
     assert await _partitions(names.redriven) == 1, "one partition redrive reads whole"
     again = await ensure_topics(names_settings(names, partitions=3))

@@ -24,6 +24,7 @@ from stream.ometria.errors import (
 )
 from stream.ops.replay import ReplayRefused
 from stream.runtime.control import UnreadableControlRecord
+from stream.runtime.outbox_progress import UnreadableProgress
 from stream.runtime.pusher import PusherStopped
 from stream.runtime.reading import IncompleteRead
 from stream.settings import SettingsError, load_settings
@@ -47,6 +48,7 @@ CLASSES = {
         Permanent,
         IncompleteRead,
         PusherStopped,
+        UnreadableProgress,
         UnreadableControlRecord,
         ReplayRefused,
     )

@@ -41,6 +41,8 @@ def test_created_topics_carry_explicit_retention():
     assert specs["loyalty.events.dlq"]["retention.ms"] == str(30 * 86400 * 1000)
     versions = specs.pop("ometria.outbox.versions")
     assert versions == {"cleanup.policy": "compact"}, "the newest versions are kept for good"
+    progress = specs.pop("ometria.outbox.progress")
+    assert progress["cleanup.policy"] == "compact", "the last committed offsets are kept for good"
     control = specs.pop("loyalty.stream.control")
     assert control == {"cleanup.policy": "compact"}, "a pause holds until resumed"
     redriven = specs.pop("loyalty.stream.redriven")
