@@ -67,9 +67,20 @@ async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, i
         finally:
             _current_event.reset(token)
         if isinstance(store, MemoryStore):
-            # The memory store learns a key's partition only from the changelog it recovers.
-            store._key_partition[key] = partition
+            _written_partitions.setdefault(id(store), {})[key] = partition
     mark_persisted(table, acknowledged)
+
+
+# Memory store -> the partition of each key this process wrote. The store learns a key's
+# partition only from the changelog it recovers (`_key_partition`), and drops the recovered
+# keys of partitions it no longer holds when a recovery completes; entered there, the keys
+# written here would be dropped too, and a partition that comes back would lack them.
+_written_partitions: dict[int, dict[str, int]] = {}
+
+
+def _memory_partition(store: Any, key: str) -> int | None:
+    written = _written_partitions.get(id(store), {}).get(key)
+    return written if written is not None else store._key_partition.get(key)
 
 
 def get_in_partition(table: Any, key: str, partition: int) -> Any:
@@ -77,7 +88,7 @@ def get_in_partition(table: Any, key: str, partition: int) -> Any:
     store = table.data
     if isinstance(store, MemoryStore):
         # One dict for every partition, and each key's partition beside it.
-        return store.data.get(key) if store._key_partition.get(key) == partition else None
+        return store.data.get(key) if _memory_partition(store, key) == partition else None
     return get_in_event(table, key, _InPartition(partition))
 
 
@@ -89,11 +100,7 @@ def keys_in_partition(table: Any, partition: int) -> list[str]:
     """
     store = table.data
     if isinstance(store, MemoryStore):
-        return [
-            key
-            for key, where in list(store._key_partition.items())
-            if where == partition and key in store.data
-        ]
+        return [key for key in list(store.data) if _memory_partition(store, key) == partition]
     db = store._dbs.get(partition)
     if db is None:
         return []

@@ -11,8 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.domain.dlq import read_headers
 from stream.ops.redrive import Filters, redrive
-from stream.settings import load_settings
-from tests.integration.conftest import BOOTSTRAP, poll, read_topic, sandbox_get
+from tests.integration.conftest import BOOTSTRAP, names_settings, poll, read_topic, sandbox_get
 
 API_KEY = "it-secret-key-7f3a"
 
@@ -171,10 +170,7 @@ async def test_refused_record_is_dead_lettered_and_the_rest_of_its_batch_goes_on
 
     # The fix: Ometria takes the record again; a redrive delivers what was dead-lettered.
     await clear_faults(sandbox)
-    settings = load_settings(
-        kafka={"bootstrap_servers": BOOTSTRAP},
-        topics={"outbox": names.outbox, "outbox_dead_letter": names.outbox_dead_letter},
-    )
+    settings = names_settings(names)
     dry = await redrive(
         settings, "outbox", Filters(error_class="Permanent"), dry_run=True, show=str
     )
