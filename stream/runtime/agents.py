@@ -120,9 +120,29 @@ positions_known = asyncio.Event()
 profiles_lock = asyncio.Lock()
 
 
+# How long a stopping worker waits for the fold batch or scan slice in flight to store its writes.
+FINISH_WRITES_PATIENCE = 30.0
+
+
 @app.on_partitions_revoked.connect
 async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    positions_known.clear()
+    # The partitions' next owner recovers their profiles from the changelog once this returns.
+    # A trigger-scan slice in flight (a timer: Faust does not wait for it) that wrote its
+    # changelog after that recovery would leave the next owner without its fired markers, and
+    # the same campaigns would fire twice. Holding the lock waits for it to store its writes.
+    async with profiles_lock:
+        positions_known.clear()
+
+
+@app.on_before_shutdown.connect
+async def _finish_writes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    # Stopping, Faust revokes nothing and cancels its timers only after the consumer has left
+    # the group: the slice in flight finishes here first, for the reason above.
+    try:
+        async with asyncio.timeout(FINISH_WRITES_PATIENCE), profiles_lock:
+            pass
+    except TimeoutError:
+        logger.warning("stopping with a profile write in flight; the next owner repeats it")
 
 
 @app.on_partitions_assigned.connect

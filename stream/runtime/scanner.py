@@ -63,7 +63,8 @@ def _settled() -> bool:
     fired markers included (mid-recovery a key may still hold an older value)."""
     recovery = app.tables.recovery  # type: ignore[attr-defined]
     return (
-        not app.rebalancing
+        not app.should_stop
+        and not app.rebalancing
         and not app.in_recovery
         and recovery.completed.is_set()
         and positions_known.is_set()
@@ -104,9 +105,10 @@ async def _scan(mine: set[int]) -> int:
         keys = keys_in_partition(customer_to_profile, partition)
         for start in range(0, len(keys), SCAN_SLICE):
             await asyncio.sleep(0)
-            if not _holding(mine):
-                return fired  # the partitions' new owner scans them
             async with profiles_lock:
+                # Checked under the lock: a revocation waits for the slice holding it.
+                if not _holding(mine):
+                    return fired  # the partitions' new owner scans them
                 fired += await _scan_slice(keys[start : start + SCAN_SLICE], partition)
     return fired
 

@@ -1,0 +1,88 @@
+"""The trigger scan and the fold give way to a rebalance without leaving a write half done.
+
+The partitions' next owner recovers their profiles from the changelog as soon as this worker's
+revocation returns; a scan slice that wrote its fired markers after that would fire the same
+campaigns twice on the next owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock
+
+import pytest
+
+from stream.runtime import agents, scanner
+
+
+@pytest.fixture(autouse=True)
+def profiles_lock(monkeypatch):
+    # An asyncio.Lock binds to the loop it is first contended on; each test has its own loop.
+    lock = asyncio.Lock()
+    monkeypatch.setattr(agents, "profiles_lock", lock)
+    monkeypatch.setattr(scanner, "profiles_lock", lock)
+    return lock
+
+
+async def until(condition, turns: int = 100) -> None:
+    """Let other tasks run until `condition()` holds (bounded)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never happened")
+
+
+async def test_a_revocation_returns_only_once_the_write_in_flight_is_stored():
+    agents.positions_known.set()
+    stored = asyncio.Event()
+
+    async def slice_in_flight() -> None:
+        async with agents.profiles_lock:
+            await stored.wait()
+
+    writing = asyncio.create_task(slice_in_flight())
+    await until(agents.profiles_lock.locked)
+    revoking = asyncio.create_task(agents._hold_checks(agents.app, signal=None))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not revoking.done()  # the next owner may not recover yet
+    stored.set()
+    await asyncio.wait_for(revoking, 5)
+    await writing
+    assert not agents.positions_known.is_set()
+
+
+async def test_a_stopping_worker_lets_the_write_in_flight_finish_first():
+    stored = asyncio.Event()
+
+    async def slice_in_flight() -> None:
+        async with agents.profiles_lock:
+            await stored.wait()
+
+    writing = asyncio.create_task(slice_in_flight())
+    await until(agents.profiles_lock.locked)
+    stopping = asyncio.create_task(agents._finish_writes(agents.app, signal=None))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopping.done()
+    stored.set()
+    await asyncio.wait_for(stopping, 5)
+    await writing
+
+
+async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
+    assigned = {0}
+    monkeypatch.setattr(scanner, "_settled", lambda: True)
+    monkeypatch.setattr(scanner, "_assigned", lambda: set(assigned))
+    monkeypatch.setattr(scanner, "keys_in_partition", lambda table, partition: ["c-1"])
+    scan_slice = AsyncMock(return_value=1)
+    monkeypatch.setattr(scanner, "_scan_slice", scan_slice)
+
+    async with agents.profiles_lock:  # a fold batch, then the revocation
+        scanning = asyncio.create_task(scanner._scan({0}))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assigned.clear()  # partition 0 went to another worker
+    assert await asyncio.wait_for(scanning, 5) == 0
+    scan_slice.assert_not_awaited()
