@@ -243,6 +243,13 @@ class TopicSettings(_Section):
         description="Compacted, one partition: the dead letters `redrive` has published, so a "
         "second run publishes each one once (kept as long as the dead letters).",
     )
+    erasures: str = Field(
+        default="loyalty.stream.erasures",
+        description="Compacted, one partition: every customer erasure, under a keyed hash of "
+        "the id, read by the workers so that no replay, rebuild or redrive brings an erased "
+        "customer back; and the erasures not yet confirmed done in Ometria. Keyed by app id: "
+        "deployments may share it.",
+    )
     partitions: int | None = Field(
         default=None,
         ge=1,
@@ -412,6 +419,16 @@ class Settings(BaseSettings):
         description="File holding the log email key (a mounted Secret); a missing file leaves "
         "the random key.",
     )
+    erasure_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the hash that stands for an erased customer's id in the erasures "
+        "topic and in logs; the same for every process of a deployment, and never changed "
+        "(the erasures kept under the old key would be missed). Default: derived from the app "
+        "id, which anyone can recompute: set it in production.",
+    )
+    erasure_key_file: Path | None = Field(
+        default=None, description="File holding the erasure key (a mounted Secret)."
+    )
     profile_api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token for GET /profiles/{customer_id}; the endpoint is off without.",
@@ -439,7 +456,15 @@ class Settings(BaseSettings):
         # hashed with a random key per process.
         _fill_from_file(self, "profile_api_token", self.profile_api_token_file)
         _fill_from_file(self, "log_email_key", self.log_email_key_file)
+        _fill_from_file(self, "erasure_key", self.erasure_key_file)
         return self
+
+    @property
+    def erasure_hash_key(self) -> bytes:
+        """The key of `stream.domain.erasure.erased_id` (see `erasure_key`)."""
+        if self.erasure_key is not None:
+            return self.erasure_key.get_secret_value().encode()[:64]
+        return f"loyalty-stream erasures of {self.app_id}".encode()[:64]
 
     kafka: KafkaSettings = KafkaSettings()
     ometria: OmetriaSettings = OmetriaSettings()

@@ -356,6 +356,10 @@ class MembershipCancelledData(_Tolerant):
     ends_at: Moment | None = None
 
 
+class ErasedData(_Tolerant):
+    """A right-to-erasure request carries nothing but the customer's id (in the envelope)."""
+
+
 class _Envelope(_Strict):
     event_id: Id
     occurred_at: Instant
@@ -437,6 +441,13 @@ class MembershipCancelled(_Envelope):
     data: MembershipCancelledData
 
 
+class CustomerErased(_Envelope):
+    """Forget the customer (GDPR Art. 17): see stream.domain.erasure."""
+
+    type: Literal["customer.erased"]
+    data: ErasedData = Field(default_factory=ErasedData)
+
+
 LoyaltyEvent = Annotated[
     CustomerEnrolled
     | CustomerUpdated
@@ -451,7 +462,8 @@ LoyaltyEvent = Annotated[
     | PointsAdjusted
     | PointsExpiring
     | MembershipStarted
-    | MembershipCancelled,
+    | MembershipCancelled
+    | CustomerErased,
     Field(discriminator="type"),
 ]
 # Typed through Any: mypy's incremental cache misreads the annotated union once this module
@@ -472,6 +484,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "points.expiring",
     "membership.started",
     "membership.cancelled",
+    "customer.erased",
 )
 
 

@@ -29,6 +29,7 @@ from stream.domain.events import (
     Balance,
     BirthdayUpdated,
     CustomerEnrolled,
+    CustomerErased,
     CustomerUpdated,
     LoyaltyEvent,
     MembershipCancelled,
@@ -404,6 +405,8 @@ def fold(profile: Profile | None, event: LoyaltyEvent, offset: int | None = None
 
     `offset`: the event's position in its input partition, when it has one.
     """
+    if isinstance(event, CustomerErased):
+        raise ValueError("an erasure deletes the profile, it is not folded (stream.domain.erasure)")
     base = profile if profile is not None else Profile(customer_id=event.customer.id)
     if offset is not None and offset <= base.input_offset:
         return Folded(base, applied=False)

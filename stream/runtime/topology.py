@@ -68,6 +68,8 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
         ),
         # One partition: every process reads all of it, and its few records stay in order.
         TopicSpec(topics.control, 1, {"cleanup.policy": "compact"}),
+        # One partition, read by every worker (and by `redrive`, `status`); kept for good.
+        TopicSpec(topics.erasures, 1, {"cleanup.policy": "compact"}),
         # One partition, read whole by `redrive`; a marker goes with its dead letter.
         TopicSpec(
             topics.redriven,
@@ -200,7 +202,7 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
                 f"STREAM_TOPICS__PARTITIONS={configured}; set STREAM_TOPICS__PARTITIONS="
                 f"{partitions} or leave it unset (the profile table is partitioned like its input)"
             )
-        single = {settings.topics.control, settings.topics.redriven}
+        single = {settings.topics.control, settings.topics.redriven, settings.topics.erasures}
         others = [
             spec if spec.name in single else replace(spec, partitions=partitions) for spec in others
         ]

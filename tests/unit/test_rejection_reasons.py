@@ -89,6 +89,7 @@ FULL_DATA: dict[str, dict[str, Any]] = {
         "cancellation_policy": "now",
         "ends_at": AT,
     },
+    "customer.erased": {},
 }
 assert set(FULL_DATA) == set(EVENT_TYPES)
 

@@ -45,6 +45,8 @@ def test_created_topics_carry_explicit_retention():
     assert progress["cleanup.policy"] == "compact", "the last committed offsets are kept for good"
     control = specs.pop("loyalty.stream.control")
     assert control == {"cleanup.policy": "compact"}, "a pause holds until resumed"
+    erasures = specs.pop("loyalty.stream.erasures")
+    assert erasures == {"cleanup.policy": "compact"}, "an erasure is kept for good"
     redriven = specs.pop("loyalty.stream.redriven")
     assert redriven["cleanup.policy"] == "compact,delete"
     assert redriven["retention.ms"] == specs["loyalty.events.dlq"]["retention.ms"], (

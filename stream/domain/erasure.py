@@ -1,0 +1,65 @@
+"""Forgetting a customer (GDPR Art. 17): what an erasure means for the records that follow it.
+
+A `customer.erased` event at offset E of an input partition deletes the customer's profile
+there. The erasure is kept, under a keyed hash of the id, for good (stream.runtime.erasures):
+whatever is read again later (a replay, a rebuilt table, a redrive), a record of that customer
+in that partition before E is skipped, and after E only an enrolment starts a profile again.
+Pure: the caller looks the erasure up and passes its offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from typing import Any
+
+from stream.domain.events import LoyaltyEvent
+
+ERASED = "customer.erased"
+ENROLLED = "customer.enrolled"
+# The outbox record that tells the pusher to forget the customer: never sent to Ometria.
+ERASURE_RECORD = "@erasure"
+_DIGEST_BYTES = 16
+
+
+def erased_id(key: bytes, customer_id: str) -> str:
+    """The keyed hash that stands for a customer id wherever an erasure is kept or logged.
+
+    Keyed (BLAKE2b's own MAC mode): without the key, a known id cannot be checked against it.
+    """
+    digest = hashlib.blake2b(customer_id.encode(), key=key, digest_size=_DIGEST_BYTES)
+    return digest.hexdigest()
+
+
+class AfterErasure(Enum):
+    """What to do with a record of a customer whose erasure is on record in its partition."""
+
+    FOLD = "fold"  # no erasure, the customer has a profile, or a re-enrolment after it
+    ERASE = "erase"  # the erasure itself, read again: the profile is gone already
+    BEFORE = "before"  # older than the erasure: never folded again
+    NOT_ENROLLED = "not_enrolled"  # after the erasure, but only an enrolment starts a profile
+
+
+def after_erasure(
+    event: LoyaltyEvent, has_profile: bool, offset: int, erased_at: int | None
+) -> AfterErasure:
+    """Judge one record against the customer's erasure at offset `erased_at` (None: none)."""
+    if erased_at is None:
+        return AfterErasure.FOLD
+    if offset < erased_at:
+        return AfterErasure.BEFORE
+    if offset == erased_at:
+        return AfterErasure.ERASE
+    if has_profile or event.type in (ENROLLED, ERASED):
+        return AfterErasure.FOLD
+    return AfterErasure.NOT_ENROLLED
+
+
+def erasure_record(customer_id: str, contact_id: str | None) -> dict[str, Any]:
+    """The outbox record that makes the pusher forget what it keeps of a customer.
+
+    It follows the customer's earlier records in their outbox partition: the pusher drops
+    those it has not sent yet and the contact version it kept (`contact_id`: the contact's id
+    in Ometria, when a contact was sent).
+    """
+    return {"@type": ERASURE_RECORD, "customer_id": customer_id, "contact_id": contact_id}
