@@ -34,23 +34,29 @@ def erased_id(key: bytes, customer_id: str) -> str:
 class AfterErasure(Enum):
     """What to do with a record of a customer whose erasure is on record in its partition."""
 
-    FOLD = "fold"  # no erasure, the customer has a profile, or a re-enrolment after it
-    ERASE = "erase"  # the erasure itself, read again: the profile is gone already
+    FOLD = "fold"  # as any record (an erasure erases): no erasure in the way
+    DONE = "done"  # the erasure itself, read again once it took effect: nothing to do
     BEFORE = "before"  # older than the erasure: never folded again
     NOT_ENROLLED = "not_enrolled"  # after the erasure, but only an enrolment starts a profile
 
 
 def after_erasure(
-    event: LoyaltyEvent, has_profile: bool, offset: int, erased_at: int | None
+    event: LoyaltyEvent, profile_offset: int | None, offset: int, erased_at: int | None
 ) -> AfterErasure:
-    """Judge one record against the customer's erasure at offset `erased_at` (None: none)."""
+    """Judge one record at `offset` against the customer's erasure at offset `erased_at`.
+
+    `profile_offset`: the input offset of the customer's stored profile (None: no profile).
+    The erasure read again finds a profile older than itself only when a crash came between
+    recording the erasure and deleting the profile: it erases again.
+    """
     if erased_at is None:
         return AfterErasure.FOLD
     if offset < erased_at:
         return AfterErasure.BEFORE
     if offset == erased_at:
-        return AfterErasure.ERASE
-    if has_profile or event.type in (ENROLLED, ERASED):
+        erasing = profile_offset is not None and profile_offset < erased_at
+        return AfterErasure.FOLD if erasing else AfterErasure.DONE
+    if profile_offset is not None or event.type in (ENROLLED, ERASED):
         return AfterErasure.FOLD
     return AfterErasure.NOT_ENROLLED
 

@@ -26,6 +26,9 @@ class ProfileCache:
         while len(self._items) > self._size:
             self._items.popitem(last=False)
 
+    def forget(self, customer_id: str) -> None:
+        self._items.pop(customer_id, None)
+
     def clear(self) -> None:
         self._items.clear()
 

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from stream import metrics
 from stream.domain.dlq import DeadLetter
+from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_record
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
 from stream.domain.mapping import load_mapping
@@ -29,6 +30,14 @@ from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
 from stream.runtime.app import app
+from stream.runtime.erasures import (
+    ErasureIndex,
+    UnreadableErasure,
+    erased_key,
+    erased_value,
+    ometria_key,
+    pending_value,
+)
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, write_through_changelog
 from stream.runtime.outbox import OutboxBatch
@@ -103,6 +112,9 @@ recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
 recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
+# Every erasure on record (stream.runtime.erasures), caught up on every assignment before a
+# record is folded: an erasure another worker recorded holds here from the first record on.
+erasures = ErasureIndex(settings)
 
 
 # The outbox's partition count, read with the committed offsets on every assignment: a fold
@@ -160,12 +172,15 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
                 committed = await committed_offsets(settings)
                 outbox = await partition_ids(settings, settings.topics.outbox)
                 limits = await message_limits(settings)
-    except KafkaError as exc:
+                await erasures.catch_up()
+    except (KafkaError, TimeoutError) as exc:
         stop_before_commit(
             "cannot read the group's committed offsets (to check for skips), the outbox's "
-            "partitions or the topics' max.message.bytes",
+            "partitions, the topics' max.message.bytes or the erasures",
             exc,
         )
+    except UnreadableErasure as exc:
+        stop_before_commit("the erasures topic holds a record this service did not write", exc)
     outbox_partitions = len(outbox)
     topic_limits = limits
     skip_watch.reset(committed)
@@ -305,6 +320,8 @@ class _Batch:
         # (type, outcome) -> events: counted once per batch, not once per event.
         self.counts: dict[tuple[str, str], int] = {}
         self.suppressed: dict[str, int] = {}  # reason -> custom events held back
+        # customer id -> (its erasure's partition and offset, the contact id Ometria knows it by)
+        self.erased: dict[str, tuple[int, int, str | None]] = {}
 
     def count(self, event_type: str, outcome: str) -> None:
         key = (event_type, outcome)
@@ -329,10 +346,32 @@ def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> Inval
     try:
         event = admit(message.value, message.key, now, window)
     except InvalidEvent as exc:
+        if _erased_before(message):
+            batch.count("unknown", "erased")  # read again: dead-lettered the first time
+            return None
         batch.count("unknown", "invalid")
         return exc
     customer_id = event.customer.id
     before = batch.profile(customer_id, carrier)
+    erased_at = None
+    if before is None or event.type == ERASED:
+        # Looked up for customers without a profile only (and erasures): a customer erased
+        # has none, until an enrolment after the erasure starts one.
+        erased_at = erasures.erased_at(customer_id, message.partition)
+    if erased_at is not None:
+        offset = before.input_offset if before is not None else None
+        judged = after_erasure(event, offset, message.offset, erased_at)
+        if judged is not AfterErasure.FOLD:
+            batch.count(event.type, "erased")
+            return None
+        if before is None and event.type != ERASED:
+            logger.info(
+                "customer %s enrols again after their erasure: a new profile starts",
+                erasures.erased(customer_id),
+            )
+    if event.type == ERASED:
+        _erase(batch, customer_id, before, message, carrier)
+        return None
     # An event the last replay folds again fired its campaigns the first time it was folded.
     replayed = message.offset < replayed_until.get(message.partition, 0)
     outcome = apply_event(before, event, rules, now, offset=message.offset, replayed=replayed)
@@ -348,6 +387,55 @@ def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> Inval
     if outcome.records:
         batch.records.setdefault(customer_id, []).extend(outcome.records)
     return None
+
+
+def _erased_before(message: Any) -> bool:
+    """Whether a record that is not an event is keyed by a customer erased after it."""
+    if message.key is None or not len(erasures):
+        return False
+    try:
+        customer_id = message.key.decode()
+    except UnicodeDecodeError:
+        return False
+    erased_at = erasures.erased_at(customer_id, message.partition)
+    return erased_at is not None and message.offset < erased_at
+
+
+def _erase(
+    batch: _Batch, customer_id: str, before: Profile | None, message: Any, carrier: Any
+) -> None:
+    """Forget the customer: nothing folded for them so far in the batch is written or sent."""
+    batch.count(ERASED, "applied")
+    contact = before.last_contact if before is not None else None
+    contact_id = contact.get("id") if isinstance(contact, dict) else None
+    batch.erased[customer_id] = (message.partition, message.offset, contact_id)
+    batch.profiles[customer_id] = None
+    batch.last_event[customer_id] = carrier
+    batch.changed.pop(customer_id, None)
+    batch.records.pop(customer_id, None)
+    # Later events of the batch see the erasure at once; the topic has it before the commit.
+    erasures.add(erasures.erased(customer_id), message.partition, message.offset)
+
+
+async def _record_erasures(batch: _Batch, now: datetime) -> list[Awaitable[Any]]:
+    """Queue the batch's erasures on the erasures topic; the futures say when they are stored."""
+    topic = settings.topics.erasures
+    sent = []
+    for customer_id, (partition, offset, _) in batch.erased.items():
+        erased = erasures.erased(customer_id)
+        for key, value in (
+            (erased_key(settings.app_id, erased, partition), erased_value(offset, now)),
+            (ometria_key(settings.app_id, erased), pending_value(customer_id, now)),
+        ):
+            sent.append(await app.producer.send(topic, key, value, 0, None, None))
+        logger.info(
+            "customer %s erased at %s[%s] offset %s: profile deleted, nothing more is sent",
+            erased,
+            settings.topics.events,
+            partition,
+            offset,
+        )
+    return sent
 
 
 async def send_outbox(outbox: OutboxBatch) -> list[Awaitable[Any]]:
@@ -400,8 +488,12 @@ async def fold_batch(events: list[Any]) -> None:
     metrics.LAST_FOLD.set_to_current_time()
     for reason, count in batch.suppressed.items():
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
-    written: dict[str, Profile] = {}
+    written: dict[str, Profile | None] = {}
     outbox = OutboxBatch(outbox_partitions, topic_limits.outbox)
+    for customer_id, (_, _, contact_id) in batch.erased.items():
+        if customer_id not in batch.changed:  # else an enrolment after it: that comes below
+            written[customer_id] = None
+            outbox.add(customer_id, [erasure_record(customer_id, contact_id)], now)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
@@ -413,8 +505,11 @@ async def fold_batch(events: list[Any]) -> None:
             else []
         )
         records += batch.records.get(customer_id, [])
+        if customer_id in batch.erased:  # the pusher forgets what came before, then this
+            records.insert(0, erasure_record(customer_id, batch.erased[customer_id][2]))
         outbox.add(customer_id, records, occurred)
     batch.stored += await send_outbox(outbox)
+    batch.stored += await _record_erasures(batch, now)
     # The outbox must hold the records before the table says their events were applied: after
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
@@ -424,12 +519,19 @@ async def fold_batch(events: list[Any]) -> None:
     await write_through_changelog(
         customer_to_profile,
         [
-            (customer_id, profile.to_bytes(), batch.last_event[customer_id].message.partition)
+            (
+                customer_id,
+                profile.to_bytes() if profile is not None else None,
+                batch.last_event[customer_id].message.partition,
+            )
             for customer_id, profile in written.items()
         ],
     )
     for customer_id, profile in written.items():
-        recent_profiles.put(customer_id, profile)
+        if profile is None:
+            recent_profiles.forget(customer_id)
+        else:
+            recent_profiles.put(customer_id, profile)
     # Stored: Faust may now commit past the records read back (it never saw them).
     for tp, first, end in batch.read_back:
         await count_as_handled(app.consumer, tp, first, end)

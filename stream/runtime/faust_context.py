@@ -37,6 +37,9 @@ def get_in_event(table: Any, key: str, event: Any) -> Any:
 async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, int]]) -> None:
     """`table[key] = value` for each (key, value, partition): the changelog first, the store after.
 
+    A value of None deletes the key: a tombstone in the changelog (compaction then removes
+    every earlier value of the key) and the key gone from the store.
+
     The store is written only once the broker has acknowledged every changelog message. A
     store ahead of its changelog loses data for good: after a failed send or a kill in
     between, the redelivered events fall at or below the stored profile's input offset, count
@@ -55,20 +58,42 @@ async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, i
     sent = []
     for key, value, partition in writes:
         raw_key, _ = changelog.prepare_key(key, table.key_serializer, None, None)
-        raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
+        raw_value = None
+        if value is not None:
+            raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
         sent.append(await table.app.producer.send(topic, raw_key, raw_value, partition, None, None))
     acknowledged = [await future for future in sent]
     store = table.data
+    memory = isinstance(store, MemoryStore)
     for key, value, partition in writes:
+        if value is None:
+            _delete(store, key, partition)
+            continue
         stand_in: Any = _InPartition(partition)
         token = _current_event.set(weakref.ref(stand_in))
         try:
             store[key] = value  # the store only: the changelog holds it already
         finally:
             _current_event.reset(token)
-        if isinstance(store, MemoryStore):
+        if memory:
             _written_partitions.setdefault(id(store), {})[key] = partition
     mark_persisted(table, acknowledged)
+
+
+def _delete(store: Any, key: str, partition: int) -> None:
+    """Remove `key` from the store's `partition` only (as its changelog tombstone does)."""
+    if isinstance(store, MemoryStore):
+        if _memory_partition(store, key) == partition:
+            store.data.pop(key, None)
+            store._key_partition.pop(key, None)
+            _written_partitions.get(id(store), {}).pop(key, None)
+        return
+    # RocksDB: `del store[key]` would look a key it has not indexed up in every partition's DB.
+    raw = store._encode_key(key)
+    db = store._dbs.get(partition)
+    if db is not None:
+        db.delete(raw)
+    store._key_index.pop(raw, None)
 
 
 # Memory store -> the partition of each key this process wrote. The store learns a key's

@@ -98,6 +98,10 @@ class Names:
         return f"it-{self.run}.redriven"
 
     @property
+    def erasures(self) -> str:
+        return f"it-{self.run}.erasures"
+
+    @property
     def pusher_group(self) -> str:
         return f"{self.app_id}-pusher"
 
@@ -221,6 +225,7 @@ def command_env(names: Names) -> dict[str, str]:
             "STREAM_TOPICS__OUTBOX_PROGRESS": names.outbox_progress,
             "STREAM_TOPICS__CONTROL": names.control,
             "STREAM_TOPICS__REDRIVEN": names.redriven,
+            "STREAM_TOPICS__ERASURES": names.erasures,
             "PYTHONPATH": str(REPO),
         }
     )
@@ -285,6 +290,7 @@ def names_settings(names: Names, **topics: object) -> Settings:
             "outbox_progress": names.outbox_progress,
             "control": names.control,
             "redriven": names.redriven,
+            "erasures": names.erasures,
             **topics,
         },
     )
