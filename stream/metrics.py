@@ -111,6 +111,12 @@ STALE_CONTACTS = Counter(
     "Contacts not sent because a newer version of them was already delivered.",
     registry=REGISTRY,
 )
+ERASURES_APPLIED = Counter(
+    "loyalty_erasures_applied",
+    "Customer erasures the pusher applied: their unsent records dropped, their contact "
+    "version deleted.",
+    registry=REGISTRY,
+)
 PAUSED = Gauge(
     "ometria_paused",
     "1 while pushing to Ometria is paused (`python -m stream pause`, or STREAM_OMETRIA__ENABLED="

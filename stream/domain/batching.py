@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream.domain.erasure import ERASURE_RECORD
 from stream.domain.lists import carry_lists
 from stream.domain.records import (
     MAX_RECORD_BYTES,
@@ -55,6 +56,17 @@ def plan_requests(
 
 
 @dataclass(frozen=True, slots=True)
+class Erasure:
+    """A customer erased in a round: the pusher forgets the contact versions it keeps of them."""
+
+    partition: int  # the outbox partition the erasure record came in
+    customer_id: str
+    # The erasure record's contact id and those of the customer's contacts dropped from the
+    # round: every contact whose version may be stored for the customer.
+    contact_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Coalesced:
     """One round of outbox records reduced to what is worth sending."""
 
@@ -63,6 +75,17 @@ class Coalesced:
     versions: dict[tuple[int, str], Version]
     superseded: int  # replaced by a newer record of the same identity in the round
     stale: int  # contacts older than one already delivered: never sent
+    erasures: list[Erasure] = field(default_factory=list)
+    erased: int = 0  # a customer's records followed by their erasure in the round: never sent
+    # Erasure records that name no customer: never sent, and no one to forget.
+    unusable: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _customer(record: dict[str, Any]) -> Any:
+    """The customer a contact or a custom event is about (custom events name the account)."""
+    if record.get("@type") == "custom_event":
+        return record.get("identity_account_id")
+    return record.get("customer_id")
 
 
 def coalesce(
@@ -74,13 +97,37 @@ def coalesce(
     `entries` are (outbox partition, record) in outbox order; `delivered(partition, id)` is the
     newest contact version already delivered for that id. A versioned contact never replaces a
     newer one, whether delivered or waiting in the round, whatever order they arrived in.
+
+    An erasure record (stream.domain.erasure.erasure_record) is never sent: the customer's
+    records before it in the round are dropped, and the versions delivered of their contacts
+    no longer count, so a re-enrolment after it is sent whatever its version.
     """
     latest: dict[tuple[str, str, str], tuple[int, dict[str, Any]]] = {}
-    superseded = stale = 0
+    superseded = stale = erased = 0
+    erasures: list[Erasure] = []
+    unusable: list[dict[str, Any]] = []
+    forgotten: set[tuple[int, str]] = set()
     for partition, record in entries:
+        if record.get("@type") == ERASURE_RECORD:
+            customer_id, contact_id = record.get("customer_id"), record.get("contact_id")
+            if not isinstance(customer_id, str) or not customer_id:
+                unusable.append(record)
+                continue
+            gone = [key for key, (_, held) in latest.items() if _customer(held) == customer_id]
+            if isinstance(contact_id, str) and contact_id:
+                gone.extend(key for key in latest if key[0] == "contact" and key[2] == contact_id)
+            contact_ids = {contact_id} if isinstance(contact_id, str) and contact_id else set()
+            for key in dict.fromkeys(gone):
+                del latest[key]
+                erased += 1
+                if key[0] == "contact":
+                    contact_ids.add(key[2])
+            forgotten.update((partition, cid) for cid in contact_ids)
+            erasures.append(Erasure(partition, customer_id, tuple(sorted(contact_ids))))
+            continue
         identity = _identity(record)
         version = version_of(record)
-        if version is not None:
+        if version is not None and (partition, identity[2]) not in forgotten:
             known = delivered(partition, identity[2])
             if known is not None and version < known:
                 stale += 1
@@ -104,4 +151,7 @@ def coalesce(
         versions=versions,
         superseded=superseded,
         stale=stale,
+        erasures=erasures,
+        erased=erased,
+        unusable=unusable,
     )

@@ -21,6 +21,10 @@ custom event, deliver in full requests, remember the contact versions delivered,
   deployment (stream.runtime.contact_versions); a
   pusher reads its partitions of it when it is assigned them, and writes to it before it commits
   the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
+- **An erasure is never sent.** The worker follows an erased customer's records with an erasure
+  record (stream.domain.erasure.erasure_record): the customer's records before it in the round
+  are dropped, and their contact version is deleted (a tombstone on the versions topic, before
+  the offsets move), so nothing of them is queued for Ometria and a re-enrolment starts afresh.
 - **Pause obeys the control topic** (stream.runtime.control): while paused no round starts, the
   partitions stay assigned and uncommitted, so the outbox holds the backlog; resuming reads it
   from the committed offsets in full rounds, coalesced. A round in flight when the pause
@@ -50,8 +54,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from stream import metrics
-from stream.domain.batching import coalesce
+from stream.domain.batching import Erasure, coalesce
 from stream.domain.dlq import DeadLetter
+from stream.domain.erasure import erased_id
 from stream.domain.records import Version, decode, encode_version
 from stream.errors import LoyaltyStreamError
 from stream.ometria.client import OmetriaClient
@@ -78,6 +83,7 @@ logger = logging.getLogger(__name__)
 # keeps the pusher (aiokafka leaves the group after max_poll_interval without a poll).
 KEEPALIVE = 0.5
 VERSIONS_READ_TIMEOUT = 60.0
+UNUSABLE_ERASURE = "UnusableErasure"
 
 
 # The outbox records of one round, by partition, in offset order.
@@ -322,7 +328,11 @@ class Pusher:
         if plan.stale:
             metrics.STALE_CONTACTS.inc(plan.stale)
             logger.info("dropped %d contacts older than ones already delivered", plan.stale)
+        for record in plan.unusable:
+            metrics.DEAD_LETTERS.labels("push", UNUSABLE_ERASURE).inc()
+            await self._dead_letter(_unusable_erasure(record))
         await self.delivery.deliver(plan.records)
+        await self._forget(plan.erasures, plan.erased)
         await self._remember(plan.versions)
         _observe_latency(batch, datetime.now(UTC))
 
@@ -348,6 +358,37 @@ class Pusher:
         for (partition, contact_id), version in versions.items():
             delivered = self._delivered.setdefault(partition, {})
             delivered[contact_id] = max(version, delivered.get(contact_id, version))
+
+    async def _forget(self, erasures: list[Erasure], dropped: int) -> None:
+        """Delete the erased customers' contact versions, before the outbox offsets move.
+
+        A tombstone, as `_load_versions` reads it (and compaction keeps it), forgets the
+        version; forgotten here too, a re-enrolled customer's first contact is not stale.
+        """
+        topic = self._settings.topics.outbox_versions
+        sent = []
+        for erasure in erasures:
+            for contact_id in erasure.contact_ids:
+                key, headers = version_record(self._settings.app_id, contact_id)
+                sent.append(
+                    await self._producer.send(
+                        topic, key=key, value=None, partition=erasure.partition, headers=headers
+                    )
+                )
+        await asyncio.gather(*sent)
+        for erasure in erasures:
+            delivered = self._delivered.get(erasure.partition, {})
+            for contact_id in erasure.contact_ids:
+                delivered.pop(contact_id, None)
+            metrics.ERASURES_APPLIED.inc()
+            # The hashed id only: the customer id is personal data.
+            logger.info(
+                "erased customer %s (outbox partition %d): nothing of them is sent after this",
+                erased_id(self._settings.erasure_hash_key, erasure.customer_id),
+                erasure.partition,
+            )
+        if dropped:
+            logger.info("dropped %d records of erased customers, never sent", dropped)
 
     async def _commit(self, batch: Round) -> None:
         mine = self._consumer.assignment()
@@ -548,6 +589,16 @@ def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
         f"an offset or [generation, offset]; {count} such contacts in all): produce a "
         "tombstone (a null value) for each such key to the topic, which forgets the contact's "
         "version, then restart the pusher"
+    )
+
+
+def _unusable_erasure(record: dict[str, Any]) -> DeadLetter:
+    return DeadLetter.of_ometria_record(
+        record,
+        error_class=UNUSABLE_ERASURE,
+        reason="an erasure record in the outbox names no customer_id: nobody could be forgotten "
+        "(the worker writes stream.domain.erasure.erasure_record; redrive a fixed copy)",
+        failed_at=datetime.now(UTC),
     )
 
 

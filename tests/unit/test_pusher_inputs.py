@@ -84,3 +84,25 @@ async def test_round_foreign_message_with_bad_occurred_at_header_is_delivered_wi
     assert latency_count() - before == 1, "the readable header is still observed"
     (warning,) = caplog.records
     assert "1 of this round's occurred-at headers" in warning.getMessage()
+
+
+async def test_round_erasure_record_naming_no_customer_is_dead_lettered_never_sent(
+    pusher, received
+):
+    letters: list[Any] = []
+
+    async def dead_letter(letter: Any) -> None:
+        letters.append(letter)
+
+    pusher._dead_letter = dead_letter  # no broker here: the dead-letter topic is its stand-in
+    broken = {"@type": "@erasure", "customer_id": None, "contact_id": "c9"}
+    value = orjson.dumps([broken, EVENT])
+    message = ConsumerRecord("outbox", 0, 7, 0, 0, None, value, None, 0, len(value), [])
+
+    await pusher._deliver({TopicPartition("outbox", 0): [message]})
+
+    assert received == [[EVENT]]
+    (letter,) = letters
+    assert letter.error_class == "UnusableErasure"
+    assert orjson.loads(letter.value) == broken
+    assert "names no customer_id" in letter.reason
