@@ -168,11 +168,14 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
             wait=wait_exponential(multiplier=0.2, max=2),
             reraise=True,
         ):
+            # Each attempt is bounded too: an admin request that never returns would leave
+            # positions_known unset, and with it the fold and the stall watch, for good.
             with attempt:
-                committed = await committed_offsets(settings)
-                outbox = await partition_ids(settings, settings.topics.outbox)
-                limits = await message_limits(settings)
-                await erasures.catch_up()
+                async with asyncio.timeout(COMMITTED_OFFSETS_PATIENCE):
+                    committed = await committed_offsets(settings)
+                    outbox = await partition_ids(settings, settings.topics.outbox)
+                    limits = await message_limits(settings)
+                    await erasures.catch_up()
     except (KafkaError, TimeoutError) as exc:
         stop_before_commit(
             "cannot read the group's committed offsets (to check for skips), the outbox's "

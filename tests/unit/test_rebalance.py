@@ -1,4 +1,5 @@
-"""The trigger scan and the fold give way to a rebalance without leaving a write half done.
+"""A rebalance: the trigger scan and the fold give way without leaving a write half done, and
+an assignment never waits for good.
 
 The partitions' next owner recovers their profiles from the changelog as soon as this worker's
 revocation returns; a scan slice that wrote its fired markers after that would fire the same
@@ -86,3 +87,22 @@ async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
         assigned.clear()  # partition 0 went to another worker
     assert await asyncio.wait_for(scanning, 5) == 0
     scan_slice.assert_not_awaited()
+
+
+class Stopped(Exception):
+    pass
+
+
+async def test_an_assignment_whose_offset_reads_never_return_stops_the_worker(monkeypatch):
+    async def never(*args, **kwargs):
+        await asyncio.Event().wait()
+
+    def stop(reason, exc=None):
+        raise Stopped(reason)
+
+    monkeypatch.setattr(agents, "COMMITTED_OFFSETS_PATIENCE", 0.2)
+    monkeypatch.setattr(agents, "committed_offsets", never)
+    monkeypatch.setattr(agents, "stop_before_commit", stop)
+    with pytest.raises(Stopped, match="cannot read the group's committed offsets"):
+        await asyncio.wait_for(agents._forget_positions(agents.app, signal=None), 10)
+    assert not agents.positions_known.is_set()
