@@ -559,12 +559,13 @@ def _redrive(args: argparse.Namespace) -> int:
 
     report = asyncio.run(run())
     verb = "would publish" if args.dry_run else "published"
-    publishable = report.matched - report.still_invalid - report.cut
+    publishable = report.matched - report.still_invalid - report.cut - report.erased
     print(
         f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
         f"{report.matched} matched, {verb} {publishable if args.dry_run else report.published}, "
         f"kept {report.still_invalid} still invalid and {report.cut} cut to fit; "
-        f"skipped {report.already} published by an earlier run (--again publishes them again)"
+        f"skipped {report.already} published by an earlier run (--again publishes them again) "
+        f"and {report.erased} of erased customers (never published)"
     )
     return 0
 
