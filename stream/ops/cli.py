@@ -76,7 +76,9 @@ def _push(_: argparse.Namespace) -> int:
     logging.config.dictConfig(_logging_config(settings, "push"))
 
     async def push() -> int:
-        await ensure_topics(settings)
+        report = await ensure_topics(settings)
+        for warning in report.over_erasure_deadline:
+            print(f"push: {warning}", file=sys.stderr)
         tune_collector()
         return await run_alone(settings, settings.web_port)
 
@@ -98,6 +100,8 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
+    for warning in report.over_erasure_deadline:
+        print(f"worker: {warning}", file=sys.stderr)
     from stream.ops.replay import REPLAY, generation_of, last_replay
     from stream.runtime import control
 
