@@ -234,39 +234,27 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
         ]
         created += await _create(admin, settings, others, existing)
         reach = replay_reach(events.name, await topic_retention(admin, events.name))
+        topics = settings.topics
         warnings = [
             warning
-            for name, configured in _kept_after_erasure(settings)
-            if (
-                warning := over_erasure_deadline(
-                    name, await _retention_of(admin, name, created, configured)
-                )
-            )
+            for name in (topics.outbox, topics.dead_letter, topics.outbox_dead_letter)
+            if (warning := over_erasure_deadline(name, await _retention_of(admin, name)))
         ]
         return TopicsReport(created, partitions, reach, tuple(warnings))
 
 
-def _kept_after_erasure(settings: Settings) -> list[tuple[str, timedelta]]:
-    """The topics an erasure does not reach, with the retention they are created with."""
-    topics = settings.topics
-    return [
-        (topics.outbox, topics.outbox_retention),
-        (topics.dead_letter, topics.dead_letter_retention),
-        (topics.outbox_dead_letter, topics.dead_letter_retention),
-    ]
-
-
-async def _retention_of(
-    admin: AIOKafkaAdminClient, topic: str, created: list[str], configured: timedelta
-) -> Retention:
-    """A topic's effective retention; the configured one for a topic created just now (by this
-    or another process), whose configuration the broker may not show yet."""
-    if topic in created:
-        return Retention(configured, None)
-    try:
-        return await topic_retention(admin, topic)
-    except UnknownTopicOrPartitionError:
-        return Retention(configured, None)
+async def _retention_of(admin: AIOKafkaAdminClient, topic: str) -> Retention:
+    """A topic's effective retention, waiting briefly for a new topic's configuration (which
+    the broker shows a moment after creating it; the workers read it next)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(UnknownTopicOrPartitionError),
+        stop=stop_after_delay(30),
+        wait=wait_exponential(multiplier=0.1, max=1),
+        reraise=True,
+    ):
+        with attempt:
+            return await topic_retention(admin, topic)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _create(
