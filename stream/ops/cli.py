@@ -1,4 +1,5 @@
-"""`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, schemas."""
+"""`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, forget,
+schemas."""
 
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ def _push(_: argparse.Namespace) -> int:
     logging.config.dictConfig(_logging_config(settings, "push"))
 
     async def push() -> int:
-        await ensure_topics(settings)
+        report = await ensure_topics(settings)
+        for warning in report.over_erasure_deadline:
+            print(f"push: {warning}", file=sys.stderr)
         tune_collector()
         return await run_alone(settings, settings.web_port)
 
@@ -97,6 +100,8 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr)
     if report.replay_reach:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
+    for warning in report.over_erasure_deadline:
+        print(f"worker: {warning}", file=sys.stderr)
     from stream.ops.replay import REPLAY, generation_of, last_replay
     from stream.runtime import control
 
@@ -449,6 +454,7 @@ def _set_pause(args: argparse.Namespace) -> int:
 def _status(_: argparse.Namespace) -> int:
     from stream.ops.replay import REPLAY, ReplayMark, last_replay, replay_progress
     from stream.runtime import control
+    from stream.runtime.erasures import pending_in_ometria
     from stream.runtime.groups import describe_group
 
     settings = get_settings()
@@ -475,9 +481,10 @@ def _status(_: argparse.Namespace) -> int:
         ]
         folded = await replay_progress(settings, mark) if isinstance(mark, ReplayMark) else None
         backlog = await _outbox_backlog(settings)
-        return pause, last_backfill, backlog, groups, mark, folded, unscoped
+        pending = await pending_in_ometria(settings)
+        return pause, last_backfill, backlog, groups, mark, folded, unscoped, pending
 
-    pause, last_backfill, waiting, groups, mark, folded, unscoped = asyncio.run(gather())
+    pause, last_backfill, waiting, groups, mark, folded, unscoped, pending = asyncio.run(gather())
     now = datetime.now(UTC)
     if pause.paused:
         print(f"status: paused since {_since(pause.since, now)}")
@@ -511,7 +518,25 @@ def _status(_: argparse.Namespace) -> int:
             f"without its own obeys; `pause`, `resume` and a full `backfill` or `replay` write "
             f"{settings.app_id}'s own"
         )
+    _show_pending_in_ometria(pending)
     return 0
+
+
+def _show_pending_in_ometria(pending: list[Any]) -> None:
+    """The erasures still to do in Ometria: the operator needs each id to erase it there (on
+    their own terminal; never logged)."""
+    if not pending:
+        print("status: no erasure waits for confirmation in Ometria")
+        return
+    print(
+        f"status: {len(pending)} erasures not yet confirmed in Ometria: erase each contact "
+        "there, then `python -m stream forget --confirm-ometria --customer ID`"
+    )
+    for erasure in pending:
+        print(
+            f"status:   {erasure.erased[:12]}  erased {erasure.erased_at.isoformat()}  "
+            f"customer {erasure.customer_id}"
+        )
 
 
 def _aware(moment: datetime) -> datetime:
@@ -538,13 +563,57 @@ def _redrive(args: argparse.Namespace) -> int:
 
     report = asyncio.run(run())
     verb = "would publish" if args.dry_run else "published"
-    publishable = report.matched - report.still_invalid - report.cut
+    publishable = report.matched - report.still_invalid - report.cut - report.erased
     print(
         f"redrive: {report.scanned} dead letters in {report.dead_letter_topic}, "
         f"{report.matched} matched, {verb} {publishable if args.dry_run else report.published}, "
         f"kept {report.still_invalid} still invalid and {report.cut} cut to fit; "
-        f"skipped {report.already} published by an earlier run (--again publishes them again)"
+        f"skipped {report.already} published by an earlier run (--again publishes them again) "
+        f"and {report.erased} of erased customers (never published)"
     )
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from stream.ops.forget import ForgetRefused, confirm, forget, read_ids
+
+    settings = get_settings()
+    customer_ids = list(args.customer or [])
+    if args.file:
+        try:
+            customer_ids += read_ids(Path(args.file).read_text().splitlines())
+        except OSError as exc:
+            print(f"forget: cannot read --file {args.file}: {exc.strerror}", file=sys.stderr)
+            return 2
+    if args.confirm_ometria:
+        if args.dry_run:
+            print("forget: --dry-run does not apply to --confirm-ometria", file=sys.stderr)
+            return 2
+        done = asyncio.run(confirm(settings, customer_ids))
+        print(
+            f"forget: confirmed {done.confirmed} erasures done in Ometria; "
+            f"{done.not_pending} given ids had none pending (not erased by a worker yet, or "
+            "confirmed already: see `status`)"
+        )
+        return 0
+    try:
+        erasures = asyncio.run(
+            forget(settings, customer_ids, dry_run=args.dry_run, now=datetime.now(UTC))
+        )
+    except ForgetRefused as exc:
+        print(f"forget: refused: {exc}", file=sys.stderr)
+        return 1
+    verb = "would publish" if args.dry_run else "published"
+    print(
+        f"forget: {verb} {erasures.records} customer.erased records ({erasures.customers} "
+        f"customers x {len(erasures.partitions)} partitions) to {erasures.topic} partitions "
+        f"{', '.join(map(str, erasures.partitions))}"
+    )
+    if not args.dry_run:
+        print(
+            "forget: the workers erase each profile as they fold these; `status` then lists "
+            "the erasures to do in Ometria"
+        )
     return 0
 
 
@@ -605,8 +674,27 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
     commands.add_parser(
-        "status", help="paused or not since when, outbox backlog, groups, last backfill"
+        "status",
+        help="paused or not since when, outbox backlog, groups, last backfill, erasures to do "
+        "in Ometria",
     ).set_defaults(run=_status)
+    forget = commands.add_parser(
+        "forget",
+        help="erase customers (GDPR): publish customer.erased to every events partition",
+    )
+    forget.add_argument(
+        "--customer", action="append", metavar="ID", help="a customer id (repeatable)"
+    )
+    forget.add_argument(
+        "--file", metavar="PATH", help="customer ids, one a line (# comments, blank lines)"
+    )
+    forget.add_argument("--dry-run", action="store_true", help="count, publish nothing")
+    forget.add_argument(
+        "--confirm-ometria",
+        action="store_true",
+        help="instead: record that these customers are erased in Ometria too",
+    )
+    forget.set_defaults(run=_forget)
     replay = commands.add_parser(
         "replay",
         help="rewind the workers to a point of the events topic (workers stopped), optionally "

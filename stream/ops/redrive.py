@@ -15,24 +15,30 @@ is stored, and a later run skips it unless asked again (`--again`): a redriven e
 new offset of the events topic, and only its `event_id` (among a customer's last 32) would
 keep its points from counting twice. A crash between the publish and its record can publish
 that one letter again on the next run; its `event_id` then catches it.
+
+No letter brings an erased customer back, even with `--again` (stream.runtime.erasures): an
+input letter whose customer was erased in its source partition after its source offset is
+kept, and so is an Ometria record of a customer with any erasure on record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from stream.domain.dlq import HEADER_PREFIX, read_headers
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
 from stream.domain.records import encode
+from stream.runtime.erasures import ErasureIndex
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import read_to_end
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
+from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES, partition_ids
 from stream.settings import Settings
 
 Which = Literal["events", "outbox"]
@@ -70,6 +76,7 @@ class Report:
     still_invalid: int = 0  # input letters that fail the workers' checks again: not published
     already: int = 0  # matching letters an earlier run published: skipped (see --again)
     cut: int = 0  # letters cut to fit the dead-letter topic: their record is at its source
+    erased: int = 0  # letters of customers erased since: never published (even with --again)
 
 
 def letter_id(topic: str, partition: int, offset: int) -> str:
@@ -100,6 +107,9 @@ async def redrive(
     topics = settings.topics
     source = topics.dead_letter if which == "events" else topics.outbox_dead_letter
     done = set() if again else await redriven(settings)
+    erasures = ErasureIndex(settings)
+    await erasures.catch_up()
+    events_partitions = await partition_ids(settings, topics.events)
     # Created only to publish: an unstarted client would still warn when collected.
     producer = (
         None
@@ -112,7 +122,7 @@ async def redrive(
         )
     )
     started = False
-    scanned = matched = published = still_invalid = already = cut = 0
+    scanned = matched = published = still_invalid = already = cut = erased = 0
     window = EventWindow.from_settings(settings)
     now = datetime.now(UTC)
     try:
@@ -129,6 +139,15 @@ async def redrive(
                 already += 1
                 continue
             matched += 1
+            if which == "events":
+                gone = _erased_since(erasures, events_partitions, record.key, letter)
+            else:
+                customers = _customers(record.key, record.value)
+                gone = _any_erased(erasures, events_partitions, customers)
+            if gone:
+                erased += 1
+                show(f"keep {where}: its customer was erased (never published again)")
+                continue
             target = (
                 (letter.get("source.topic") or topics.events)
                 if which == "events"
@@ -182,7 +201,48 @@ async def redrive(
     finally:
         if producer is not None:
             await producer.stop()
-    return Report(source, scanned, matched, published, still_invalid, already, cut)
+    return Report(source, scanned, matched, published, still_invalid, already, cut, erased)
+
+
+def _erased_since(
+    erasures: ErasureIndex, partitions: list[int], key: bytes | None, letter: dict[str, str]
+) -> bool:
+    """Whether the input letter's customer was erased in its source partition after it.
+
+    A letter that does not say where it came from is judged against every partition.
+    """
+    if not key:
+        return False
+    customer_id = key.decode("utf-8", "replace")
+    where, offset = letter.get("source.partition", ""), letter.get("source.offset", "")
+    if not (where.isdigit() and offset.isdigit()):
+        return _any_erased(erasures, partitions, [customer_id])
+    erased_at = erasures.erased_at(customer_id, int(where))
+    return erased_at is not None and erased_at > int(offset)
+
+
+def _any_erased(erasures: ErasureIndex, partitions: list[int], customers: Iterable[str]) -> bool:
+    return any(
+        erasures.erased_at(customer_id, partition) is not None
+        for customer_id in customers
+        for partition in partitions
+    )
+
+
+def _customers(key: bytes | None, value: bytes | None) -> set[str]:
+    """The customers an Ometria record's letter may be of: its contact's `customer_id` or its
+    custom event's account id, and the letter's key (all of them, when unsure)."""
+    customers = {key.decode("utf-8", "replace")} if key else set()
+    try:
+        parsed = orjson.loads(value or b"null")
+    except orjson.JSONDecodeError:
+        return customers
+    for record in parsed if isinstance(parsed, list) else [parsed]:
+        if isinstance(record, dict):
+            for field in ("customer_id", "identity_account_id"):
+                if isinstance(record.get(field), str):
+                    customers.add(record[field])
+    return customers
 
 
 async def _source_partition(

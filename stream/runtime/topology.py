@@ -12,7 +12,12 @@ from datetime import timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import OffsetAndMetadata
 from tenacity import (
@@ -41,6 +46,13 @@ class TopicsReport:
     created: list[str]
     partitions: int  # of the events topic, which the profile table must match
     replay_reach: str | None = None  # set when the events topic deletes old events
+    # Outbox and dead-letter topics that keep records past the erasure deadline.
+    over_erasure_deadline: tuple[str, ...] = ()
+
+
+# How long personal data may outlive a customer's erasure in a topic that no erasure reaches
+# (the README's privacy section): a month, GDPR Art. 12(3)'s time to answer a request.
+ERASURE_DEADLINE = timedelta(days=30)
 
 
 def _retention(period: timedelta | None) -> dict[str, str]:
@@ -164,6 +176,20 @@ def replay_reach(topic: str, retention: Retention) -> str | None:
     )
 
 
+def over_erasure_deadline(topic: str, retention: Retention) -> str | None:
+    """A warning when `topic`, which an erasure does not reach, keeps records longer than the
+    erasure deadline (or for ever)."""
+    if retention.period is not None and retention.period <= ERASURE_DEADLINE:
+        return None
+    kept = "for ever" if retention.period is None else f"for {_human(retention.period)}"
+    return (
+        f"topic {topic} keeps records {kept} (retention.ms), longer than the "
+        f"{_human(ERASURE_DEADLINE)} erasure deadline: an erased customer's data stays there "
+        f"that long; set retention.ms to at most {int(ERASURE_DEADLINE.total_seconds() * 1000)} "
+        "on it (see the README's privacy section)"
+    )
+
+
 def _human(period: timedelta) -> str:
     days = period.total_seconds() / 86400
     return f"{days:g} days" if days >= 1 else f"{period.total_seconds() / 3600:g} hours"
@@ -208,7 +234,27 @@ async def ensure_topics(settings: Settings) -> TopicsReport:
         ]
         created += await _create(admin, settings, others, existing)
         reach = replay_reach(events.name, await topic_retention(admin, events.name))
-        return TopicsReport(created, partitions, reach)
+        topics = settings.topics
+        warnings = [
+            warning
+            for name in (topics.outbox, topics.dead_letter, topics.outbox_dead_letter)
+            if (warning := over_erasure_deadline(name, await _retention_of(admin, name)))
+        ]
+        return TopicsReport(created, partitions, reach, tuple(warnings))
+
+
+async def _retention_of(admin: AIOKafkaAdminClient, topic: str) -> Retention:
+    """A topic's effective retention, waiting briefly for a new topic's configuration (which
+    the broker shows a moment after creating it; the workers read it next)."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(UnknownTopicOrPartitionError),
+        stop=stop_after_delay(30),
+        wait=wait_exponential(multiplier=0.1, max=1),
+        reraise=True,
+    ):
+        with attempt:
+            return await topic_retention(admin, topic)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _create(

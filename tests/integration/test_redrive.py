@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from stream.domain.dlq import DeadLetter
+from stream.domain.erasure import erased_id
 from stream.ops.redrive import REDRIVEN_FROM_HEADER, Filters, redrive
+from stream.runtime.erasures import erased_key, erased_value
 from stream.runtime.topology import default_partition, ensure_topics
 from tests.integration.conftest import command_env, envelope, names_settings, read_topic
 
@@ -105,3 +107,70 @@ async def test_a_letter_cut_to_fit_is_kept_and_points_to_its_whole_record(names,
     report = await redrive(settings, "events", Filters(), dry_run=False, show=shown.append)
     assert (report.published, report.cut) == (0, 1)
     assert f"{names.events}/1/42" in shown[0]
+
+
+async def _erase(producer, settings, customer_id: str, partition: int, offset: int) -> None:
+    """The erasures-topic record a worker writes when it folds the customer's erasure."""
+    erased = erased_id(settings.erasure_hash_key, customer_id)
+    await producer.send_and_wait(
+        settings.topics.erasures,
+        key=erased_key(settings.app_id, erased, partition),
+        value=erased_value(offset, datetime.now(UTC)),
+        partition=0,
+    )
+
+
+async def test_redrive_never_republishes_an_input_letter_older_than_its_customers_erasure(
+    names, producer
+):
+    settings = names_settings(names, partitions=3)
+    await ensure_topics(settings)
+    await _erase(producer, settings, "rd-5", partition=1, offset=10)
+    await _dead_letter(producer, names, _letter(names, "rd-5", _earned("rd-5", "rd-e5"), 1, 3))
+    await _dead_letter(producer, names, _letter(names, "rd-6", _earned("rd-6", "rd-e6"), 1, 4))
+
+    out = await asyncio.to_thread(_cli_redrive, names, "--again")
+
+    assert "published 1," in out
+    assert "and 1 of erased customers (never published)" in out
+    assert "rd-5" not in out, "customer ids are personal data"
+    assert [r.key for r in await _redriven_events(names)] == [b"rd-6"]
+
+
+async def test_redrive_publishes_an_input_letter_newer_than_its_customers_erasure(names, producer):
+    settings = names_settings(names, partitions=3)
+    await ensure_topics(settings)
+    await _erase(producer, settings, "rd-8", partition=1, offset=10)
+    await _dead_letter(producer, names, _letter(names, "rd-8", _earned("rd-8", "rd-e8"), 1, 11))
+
+    report = await redrive(settings, "events", Filters(), dry_run=False, show=str)
+
+    assert (report.published, report.erased) == (1, 0)
+
+
+async def test_redrive_never_republishes_an_ometria_record_of_an_erased_customer(names, producer):
+    settings = names_settings(names, partitions=3)
+    await ensure_topics(settings)
+    await _erase(producer, settings, "rd-7", partition=2, offset=0)
+    contact = {
+        "@type": "contact",
+        "@collection": "loyalty",
+        "id": "contact-rd-7",
+        "customer_id": "rd-7",
+        "email": "rd-7@example.com",
+    }
+    letter = DeadLetter.of_ometria_record(
+        contact, error_class="OmetriaRejected", reason="refused", failed_at=datetime.now(UTC)
+    )
+    await producer.send_and_wait(
+        names.outbox_dead_letter, key=letter.key, value=letter.value, headers=letter.headers()
+    )
+
+    shown: list[str] = []
+    report = await redrive(
+        settings, "outbox", Filters(), dry_run=False, again=True, show=shown.append
+    )
+
+    assert (report.published, report.erased) == (0, 1)
+    assert "erased" in shown[0]
+    assert await read_topic(names.outbox, expected=1, timeout=3) == []

@@ -88,6 +88,23 @@ async def test_created_topics_have_their_retention_on_the_broker(names):
     assert dead.period.days == 30
 
 
+async def test_an_existing_dead_letter_topic_kept_for_ever_is_reported_past_the_erasure_deadline(
+    names,
+):
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(names.dead_letter, 3, 1, topic_configs={"retention.ms": "-1"})]
+        )
+    finally:
+        await admin.close()
+    report = await ensure_topics(names_settings(names, partitions=3))
+    (warning,) = report.over_erasure_deadline
+    assert f"topic {names.dead_letter} keeps records for ever" in warning
+    assert "30 days erasure deadline" in warning
+
+
 async def test_events_topic_with_finite_retention_reports_how_far_replay_reaches(names):
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()

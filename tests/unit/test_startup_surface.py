@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from stream.ops.cli import prepare_data_dir
-from stream.runtime.topology import Retention, replay_reach, topic_specs
+from stream.runtime.topology import Retention, over_erasure_deadline, replay_reach, topic_specs
 from stream.settings import SettingsError, load_settings
 
 
@@ -66,6 +66,21 @@ def test_replay_reach_says_how_far_back_a_finite_events_topic_goes():
     assert "older than 7 days" in text
     assert "loyalty.events" in text
     assert replay_reach("loyalty.events", Retention(None, None)) is None
+
+
+def test_a_topic_kept_longer_than_the_erasure_deadline_or_for_ever_is_named_in_a_warning():
+    forever = over_erasure_deadline("ometria.outbox", Retention(None, None))
+    longer = over_erasure_deadline("loyalty.events.dlq", Retention(timedelta(days=31), None))
+    assert forever is not None
+    assert "ometria.outbox keeps records for ever" in forever
+    assert longer is not None
+    assert "loyalty.events.dlq keeps records for 31 days" in longer
+    assert "30 days erasure deadline" in longer
+
+
+def test_a_topic_kept_no_longer_than_the_erasure_deadline_needs_no_warning():
+    for days in (14, 30):
+        assert over_erasure_deadline("ometria.outbox", Retention(timedelta(days), None)) is None
 
 
 def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
