@@ -48,12 +48,14 @@ async def test_ensure_topics_creates_every_topic_once(names):
         names.outbox_progress,
         names.control,
         names.redriven,
+        names.erasures,
     }
     assert await _partitions(names.outbox) == 3
     assert await _partitions(names.outbox_versions) == 3, "partitioned like the outbox"
     assert await _partitions(names.outbox_progress) == 3, "partitioned like the outbox"
     assert await _partitions(names.control) == 1, "one ordered partition every process reads"
     assert await _partitions(names.redriven) == 1, "one partition redrive reads whole"
+    assert await _partitions(names.erasures) == 1, "one partition every worker reads whole"
     again = await ensure_topics(names_settings(names, partitions=3))
     assert again.created == []
 
