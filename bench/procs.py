@@ -62,6 +62,7 @@ def worker_env(
             "STREAM_TOPICS__OUTBOX_PROGRESS": f"{app_id}.outbox.progress",
             "STREAM_TOPICS__CONTROL": f"{app_id}.control",
             "STREAM_TOPICS__REDRIVEN": f"{app_id}.redriven",
+            "STREAM_TOPICS__ERASURES": f"{app_id}.erasures",
             "STREAM_OMETRIA__API_KEY": API_KEY,
             "STREAM_OMETRIA__MAX_REQUESTS_PER_SECOND": f"{max_requests_per_second:g}",
             "STREAM_OMETRIA__FLUSH_INTERVAL": flush_interval,
