@@ -42,7 +42,13 @@ from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in_event, write_through_changelog
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import IncompleteRead, holds_records, read_range
-from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
+from stream.runtime.skips import (
+    BlindWatch,
+    RecoveryWatch,
+    SkipWatch,
+    StallWatch,
+    count_as_handled,
+)
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
 from stream.runtime.topology import (
@@ -108,6 +114,10 @@ skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
+# A rebalance completes within a session timeout or two (a dead member's session must end).
+blind_watch = BlindWatch(
+    (settings.kafka.stall_timeout + 2 * settings.kafka.session_timeout).total_seconds()
+)
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
@@ -205,18 +215,27 @@ async def watch_for_stalls() -> None:
     state applies once. Whether records wait is judged by the consumer's position: offsets it
     read past without delivering anything may be transaction markers or compacted away.
     """
-    _watch_recovery(time.monotonic())
+    now = time.monotonic()
+    _watch_recovery(now)
+    if app.in_recovery:
+        blind_watch.saw()  # the recovery watch looks meanwhile
+        return
     if app.rebalancing or not positions_known.is_set():
+        _blind(now, "the group's rebalance has not completed")
         return
     mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
     if not mine:
+        blind_watch.saw()
         return
     try:
-        ends = await app.consumer.highwaters(*mine)
-        committed = await committed_offsets(settings)
-    except KafkaError as exc:
+        async with asyncio.timeout(STALL_CHECK_EVERY):
+            ends = await app.consumer.highwaters(*mine)
+            committed = await committed_offsets(settings)
+    except (KafkaError, TimeoutError) as exc:
         logger.warning("cannot read offsets to watch for stalls: %r", exc)
+        _blind(now, "the offsets could not be read")
         return
+    blind_watch.saw()
     now = time.monotonic()
     for tp in mine:
         key = (tp.topic, tp.partition)
@@ -254,6 +273,15 @@ async def watch_for_stalls() -> None:
                 f"{waited:.0f}s while records up to {folded_end - 1} were read "
                 "(STREAM_KAFKA__STALL_TIMEOUT)"
             )
+
+
+def _blind(now: float, why: str) -> None:
+    waited = blind_watch.blind(now)
+    if waited is not None:
+        stop_before_commit(
+            f"no events partition could be watched for stalls for {waited:.0f}s: {why} "
+            "(STREAM_KAFKA__STALL_TIMEOUT plus twice STREAM_KAFKA__SESSION_TIMEOUT)"
+        )
 
 
 async def _records_wait(tp: Any, seen: int | None, end: int) -> bool:

@@ -123,3 +123,29 @@ class RecoveryWatch:
         left = remaining if in_recovery else 0
         # Progress is the count changing; records wait while it is above zero.
         return self._watch.stalled("recovery", -left - 1, 0, now)
+
+
+class BlindWatch:
+    """Notice a stall watch that has been kept from looking for too long.
+
+    The stall checks above need a settled group and readable offsets. A rebalance that never
+    completes (faust-streaming leaves the app rebalancing when a recovery sees a newer
+    generation and no later one finishes), or offset reads that fail on every check, would
+    keep them silent for good while nothing commits. A table recovery under way has its own
+    watch (RecoveryWatch).
+    """
+
+    def __init__(self, patience: float) -> None:
+        self._patience = patience
+        self._since: float | None = None
+
+    def blind(self, now: float) -> float | None:
+        """Another check that could not look; the seconds since the first, once too long."""
+        if self._since is None:
+            self._since = now
+        waited = now - self._since
+        return waited if waited > self._patience else None
+
+    def saw(self) -> None:
+        """A check that looked."""
+        self._since = None

@@ -13,7 +13,7 @@ from unittest.mock import AsyncMock
 
 import pytest
 
-from stream.runtime import agents, scanner
+from stream.runtime import agents, scanner, skips
 
 
 @pytest.fixture(autouse=True)
@@ -106,3 +106,34 @@ async def test_an_assignment_whose_offset_reads_never_return_stops_the_worker(mo
     with pytest.raises(Stopped, match="cannot read the group's committed offsets"):
         await asyncio.wait_for(agents._forget_positions(agents.app, signal=None), 10)
     assert not agents.positions_known.is_set()
+
+
+async def test_a_rebalance_that_never_completes_stops_the_worker_once_past_its_patience(
+    monkeypatch,
+):
+    def stop(reason, exc=None):
+        raise Stopped(reason)
+
+    monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
+    monkeypatch.setattr(agents, "stop_before_commit", stop)
+    monkeypatch.setattr(agents.app, "rebalancing", True)
+    monkeypatch.setattr(agents.app, "in_recovery", False)
+    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
+    await agents.watch_for_stalls()  # the first check that cannot look: patience starts
+    await asyncio.sleep(0.1)
+    with pytest.raises(Stopped, match="rebalance has not completed"):
+        await agents.watch_for_stalls()
+
+
+async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch):
+    def stop(reason, exc=None):
+        raise Stopped(reason)
+
+    monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
+    monkeypatch.setattr(agents, "stop_before_commit", stop)
+    monkeypatch.setattr(agents.app, "rebalancing", True)
+    monkeypatch.setattr(agents.app, "in_recovery", True)
+    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
+    for _ in range(3):
+        await agents.watch_for_stalls()
+        await asyncio.sleep(0.05)

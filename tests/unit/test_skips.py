@@ -7,7 +7,13 @@ import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from stream.runtime.skips import RecoveryWatch, SkipWatch, StallWatch, count_as_handled
+from stream.runtime.skips import (
+    BlindWatch,
+    RecoveryWatch,
+    SkipWatch,
+    StallWatch,
+    count_as_handled,
+)
 
 
 def test_skip_watch_consecutive_offsets_need_no_seek():
@@ -196,3 +202,13 @@ def test_recovery_watch_no_recovery_or_nothing_left_is_never_stalled():
     assert watch.stalled(False, 120, now=100) is None
     assert watch.stalled(True, 0, now=200) is None
     assert watch.stalled(True, 0, now=300) is None
+
+
+def test_a_blind_watch_counts_from_the_first_check_that_could_not_look():
+    watch = BlindWatch(patience=30)
+    assert watch.blind(100.0) is None
+    assert watch.blind(125.0) is None
+    assert watch.blind(131.0) == 31.0
+    watch.saw()
+    assert watch.blind(200.0) is None  # a check that looked starts the count again
+    assert watch.blind(229.0) is None
