@@ -310,10 +310,13 @@ class Pusher:
             committed = await self._consumer.committed(tp)
             if committed is None:
                 committed = self._committed.get(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+            # Another rebalance may have taken the partition during the await: its new owner
+            # starts from the commit anyway.
+            with contextlib.suppress(IllegalStateError):
+                if committed is None:
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
 
     async def _deliver(self, batch: Round) -> None:
         entries: list[tuple[int, dict[str, Any]]] = []

@@ -122,6 +122,12 @@ async def test_an_erased_customer_is_gone_everywhere_and_a_rebuild_from_earliest
     assert len(marks) == 1
     assert not any(ERASED.encode() in key for key in kept)
     assert orjson.loads(kept[marks[0]])["offset"] >= 0
+    # The operator is told to erase the contact in Ometria too; their dead letter stays put.
+    code, out = await run_cli(worker.env, "status")
+    assert "status: 1 erasures not yet confirmed in Ometria" in out, out
+    code, out = await run_cli(worker.env, "redrive", "events", "--again")
+    assert code == 0, out
+    assert "and 1 of erased customers (never published)" in out, out
 
     # The whole history again, the table rebuilt, the trigger's due date passed; a backfill.
     await worker.stop_async()

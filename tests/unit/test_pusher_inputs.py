@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from pydantic import SecretStr
 
@@ -106,3 +107,27 @@ async def test_round_erasure_record_naming_no_customer_is_dead_lettered_never_se
     assert letter.error_class == "UnusableErasure"
     assert orjson.loads(letter.value) == broken
     assert "names no customer_id" in letter.reason
+
+
+async def test_records_read_across_two_rebalances_are_left_to_their_new_owner(pusher, monkeypatch):
+    """A partition taken away while the rewind reads its commit is not sought (and no error)."""
+    tp = TopicPartition("outbox", 2)
+    assigned = {tp}
+    sought: list[tuple[TopicPartition, int]] = []
+
+    class Consumer:
+        def assignment(self):
+            return set(assigned)
+
+        async def committed(self, partition):
+            assigned.clear()  # the next rebalance takes it meanwhile
+            return 7
+
+        def seek(self, partition, offset):
+            if partition not in assigned:
+                raise IllegalStateError(f"No current assignment for partition {partition}")
+            sought.append((partition, offset))
+
+    monkeypatch.setattr(pusher, "_consumer", Consumer())
+    await pusher._rewind({tp: [outbox_message([])]})
+    assert sought == []
