@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from stream.domain.events import LoyaltyEvent
+from stream.domain.profile import Profile
 
 ERASED = "customer.erased"
 ENROLLED = "customer.enrolled"
@@ -59,6 +60,13 @@ def after_erasure(
     if profile_offset is not None or event.type in (ENROLLED, ERASED):
         return AfterErasure.FOLD
     return AfterErasure.NOT_ENROLLED
+
+
+def erasure_for(customer_id: str, profile: Profile | None) -> dict[str, Any]:
+    """The erasure record for a customer whose profile (if any) is being deleted."""
+    contact = profile.last_contact if profile is not None else None
+    contact_id = contact.get("id") if isinstance(contact, dict) else None
+    return erasure_record(customer_id, contact_id if isinstance(contact_id, str) else None)
 
 
 def erasure_record(customer_id: str, contact_id: str | None) -> dict[str, Any]:

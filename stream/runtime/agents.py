@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from stream import metrics
 from stream.domain.dlq import DeadLetter
-from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_record
+from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
 from stream.domain.mapping import load_mapping
@@ -351,8 +351,8 @@ class _Batch:
         # (type, outcome) -> events: counted once per batch, not once per event.
         self.counts: dict[tuple[str, str], int] = {}
         self.suppressed: dict[str, int] = {}  # reason -> custom events held back
-        # customer id -> (its erasure's partition and offset, the contact id Ometria knows it by)
-        self.erased: dict[str, tuple[int, int, str | None]] = {}
+        # customer id -> (its erasure's partition and offset, the outbox record that says so)
+        self.erased: dict[str, tuple[int, int, dict[str, Any]]] = {}
 
     def count(self, event_type: str, outcome: str) -> None:
         key = (event_type, outcome)
@@ -437,9 +437,8 @@ def _erase(
 ) -> None:
     """Forget the customer: nothing folded for them so far in the batch is written or sent."""
     batch.count(ERASED, "applied")
-    contact = before.last_contact if before is not None else None
-    contact_id = contact.get("id") if isinstance(contact, dict) else None
-    batch.erased[customer_id] = (message.partition, message.offset, contact_id)
+    erasure = erasure_for(customer_id, before)
+    batch.erased[customer_id] = (message.partition, message.offset, erasure)
     batch.profiles[customer_id] = None
     batch.last_event[customer_id] = carrier
     batch.changed.pop(customer_id, None)
@@ -521,10 +520,10 @@ async def fold_batch(events: list[Any]) -> None:
         metrics.TRIGGERS_SUPPRESSED.labels(reason).inc(count)
     written: dict[str, Profile | None] = {}
     outbox = OutboxBatch(outbox_partitions, topic_limits.outbox)
-    for customer_id, (_, _, contact_id) in batch.erased.items():
+    for customer_id, (_, _, erasure) in batch.erased.items():
         if customer_id not in batch.changed:  # else an enrolment after it: that comes below
             written[customer_id] = None
-            outbox.add(customer_id, [erasure_record(customer_id, contact_id)], now)
+            outbox.add(customer_id, [erasure], now)
     for customer_id, occurred in batch.changed.items():
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
@@ -537,7 +536,7 @@ async def fold_batch(events: list[Any]) -> None:
         )
         records += batch.records.get(customer_id, [])
         if customer_id in batch.erased:  # the pusher forgets what came before, then this
-            records.insert(0, erasure_record(customer_id, batch.erased[customer_id][2]))
+            records.insert(0, batch.erased[customer_id][2])
         outbox.add(customer_id, records, occurred)
     batch.stored += await send_outbox(outbox)
     batch.stored += await _record_erasures(batch, now)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from stream.domain.declared import by_event_type
+from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import parse_event
 from stream.domain.mapping import load_mapping
 from stream.domain.sync import SyncRules, sync_event
@@ -36,8 +37,17 @@ def test_golden_case_produces_exactly_the_expected_records(path):
     rules = SyncRules(mapping, "loyalty", config)
     now = datetime.fromisoformat(case["now"])
     profile, records = None, []
-    for doc in case["events"]:
-        outcome = sync_event(profile, parse_event(orjson.dumps(doc)), rules, now)
+    erased_at = None  # as the worker keeps it (stream.runtime.erasures), by input offset
+    for offset, doc in enumerate(case["events"]):
+        event = parse_event(orjson.dumps(doc))
+        at = profile.input_offset if profile is not None else None
+        if after_erasure(event, at, offset, erased_at) is not AfterErasure.FOLD:
+            continue
+        if event.type == ERASED:
+            records.append(erasure_for(event.customer.id, profile))
+            profile, erased_at = None, offset
+            continue
+        outcome = sync_event(profile, event, rules, now, offset)
         profile = outcome.profile
         records.extend(outcome.records)
     assert records == case["expected"]
