@@ -16,4 +16,5 @@ echo "test: ruff"
 echo "test: mypy --strict stream/"
 "$PY" -m mypy stream
 echo "test: pytest (Kafka at $broker)"
-"$PY" -m pytest -q "$@"
+# The slowest tests, so that the suite can be kept well under 15 minutes.
+"$PY" -m pytest -q --durations=20 "$@"
