@@ -76,7 +76,7 @@ async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
     assigned = {0}
     monkeypatch.setattr(scanner, "_settled", lambda: True)
     monkeypatch.setattr(scanner, "_assigned", lambda: set(assigned))
-    monkeypatch.setattr(scanner, "keys_in_partition", lambda table, partition: ["c-1"])
+    monkeypatch.setattr(scanner, "key_slices", lambda table, partition, size: iter([["c-1"]]))
     scan_slice = AsyncMock(return_value=1)
     monkeypatch.setattr(scanner, "_scan_slice", scan_slice)
 
