@@ -204,9 +204,26 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
 
 
 STALL_CHECK_EVERY = 10.0
+# The longest one stall check may take (its longest read: stream.runtime.reading.READ_TIMEOUT).
+CHECK_PATIENCE = 60.0
 
 
 async def watch_for_stalls() -> None:
+    """Run one stall check; a check that cannot finish counts as one that could not look.
+
+    Every read in a check has its own bound, and this one holds whatever the check awaits
+    (a client start, a stop): a watch blocked in an await would never stop the worker.
+    """
+    now = time.monotonic()
+    try:
+        async with asyncio.timeout(CHECK_PATIENCE):
+            await _check_for_stalls()
+    except TimeoutError:
+        logger.warning("a stall check did not finish within %.0fs", CHECK_PATIENCE)
+        _blind(now, "stall checks did not finish")
+
+
+async def _check_for_stalls() -> None:
     """Stop the worker when an assigned events partition stalls (stream.runtime.skips.StallWatch).
 
     Two stalls: records that stop arriving while more wait, and a group commit that stops

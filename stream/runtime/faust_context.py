@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import types
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from faust.stores.memory import Store as MemoryStore
@@ -130,6 +130,39 @@ def keys_in_partition(table: Any, partition: int) -> list[str]:
     if db is None:
         return []
     return [store._decode_key(raw) for raw in store._visible_keys(db)]
+
+
+def key_slices(table: Any, partition: int, size: int) -> Iterator[list[str]]:
+    """The keys the local store holds in one partition, `size` at a time, in key order.
+
+    A RocksDB partition is read slice by slice, each from just after the last key of the one
+    before, so no list of every key is ever held (a million decoded keys take about 75 MiB).
+    Keys written between slices are seen if they sort after the position reached; keys
+    deleted meanwhile are skipped. A memory store holds every profile in memory anyway: its
+    slices are cut from one list of the partition's keys (references, not copies).
+    """
+    store = table.data
+    if isinstance(store, MemoryStore):
+        keys = keys_in_partition(table, partition)
+        for start in range(0, len(keys), size):
+            yield keys[start : start + size]
+        return
+    after: bytes | None = None
+    while True:
+        db = store._dbs.get(partition)
+        if db is None:
+            return  # the partition went (a rebalance)
+        raw: list[bytes] = []
+        for key in db.keys() if after is None else db.keys(from_key=after):
+            if key == after or key == store.offset_key:
+                continue
+            raw.append(key)
+            if len(raw) >= size:
+                break
+        if not raw:
+            return
+        yield [store._decode_key(key) for key in raw]
+        after = raw[-1]
 
 
 class _InPartition:

@@ -32,7 +32,7 @@ from stream.runtime.agents import (
 from stream.runtime.app import app
 from stream.runtime.faust_context import (
     get_in_partition,
-    keys_in_partition,
+    key_slices,
     write_through_changelog,
 )
 from stream.runtime.outbox import OutboxBatch
@@ -99,17 +99,16 @@ async def scan_due_triggers() -> None:
 async def _scan(mine: set[int]) -> int:
     fired = 0
     for partition in sorted(mine):
-        # A copy of the partition's keys: the fold adds keys while the scan runs (new
-        # customers wait a scan). A key's partition is where its events are, which the
-        # producer's partitioner chose: the store knows it, a hash of the key may not.
-        keys = keys_in_partition(customer_to_profile, partition)
-        for start in range(0, len(keys), SCAN_SLICE):
+        # Slice by slice from the store: the fold adds and deletes keys while the scan runs. A
+        # key's partition is where its events are, which the producer's partitioner chose:
+        # the store knows it, a hash of the key may not.
+        for keys in key_slices(customer_to_profile, partition, SCAN_SLICE):
             await asyncio.sleep(0)
             async with profiles_lock:
                 # Checked under the lock: a revocation waits for the slice holding it.
                 if not _holding(mine):
                     return fired  # the partitions' new owner scans them
-                fired += await _scan_slice(keys[start : start + SCAN_SLICE], partition)
+                fired += await _scan_slice(keys, partition)
     return fired
 
 

@@ -76,7 +76,7 @@ async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
     assigned = {0}
     monkeypatch.setattr(scanner, "_settled", lambda: True)
     monkeypatch.setattr(scanner, "_assigned", lambda: set(assigned))
-    monkeypatch.setattr(scanner, "keys_in_partition", lambda table, partition: ["c-1"])
+    monkeypatch.setattr(scanner, "key_slices", lambda table, partition, size: iter([["c-1"]]))
     scan_slice = AsyncMock(return_value=1)
     monkeypatch.setattr(scanner, "_scan_slice", scan_slice)
 
@@ -137,3 +137,21 @@ async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch):
     for _ in range(3):
         await agents.watch_for_stalls()
         await asyncio.sleep(0.05)
+
+
+async def test_a_stall_check_blocked_in_an_await_stops_the_worker_once_past_its_patience(
+    monkeypatch,
+):
+    async def blocked():
+        await asyncio.Event().wait()
+
+    def stop(reason, exc=None):
+        raise Stopped(reason)
+
+    monkeypatch.setattr(agents, "_check_for_stalls", blocked)
+    monkeypatch.setattr(agents, "CHECK_PATIENCE", 0.05)
+    monkeypatch.setattr(agents, "stop_before_commit", stop)
+    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
+    await agents.watch_for_stalls()  # times out: the patience starts
+    with pytest.raises(Stopped, match="stall checks did not finish"):
+        await agents.watch_for_stalls()
