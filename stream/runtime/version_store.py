@@ -171,7 +171,7 @@ class PartitionVersions:
         unknown)."""
         found = []
         for key, value in self._db.items(from_key=_UNREADABLE):
-            if not key.startswith(_UNREADABLE):
+            if not isinstance(key, bytes) or not key.startswith(_UNREADABLE):
                 break
             offset, raw_key, raw_value = orjson.loads(value)
             found.append(Unreadable(offset, bytes.fromhex(raw_key), bytes.fromhex(raw_value)))

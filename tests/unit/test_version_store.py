@@ -115,7 +115,8 @@ def test_fresh_wipes_what_was_there(tmp_path: Path) -> None:
     store.apply([own(0, "1", Version(0, 5))], Checkpoint(1, 0), ceiling=100)
     store.close()
     store = PartitionVersions.fresh(tmp_path / "0", APP)
-    assert store.get("1") is None and store.checkpoint() is None
+    assert store.get("1") is None
+    assert store.checkpoint() is None
     store.close()
 
 
@@ -124,9 +125,9 @@ values = st.one_of(
     st.builds(Version, st.integers(0, 2), st.integers(0, 200)).map(encode_version),
     st.just(b"not a version"),
 )
-records = st.tuples(
-    st.sampled_from(CONTACTS), values, st.sampled_from([APP, "shop-b", None])
-).map(lambda t: (t[0], t[1], t[2]))
+records = st.tuples(st.sampled_from(CONTACTS), values, st.sampled_from([APP, "shop-b", None])).map(
+    lambda t: (t[0], t[1], t[2])
+)
 
 
 @settings(max_examples=150, deadline=None)
