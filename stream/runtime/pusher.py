@@ -581,7 +581,13 @@ class Pusher:
 
         app_id = self._settings.app_id
         path = store_path(self._settings.data_dir, app_id, tp.partition)
-        store = PartitionVersions(path, app_id)
+        try:
+            store = PartitionVersions(path, app_id)
+        except Exception as exc:  # rocksdict raises plain Exception (a lock held, a bad file)
+            raise PusherStopped(
+                f"cannot open the pusher's versions store at {path}: {exc} (another process "
+                "using the same STREAM_DATA_DIR? delete the directory to have it read again)"
+            ) from exc
         try:
             checkpoint = store.checkpoint()
             begin = (await self._reader.beginning_offsets([tp]))[tp]
