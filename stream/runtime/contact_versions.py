@@ -11,6 +11,7 @@ input topic, so one beyond that topic's end cannot be this deployment's and is l
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from aiokafka.structs import ConsumerRecord
 
@@ -76,3 +77,35 @@ class DeliveredVersions:
     def newest(self) -> dict[str, Version]:
         """contact id -> newest version delivered: the deployment's own, else the unscoped one."""
         return self._unscoped | self._own
+
+
+class KnownVersions(Protocol):
+    """One outbox partition's newest delivered versions, as the pusher consults and keeps them."""
+
+    def get(self, contact_id: str) -> Version | None: ...
+
+    def remember(self, contact_id: str, version: Version) -> None: ...
+
+    def forget(self, contact_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryVersions:
+    """KnownVersions in a dict: for a pusher without an on-disk store (STREAM_STORE=memory://);
+    it grows with the partition's customers and is read again whole on every assignment."""
+
+    def __init__(self, newest: dict[str, Version]) -> None:
+        self._newest = newest
+
+    def get(self, contact_id: str) -> Version | None:
+        return self._newest.get(contact_id)
+
+    def remember(self, contact_id: str, version: Version) -> None:
+        self._newest[contact_id] = max(version, self._newest.get(contact_id, version))
+
+    def forget(self, contact_id: str) -> None:
+        self._newest.pop(contact_id, None)
+
+    def close(self) -> None:
+        self._newest = {}

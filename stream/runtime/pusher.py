@@ -18,9 +18,11 @@ custom event, deliver in full requests, remember the contact versions delivered,
   partitions are split. The price: a pusher whose partitions are quiet leaves its slots unused.
 - **Never stale.** Contacts carry a version (stream.domain.records.VERSION_FIELD). The newest
   version delivered per customer is kept in a compacted topic partitioned like the outbox, per
-  deployment (stream.runtime.contact_versions); a
-  pusher reads its partitions of it when it is assigned them, and writes to it before it commits
-  the outbox offsets. A contact older than one delivered is dropped, whichever path brought it.
+  deployment (stream.runtime.contact_versions); a pusher writes to it before it commits the
+  outbox offsets, and reads its partitions of it when it is assigned them: with
+  STREAM_STORE=rocksdb:// into an on-disk store under the data directory
+  (stream.runtime.version_store), only the tail written since the store's checkpoint; else into
+  memory, whole. A contact older than one delivered is dropped, whichever path brought it.
 - **An erasure is never sent.** The worker follows an erased customer's records with an erasure
   record (stream.domain.erasure.erasure_record): the customer's records before it in the round
   are dropped, and their contact version is deleted (a tombstone on the versions topic, before
@@ -64,7 +66,12 @@ from stream.ometria.delivery import Delivery
 from stream.ometria.errors_watch import ErrorsWatch
 from stream.ometria.pacing import Slots
 from stream.runtime import outbox_progress
-from stream.runtime.contact_versions import DeliveredVersions, version_record
+from stream.runtime.contact_versions import (
+    DeliveredVersions,
+    KnownVersions,
+    MemoryVersions,
+    version_record,
+)
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.outbox import occurred_at
@@ -73,6 +80,7 @@ from stream.runtime.topology import (
     KAFKA_MAX_MESSAGE_BYTES,
     PRODUCER_MAX_REQUEST_BYTES,
     admin_client,
+    delete_retention,
     message_limits,
 )
 from stream.settings import Settings
@@ -138,8 +146,14 @@ class Pusher:
             dead_letter=self._dead_letter,
             auth_retry_interval=conf.auth_retry_interval.total_seconds(),
         )
-        # outbox partition -> contact id -> newest version delivered
-        self._delivered: dict[int, dict[str, Version]] = {}
+        # outbox partition -> its contacts' newest versions delivered (on disk with RocksDB)
+        self._delivered: dict[int, KnownVersions] = {}
+        self._on_disk = settings.store.startswith("rocksdb://")
+        # How long the versions topic keeps a tombstone: a store caught up longer ago than
+        # that may have missed one, read at start.
+        self._tombstones_kept = 0.0
+        # Versions-topic records read by the latest assignment (a figure for tests and logs).
+        self.versions_read = 0
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -163,6 +177,9 @@ class Pusher:
         # Before joining the group: a pusher started while paused must not send a round first.
         await self.control.start()
         self._dead_letter_limit = (await message_limits(self._settings)).outbox_dead_letter
+        if self._on_disk:
+            topic = self._settings.topics.outbox_versions
+            self._tombstones_kept = (await delete_retention(self._settings, topic)).total_seconds()
         await self._producer.start()
         await self._reader.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -186,6 +203,9 @@ class Pusher:
                 await close()
             except KafkaError as exc:  # closing anyway
                 logger.warning("closing a pusher client failed: %r", exc)
+        for versions in self._delivered.values():
+            versions.close()
+        self._delivered.clear()
 
     @property
     def stopping(self) -> bool:
@@ -340,7 +360,8 @@ class Pusher:
         _observe_latency(batch, datetime.now(UTC))
 
     def _delivered_version(self, partition: int, contact_id: str) -> Version | None:
-        return self._delivered.get(partition, {}).get(contact_id)
+        versions = self._delivered.get(partition)
+        return None if versions is None else versions.get(contact_id)
 
     async def _remember(self, versions: Mapping[tuple[int, str], Version]) -> None:
         """Store the newest contact versions delivered, before the outbox offsets move."""
@@ -359,8 +380,9 @@ class Pusher:
             )
         await asyncio.gather(*sent)
         for (partition, contact_id), version in versions.items():
-            delivered = self._delivered.setdefault(partition, {})
-            delivered[contact_id] = max(version, delivered.get(contact_id, version))
+            delivered = self._delivered.get(partition)
+            if delivered is not None:  # else revoked meanwhile: its new owner reads the topic
+                delivered.remember(contact_id, version)
 
     async def _forget(self, erasures: list[Erasure], dropped: int) -> None:
         """Delete the erased customers' contact versions, before the outbox offsets move.
@@ -380,9 +402,10 @@ class Pusher:
                 )
         await asyncio.gather(*sent)
         for erasure in erasures:
-            delivered = self._delivered.get(erasure.partition, {})
+            delivered = self._delivered.get(erasure.partition)
             for contact_id in erasure.contact_ids:
-                delivered.pop(contact_id, None)
+                if delivered is not None:
+                    delivered.forget(contact_id)
             metrics.ERASURES_APPLIED.inc()
             # The hashed id only: the customer id is personal data.
             logger.info(
@@ -428,7 +451,9 @@ class Pusher:
             task.cancel()
             await asyncio.wait({task})
         for tp in revoked:
-            self._delivered.pop(tp.partition, None)
+            versions = self._delivered.pop(tp.partition, None)
+            if versions is not None:
+                versions.close()
             self._committed.pop(tp, None)
             self._ends.pop(tp, None)
             with contextlib.suppress(KeyError):  # never measured
@@ -510,19 +535,100 @@ class Pusher:
         wanted = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not wanted:
             return
+        # Tombstones written after this moment lie at or past the ends read next.
+        asked_at = time.time()
         ends = await self._reader.end_offsets(wanted)
         inputs = await topic_ends(self._settings, self._settings.topics.events, self._reader)
-        versions: dict[int, dict[str, Version]] = {}
+        ceiling = max(inputs.values(), default=0)
+        self.versions_read = 0
         async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
             for tp in wanted:
-                found = DeliveredVersions(self._settings.app_id, max(inputs.values(), default=0))
-                async for records in partition_batches(self._reader, tp, ends[tp]):
-                    found.add(records)
-                unreadable = found.unreadable()
-                if unreadable:
-                    raise PusherStopped(_not_a_version(unreadable[0], len(unreadable)))
-                versions[tp.partition] = found.newest()
-        self._delivered.update(versions)
+                stale = self._delivered.pop(tp.partition, None)
+                if stale is not None:
+                    stale.close()
+                if self._on_disk:
+                    versions = await self._catch_up(tp, ends[tp], asked_at, ceiling)
+                else:
+                    versions = await self._read_whole(tp, ends[tp], ceiling)
+                self._delivered[tp.partition] = versions
+
+    async def _read_whole(self, tp: TopicPartition, end: int, ceiling: int) -> KnownVersions:
+        found = DeliveredVersions(self._settings.app_id, ceiling)
+        async for records in partition_batches(self._reader, tp, end):
+            self.versions_read += len(records)
+            found.add(records)
+        unreadable = found.unreadable()
+        if unreadable:
+            first = unreadable[0]
+            raise PusherStopped(
+                _not_a_version(
+                    tp, first.offset, first.key or b"", first.value or b"", len(unreadable)
+                )
+            )
+        return MemoryVersions(found.newest())
+
+    async def _catch_up(
+        self, tp: TopicPartition, end: int, asked_at: float, ceiling: int
+    ) -> KnownVersions:
+        """The partition's on-disk store, brought up to `end` from its checkpoint.
+
+        Another pusher may have owned the partition since this store was written: the tail
+        from the checkpoint holds what it wrote. A store that cannot be caught up that way
+        (none yet, a checkpoint past the topic's end or before its start, or older than the
+        topic keeps tombstones) is filled again from the partition's beginning.
+        """
+        from stream.runtime.version_store import Checkpoint, PartitionVersions, store_path
+
+        app_id = self._settings.app_id
+        path = store_path(self._settings.data_dir, app_id, tp.partition)
+        try:
+            store = PartitionVersions(path, app_id)
+        except Exception as exc:  # rocksdict raises plain Exception (a lock held, a bad file)
+            raise PusherStopped(
+                f"cannot open the pusher's versions store at {path}: {exc} (another process "
+                "using the same STREAM_DATA_DIR? delete the directory to have it read again)"
+            ) from exc
+        try:
+            checkpoint = store.checkpoint()
+            begin = (await self._reader.beginning_offsets([tp]))[tp]
+            usable = (
+                checkpoint is not None
+                and begin <= checkpoint.offset <= end
+                and asked_at - checkpoint.since_ms / 1000 < self._tombstones_kept
+            )
+            if checkpoint is None or not usable:
+                store.close()
+                store = PartitionVersions.fresh(path, app_id)
+                start, since_ms = None, int(asked_at * 1000)
+            else:
+                start, since_ms = checkpoint.offset, checkpoint.since_ms
+            read = 0
+            async for records in partition_batches(self._reader, tp, end, start=start):
+                read += len(records)
+                # A read cut short resumes here, still bound by the first read's tombstones.
+                store.apply(records, Checkpoint(records[-1].offset + 1, since_ms), ceiling)
+            store.apply([], Checkpoint(end, int(asked_at * 1000)), ceiling)
+            self.versions_read += read
+            logger.info(
+                "versions of outbox partition %d: read %d records of %s from offset %s to %d "
+                "into the store at %s",
+                tp.partition,
+                read,
+                tp.topic,
+                "the beginning" if start is None else start,
+                end,
+                path,
+            )
+            unreadable = store.unreadable()
+            if unreadable:
+                first = unreadable[0]
+                raise PusherStopped(
+                    _not_a_version(tp, first.offset, first.key, first.value, len(unreadable))
+                )
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     # --- observation -------------------------------------------------------------------------
 
@@ -584,11 +690,11 @@ def _occurred(raw: bytes) -> datetime | None:
     return occurred if occurred.utcoffset() is not None else None
 
 
-def _not_a_version(record: ConsumerRecord[bytes, bytes], count: int) -> str:
+def _not_a_version(tp: TopicPartition, offset: int, key: bytes, value: bytes, count: int) -> str:
     return (
-        f"the versions topic {record.topic} partition {record.partition} offset "
-        f"{record.offset} holds {(record.value or b'')[:40]!r} for contact "
-        f"{(record.key or b'').decode(errors='replace')!r}, not a version (the pusher writes "
+        f"the versions topic {tp.topic} partition {tp.partition} offset "
+        f"{offset} holds {value[:40]!r} for contact "
+        f"{key.decode(errors='replace')!r}, not a version (the pusher writes "
         f"an offset or [generation, offset]; {count} such contacts in all): produce a "
         "tombstone (a null value) for each such key to the topic, which forgets the contact's "
         "version, then restart the pusher"

@@ -124,6 +124,18 @@ async def topic_retention(admin: AIOKafkaAdminClient, topic: str) -> Retention:
     )
 
 
+# Kafka's default delete.retention.ms: how long a compacted topic keeps a tombstone at least.
+KAFKA_DELETE_RETENTION = timedelta(days=1)
+
+
+async def delete_retention(settings: Settings, topic: str) -> timedelta:
+    """How long the compacted `topic` keeps a tombstone at least (delete.retention.ms)."""
+    async with admin_client(settings) as admin:
+        values = (await _topic_configs(admin, [topic]))[topic]
+    millis = values.get("delete.retention.ms")
+    return KAFKA_DELETE_RETENTION if not millis else timedelta(milliseconds=int(millis))
+
+
 # Kafka's default message.max.bytes, for a topic whose limit is not known (yet).
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588
 # The producers' own bound on one record: the broker's default socket.request.max.bytes, the
