@@ -83,6 +83,7 @@ from stream.runtime.topology import (
     delete_retention,
     message_limits,
 )
+from stream.runtime.version_store import Checkpoint, PartitionVersions, store_path
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -577,8 +578,6 @@ class Pusher:
         (none yet, a checkpoint past the topic's end or before its start, or older than the
         topic keeps tombstones) is filled again from the partition's beginning.
         """
-        from stream.runtime.version_store import Checkpoint, PartitionVersions, store_path
-
         app_id = self._settings.app_id
         path = store_path(self._settings.data_dir, app_id, tp.partition)
         try:
