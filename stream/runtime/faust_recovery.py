@@ -12,11 +12,13 @@ faust/tables/recovery.py), which `_restart_recovery` calls once highwaters and s
 of the active changelog partitions are known and before it resumes them. For the actives
 only, the wrapper first reads each partition from its start offset up to its highwater with
 a plain aiokafka consumer of its own (`getmany`, thousands of records per call) and applies
-each fetched list with the table's own `apply_changelog_batch` (one RocksDB write batch per
+each fetch with the table's own `apply_changelog_batch` (one RocksDB write batch per
 partition, persisted offsets set by the store; the memory store as Faust applies it), then
-advances `Recovery.active_offsets` as Faust's loop would. Faust's seek then lands at the
-highwater, `need_recovery()` is false and Faust goes on exactly as after its own recovery:
-standbys, `on_recovery_completed`, the tables' recover callbacks, the stream partitions.
+advances `Recovery.active_offsets` as Faust's loop would. A RocksDB fetch is written in a
+thread while the next one is fetched and unpacked, one at a time, in the changelog's order.
+Faust's seek then lands at the highwater, `need_recovery()` is false and Faust goes on
+exactly as after its own recovery: standbys, `on_recovery_completed`, the tables' recover
+callbacks, the stream partitions.
 
 Semantics kept: tombstones delete keys (the store's batch does it), a RocksDB store
 records the offset it reached (a restart reads only what came after), the highwater
@@ -32,14 +34,16 @@ the same way. Each assumption about faust has a test in tests/unit/test_faust_re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
@@ -59,7 +63,6 @@ class RecoveryProgress:
     applied: int = 0
     running: bool = False
     finished_at: float | None = None
-    per_partition: dict[TP, int] = field(default_factory=dict)
 
     def rate(self, now: float) -> float:
         """Records applied per second since the bulk read started."""
@@ -197,35 +200,67 @@ async def _read(
         consumer.seek(ktp, plan[tp] + 1)
     decoders = {tp: _decoders(app, recovery.tp_to_table[tp]) for tp in plan}
     pending = set(by_kafka)
-    while pending:
-        if (
-            recovery.should_stop
-            or recovery.signal_recovery_start.is_set()
-            or time.monotonic() > deadline
-        ):
-            return  # Faust's own path goes on from the offsets reached
-        fetched = await consumer.getmany(*pending, timeout_ms=500)
-        for ktp, records in fetched.items():
-            tp = by_kafka[ktp]
-            table: Any = recovery.tp_to_table[tp]
-            highwater = recovery.active_highwaters[tp]
-            decode_key, decode_value = decoders[tp]
-            batch = [
-                _Event(_Message(tp, r.offset, r.key, r.value), decode_key, decode_value)
-                for r in records
-                if r.offset <= highwater
-            ]
-            if batch:
-                table.apply_changelog_batch(batch)
-                recovery.active_offsets[tp] = batch[-1].message.offset
-                progress.applied += len(batch)
-                progress.per_partition[tp] = progress.per_partition.get(tp, 0) + len(batch)
-        for ktp in list(pending):
-            tp = by_kafka[ktp]
-            if await consumer.position(ktp) > recovery.active_highwaters[tp]:
-                # Read past the highwater: records compacted or markers after the last applied.
-                recovery.active_offsets[tp] = recovery.active_highwaters[tp]
-                pending.discard(ktp)
+    # One fetch's writes run in a thread (RocksDB's write releases the GIL) while the loop
+    # fetches and unpacks the next; never more than one, so writes keep the changelog's order.
+    writing: asyncio.Future[None] | None = None
+    try:
+        while pending:
+            if (
+                recovery.should_stop
+                or recovery.signal_recovery_start.is_set()
+                or time.monotonic() > deadline
+            ):
+                return  # Faust's own path goes on from the offsets reached
+            fetched = await consumer.getmany(*pending, timeout_ms=500)
+            by_table: dict[Any, list[_Event]] = {}
+            reached: dict[TP, int] = {}
+            for ktp, records in fetched.items():
+                tp = by_kafka[ktp]
+                highwater = recovery.active_highwaters[tp]
+                decode_key, decode_value = decoders[tp]
+                batch = [
+                    _Event(_Message(tp, r.offset, r.key, r.value), decode_key, decode_value)
+                    for r in records
+                    if r.offset <= highwater
+                ]
+                if batch:
+                    by_table.setdefault(recovery.tp_to_table[tp], []).extend(batch)
+                    reached[tp] = batch[-1].message.offset
+            for ktp in list(pending):
+                tp = by_kafka[ktp]
+                if await consumer.position(ktp) > recovery.active_highwaters[tp]:
+                    # Past the highwater: whatever follows the last record read was compacted
+                    # away or is a marker, as Faust's own reader would find.
+                    reached[tp] = recovery.active_highwaters[tp]
+                    pending.discard(ktp)
+            if writing is not None:
+                # Shielded: a cancelled read must not cancel a write whose thread goes on.
+                await asyncio.shield(writing)
+            writing = asyncio.ensure_future(_apply(recovery, by_table, reached, progress))
+        if writing is not None:
+            await asyncio.shield(writing)
+    finally:
+        if writing is not None and not writing.done():
+            # A rebalance cancelled the read: let the write in flight land before a new
+            # recovery reads the store's persisted offsets.
+            await asyncio.wait([writing])
+
+
+async def _apply(
+    recovery: Recovery,
+    by_table: dict[Any, list[_Event]],
+    reached: dict[TP, int],
+    progress: RecoveryProgress,
+) -> None:
+    """Apply one fetch per table, then advance Faust's offsets to what is now in the store."""
+    for table, batch in by_table.items():
+        if isinstance(table.data, MemoryStore):
+            table.apply_changelog_batch(batch)  # pure Python: a thread would only contend
+        else:
+            await asyncio.to_thread(table.apply_changelog_batch, batch)
+        progress.applied += len(batch)
+    for tp, offset in reached.items():
+        recovery.active_offsets[tp] = offset
 
 
 def _decoders(app: Any, table: Any) -> tuple[Callable[[_Message], Any], Callable[[_Message], Any]]:
