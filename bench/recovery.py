@@ -51,7 +51,9 @@ async def main(args: argparse.Namespace) -> None:
                     ready = await worker.wait_ready(args.timeout)
                     rss = worker.peak_rss() / MIB
                 finally:
-                    await worker.stop(kill=True)
+                    # SIGTERM: the worker leaves the group, so the next one joins at once
+                    # instead of waiting out this one's session.
+                    await worker.stop()
                     shutil.rmtree(data_dir, ignore_errors=True)
                 seconds = ready - started
                 print(

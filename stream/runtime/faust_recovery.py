@@ -164,6 +164,8 @@ async def bulk_recover(
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",
+        # As Faust's own consumer reads: committed records only when it runs transactions.
+        isolation_level="read_committed" if app.in_transaction else "read_uncommitted",
         max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
         fetch_max_bytes=FETCH_BYTES_PER_PARTITION * 4,
     )

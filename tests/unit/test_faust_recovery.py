@@ -146,3 +146,13 @@ def test_install_wraps_seek_offsets_once_and_keeps_the_original_behind_it():
         assert Recovery._seek_offsets.__wrapped__ is wrapped.__wrapped__  # type: ignore[attr-defined]
     finally:
         Recovery._seek_offsets = before  # type: ignore[method-assign]
+
+
+def test_faust_reads_changelogs_committed_only_when_the_app_runs_transactions():
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    source = inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
+    assert 'if self.consumer.in_transaction:\n            isolation_level = "read_committed"' in (
+        source
+    )
+    assert faust.App("t-recovery-tx").in_transaction is False
