@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import time
+from typing import Any
 
 import httpx
 import orjson
@@ -18,6 +19,7 @@ from stream.metrics import REGISTRY
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
 from stream.runtime.app import app
 from stream.runtime.faust_context import get_in_partition
+from stream.runtime.faust_recovery import progress_of
 from stream.runtime.ometria_jobs import pusher_service
 from stream.runtime.tables import customer_to_profile
 from stream.settings import get_settings
@@ -40,9 +42,10 @@ async def readyz(self: View, request: Request) -> Response:
     return self.json(body, status=200 if body["ready"] else 503)
 
 
-def _readiness() -> dict[str, bool | str]:
+def _readiness() -> dict[str, object]:
     # TableManagerT does not declare the recovery service the TableManager has.
-    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    recovery = app.tables.recovery  # type: ignore[attr-defined]
+    recovered = recovery.completed.is_set()
     delivery = _delivery_problem()
     ready = recovered and not app.rebalancing and not app.in_recovery and delivery is None
     # Prometheus scrapes /metrics, not /readyz: the gauge lets an alert see what the probe sees.
@@ -52,7 +55,20 @@ def _readiness() -> dict[str, bool | str]:
         "recovered": recovered,
         "rebalancing": bool(app.rebalancing),
         "delivery": delivery or "ok",
+        "recovery": _recovery_progress(recovery),
     }
+
+
+def _recovery_progress(recovery: Any) -> dict[str, object]:
+    """How far the table recovery is: changelog records still to apply on this worker's active
+    partitions, and those the bulk reader applied and at what rate (counts only, no keys)."""
+    remaining = int(recovery.active_remaining_total()) if recovery.in_recovery else 0
+    body: dict[str, object] = {"in_progress": bool(recovery.in_recovery), "remaining": remaining}
+    progress = progress_of(recovery)
+    if progress is not None:
+        body["applied"] = progress.applied
+        body["per_second"] = round(progress.rate(time.monotonic()))
+    return body
 
 
 def _delivery_problem() -> str | None:

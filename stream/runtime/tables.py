@@ -5,6 +5,8 @@ from __future__ import annotations
 import faust
 
 from stream.runtime.app import app
+from stream.runtime.faust_recovery import install as install_bulk_recovery
+from stream.runtime.kafka_auth import client_options
 from stream.settings import get_settings
 
 customer_to_profile = app.Table(
@@ -22,3 +24,6 @@ customer_to_profile = app.Table(
     ),
     help="Latest loyalty profile of every customer, keyed like the input topic.",
 )
+
+# Recovery reads the changelog in bulk, not record by record (see the module).
+install_bulk_recovery(client_options(get_settings().kafka))

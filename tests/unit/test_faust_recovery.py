@@ -1,0 +1,158 @@
+"""What stream.runtime.faust_recovery assumes about faust-streaming 0.15.3, one test each:
+an upgrade that changes any of it fails here."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import AsyncMock, MagicMock
+
+import faust
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from stream.runtime.faust_recovery import _Event, _Message, install
+
+TOPIC = "t-customer_to_profile-changelog"
+
+
+def test_recovery_seeks_actives_once_their_highwaters_and_offsets_are_known_before_reading():
+    # A mode Service.task: the coroutine function is behind `.fun`.
+    source = inspect.getsource(Recovery._restart_recovery.fun)
+    highwaters = source.index("_build_highwaters")
+    offsets = source.index("self._build_offsets")
+    seek = source.index('consumer, assigned_active_tps, active_offsets, "active"')
+    need = source.index("if self.need_recovery():")
+    assert highwaters < offsets < seek < need
+    assert list(inspect.signature(Recovery._seek_offsets).parameters) == [
+        "self",
+        "consumer",
+        "tps",
+        "offsets",
+        "title",
+    ]
+
+
+def test_a_timed_out_recovery_step_stops_the_recovery_service():
+    # Why the bulk read keeps to a share of broker_request_timeout.
+    source = inspect.getsource(Recovery._wait)
+    assert "timeout=timeout" in source
+    assert "raise ServiceStopped()" in source
+    assert "return WaitResults([], [], True)" in inspect.getsource(Recovery.wait_first)
+
+
+async def test_highwater_is_the_offset_of_the_last_record():
+    tp = TP(TOPIC, 0)
+    consumer = SimpleNamespace(highwaters=AsyncMock(return_value={tp: 10}))
+    destination: Counter[TP] = Counter()
+    await Recovery._build_highwaters(MagicMock(), consumer, {tp}, destination, "active")
+    assert destination == {tp: 9}
+
+
+async def test_start_offset_is_the_last_record_applied():
+    tp, fresh = TP(TOPIC, 0), TP(TOPIC, 1)
+    consumer = SimpleNamespace(earliest_offsets=AsyncMock(return_value={tp: 5, fresh: 0}))
+    destination: Counter[TP] = Counter({tp: 7, fresh: None})  # 7: persisted by a local store
+    await Recovery._build_offsets(MagicMock(), consumer, {tp, fresh}, destination, "active")
+    assert destination == {tp: 7, fresh: -1}
+
+
+def test_recovery_is_not_needed_once_offsets_reach_the_highwaters():
+    tp = TP(TOPIC, 0)
+    state = SimpleNamespace(active_highwaters=Counter({tp: 9}), active_offsets=Counter({tp: 8}))
+    state.active_remaining = lambda: Recovery.active_remaining(state)  # type: ignore[attr-defined]
+    assert Recovery.need_recovery(state) is True  # type: ignore[arg-type]
+    state.active_offsets[tp] = 9
+    assert Recovery.need_recovery(state) is False  # type: ignore[arg-type]
+    assert Recovery.active_remaining_total(state) == 0  # type: ignore[arg-type]
+
+
+def test_recovery_service_has_the_state_the_bulk_reader_reads():
+    app = faust.App("t-recovery-attrs")
+    recovery = Recovery(app, MagicMock())
+    for name in ("tp_to_table", "active_offsets", "active_highwaters", "in_recovery"):
+        assert hasattr(recovery, name), name
+    assert not recovery.signal_recovery_start.is_set()
+    assert recovery.should_stop is False
+
+
+def test_a_tables_per_event_callback_is_held_where_the_bulk_reader_looks():
+    app = faust.App("t-recovery-callback")
+
+    async def callback(event: object) -> None: ...
+
+    table = app.Table("t", on_changelog_event=callback)
+    assert table._on_changelog_event is callback
+
+
+def _events(app: faust.App, table: object) -> list[_Event]:
+    schema = table.changelog_topic.schema  # type: ignore[attr-defined]
+
+    def key(message: _Message) -> object:
+        return schema.loads_key(app, message)
+
+    def value(message: _Message) -> object:
+        return schema.loads_value(app, message)
+
+    records = [
+        (0, b'"a"', b"a1"),
+        (1, b'"b"', b"b1"),
+        (2, b'"a"', b"a2"),
+        (3, b'"b"', None),
+    ]
+    return [_Event(_Message(TP(TOPIC, 0), o, k, v), key, value) for o, k, v in records]
+
+
+def _app(name: str, store: str, tmp_path: Path) -> tuple[faust.App, object]:
+    app = faust.App(name, store=store, datadir=str(tmp_path))
+    table = app.Table(
+        "customer_to_profile",
+        default=None,
+        partitions=1,
+        value_type=bytes,
+        schema=faust.Schema(
+            key_type=str, key_serializer="raw", value_type=bytes, value_serializer="raw"
+        ),
+    )
+    return app, table
+
+
+def test_the_memory_store_applies_stand_in_events_with_tombstones(tmp_path):
+    app, table = _app("t-recovery-memory", "memory://", tmp_path)
+    table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
+    store = table.data  # type: ignore[attr-defined]
+    assert dict(store.data) == {"a": b"a2"}
+
+
+def test_the_rocksdb_store_applies_stand_in_events_and_persists_the_offset(tmp_path):
+    app, table = _app("t-recovery-rocksdb", "rocksdb://", tmp_path)
+    table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
+    store = table.data  # type: ignore[attr-defined]
+    db = store._db_for_partition(0)
+    assert db[b'"a"'] == b"a2"
+    assert db.get(b'"b"') is None
+    assert store.persisted_offset(TP(TOPIC, 0)) == 3
+
+
+def test_install_wraps_seek_offsets_once_and_keeps_the_original_behind_it():
+    before = Recovery._seek_offsets
+    try:
+        install({"bootstrap_servers": "127.0.0.1:1"})
+        wrapped = Recovery._seek_offsets
+        install({"bootstrap_servers": "127.0.0.1:1"})
+        assert Recovery._seek_offsets is not wrapped  # replaced, not stacked
+        assert Recovery._seek_offsets.__wrapped__ is wrapped.__wrapped__  # type: ignore[attr-defined]
+    finally:
+        Recovery._seek_offsets = before  # type: ignore[method-assign]
+
+
+def test_faust_reads_changelogs_committed_only_when_the_app_runs_transactions():
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    source = inspect.getsource(AIOKafkaConsumerThread._create_worker_consumer)
+    assert 'if self.consumer.in_transaction:\n            isolation_level = "read_committed"' in (
+        source
+    )
+    assert faust.App("t-recovery-tx").in_transaction is False
