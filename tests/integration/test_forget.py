@@ -3,8 +3,6 @@ the erasure's listing in `status`."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import UTC, datetime
 
 import orjson
@@ -15,28 +13,11 @@ from stream.runtime.erasures import ometria_key, pending_in_ometria, pending_val
 from stream.runtime.topology import ensure_topics, partition_ids
 from tests.integration.conftest import (
     BOOTSTRAP,
-    REPO,
     command_env,
     names_settings,
     read_topic,
 )
-
-
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """`python -m stream <args>` as the operator runs it; (exit code, stdout + stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stream",
-        *args,
-        env=env,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
+from tests.integration.test_control import run_cli
 
 
 async def _end_offsets(topic: str) -> dict[int, int]:

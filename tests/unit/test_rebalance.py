@@ -93,29 +93,31 @@ class Stopped(Exception):
     pass
 
 
-async def test_an_assignment_whose_offset_reads_never_return_stops_the_worker(monkeypatch):
-    async def never(*args, **kwargs):
-        await asyncio.Event().wait()
+@pytest.fixture
+def stops(monkeypatch):
+    """stop_before_commit raises instead of ending the process."""
 
     def stop(reason, exc=None):
         raise Stopped(reason)
 
+    monkeypatch.setattr(agents, "stop_before_commit", stop)
+
+
+async def test_an_assignment_whose_offset_reads_never_return_stops_the_worker(monkeypatch, stops):
+    async def never(*args, **kwargs):
+        await asyncio.Event().wait()
+
     monkeypatch.setattr(agents, "COMMITTED_OFFSETS_PATIENCE", 0.2)
     monkeypatch.setattr(agents, "committed_offsets", never)
-    monkeypatch.setattr(agents, "stop_before_commit", stop)
     with pytest.raises(Stopped, match="cannot read the group's committed offsets"):
         await asyncio.wait_for(agents._forget_positions(agents.app, signal=None), 10)
     assert not agents.positions_known.is_set()
 
 
 async def test_a_rebalance_that_never_completes_stops_the_worker_once_past_its_patience(
-    monkeypatch,
+    monkeypatch, stops
 ):
-    def stop(reason, exc=None):
-        raise Stopped(reason)
-
     monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
-    monkeypatch.setattr(agents, "stop_before_commit", stop)
     monkeypatch.setattr(agents.app, "rebalancing", True)
     monkeypatch.setattr(agents.app, "in_recovery", False)
     monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
@@ -125,12 +127,8 @@ async def test_a_rebalance_that_never_completes_stops_the_worker_once_past_its_p
         await agents.watch_for_stalls()
 
 
-async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch):
-    def stop(reason, exc=None):
-        raise Stopped(reason)
-
+async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch, stops):
     monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
-    monkeypatch.setattr(agents, "stop_before_commit", stop)
     monkeypatch.setattr(agents.app, "rebalancing", True)
     monkeypatch.setattr(agents.app, "in_recovery", True)
     monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
@@ -140,17 +138,13 @@ async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch):
 
 
 async def test_a_stall_check_blocked_in_an_await_stops_the_worker_once_past_its_patience(
-    monkeypatch,
+    monkeypatch, stops
 ):
     async def blocked():
         await asyncio.Event().wait()
 
-    def stop(reason, exc=None):
-        raise Stopped(reason)
-
     monkeypatch.setattr(agents, "_check_for_stalls", blocked)
     monkeypatch.setattr(agents, "CHECK_PATIENCE", 0.05)
-    monkeypatch.setattr(agents, "stop_before_commit", stop)
     monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
     await agents.watch_for_stalls()  # times out: the patience starts
     with pytest.raises(Stopped, match="stall checks did not finish"):
