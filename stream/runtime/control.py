@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from stream import metrics
 from stream.errors import LoyaltyStreamError
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.reading import READ_TIMEOUT, group_less_consumer, partition_batches
+from stream.runtime.reading import group_less_consumer, latest_values
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
@@ -174,22 +174,10 @@ async def read(settings: Settings) -> ControlRecords:
     consumer = group_less_consumer(settings)
     await consumer.start()
     try:
-        latest = await _read_latest(consumer, TopicPartition(settings.topics.control, 0))
+        latest = await latest_values(consumer, TopicPartition(settings.topics.control, 0))
     finally:
         await consumer.stop()
     return ControlRecords(settings.app_id, latest)
-
-
-async def _read_latest(consumer: AIOKafkaConsumer, tp: TopicPartition) -> dict[bytes, bytes | None]:
-    """The latest value of every key, from the partition's beginning to its end as of now."""
-    latest: dict[bytes, bytes | None] = {}
-    end = (await consumer.end_offsets([tp]))[tp]
-    async with asyncio.timeout(READ_TIMEOUT):
-        async for records in partition_batches(consumer, tp, end):
-            for record in records:
-                if record.key is not None:
-                    latest[record.key] = record.value
-    return latest
 
 
 class ControlWatch:
@@ -218,7 +206,7 @@ class ControlWatch:
     async def start(self) -> None:
         await self._consumer.start()
         # Leaves the consumer assigned to the partition, at its end: _follow goes on from there.
-        latest = await _read_latest(self._consumer, self._tp)
+        latest = await latest_values(self._consumer, self._tp)
         self._records = {key: value for key, value in latest.items() if key in self._keys}
         self._apply(PauseState.from_bytes(self._pause_record()))
         metrics.PAUSED.set(1 if self.paused else 0)

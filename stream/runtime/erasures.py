@@ -28,7 +28,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 from stream.domain.erasure import erased_id
 from stream.errors import LoyaltyStreamError
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.reading import READ_TIMEOUT, group_less_consumer, partition_batches
+from stream.runtime.reading import (
+    READ_TIMEOUT,
+    group_less_consumer,
+    latest_values,
+    partition_batches,
+)
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
@@ -166,17 +171,10 @@ async def pending_in_ometria(settings: Settings) -> list[Pending]:
     if not await partition_ids(settings, topic):
         return []
     prefix = f"{settings.app_id}/{_OMETRIA}/".encode()
-    tp = TopicPartition(topic, 0)
-    latest: dict[bytes, bytes | None] = {}
     consumer = group_less_consumer(settings)
     await consumer.start()
     try:
-        end = (await consumer.end_offsets([tp]))[tp]
-        async with asyncio.timeout(READ_TIMEOUT):
-            async for records in partition_batches(consumer, tp, end):
-                for record in records:
-                    if record.key is not None and record.key.startswith(prefix):
-                        latest[record.key] = record.value
+        latest = await latest_values(consumer, TopicPartition(topic, 0), prefix)
     finally:
         await consumer.stop()
     pending = []

@@ -149,3 +149,18 @@ async def read_to_end(settings: Settings, topic: str) -> AsyncIterator[Any]:
                     yield record
     finally:
         await consumer.stop()
+
+
+async def latest_values(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, prefix: bytes = b""
+) -> dict[bytes, bytes | None]:
+    """The latest value of every key starting with `prefix`, from the partition's beginning to
+    its end as of now (a compacted topic as compaction leaves it; None: a tombstone)."""
+    latest: dict[bytes, bytes | None] = {}
+    end = (await consumer.end_offsets([tp]))[tp]
+    async with asyncio.timeout(READ_TIMEOUT):
+        async for records in partition_batches(consumer, tp, end):
+            for record in records:
+                if record.key is not None and record.key.startswith(prefix):
+                    latest[record.key] = record.value
+    return latest
