@@ -34,8 +34,8 @@ async def until(condition, turns: int = 100) -> None:
     raise AssertionError("never happened")
 
 
-async def test_a_revocation_returns_only_once_the_write_in_flight_is_stored():
-    agents.positions_known.set()
+async def waits_for_the_write_in_flight(hook) -> None:
+    """`hook` (a Faust signal handler) returns only once a slice holding the lock is done."""
     stored = asyncio.Event()
 
     async def slice_in_flight() -> None:
@@ -44,32 +44,23 @@ async def test_a_revocation_returns_only_once_the_write_in_flight_is_stored():
 
     writing = asyncio.create_task(slice_in_flight())
     await until(agents.profiles_lock.locked)
-    revoking = asyncio.create_task(agents._hold_checks(agents.app, signal=None))
+    waiting = asyncio.create_task(hook(agents.app, signal=None))
     for _ in range(20):
         await asyncio.sleep(0)
-    assert not revoking.done()  # the next owner may not recover yet
+    assert not waiting.done()  # the next owner may not recover yet
     stored.set()
-    await asyncio.wait_for(revoking, 5)
+    await asyncio.wait_for(waiting, 5)
     await writing
+
+
+async def test_a_revocation_returns_only_once_the_write_in_flight_is_stored():
+    agents.positions_known.set()
+    await waits_for_the_write_in_flight(agents._hold_checks)
     assert not agents.positions_known.is_set()
 
 
 async def test_a_stopping_worker_lets_the_write_in_flight_finish_first():
-    stored = asyncio.Event()
-
-    async def slice_in_flight() -> None:
-        async with agents.profiles_lock:
-            await stored.wait()
-
-    writing = asyncio.create_task(slice_in_flight())
-    await until(agents.profiles_lock.locked)
-    stopping = asyncio.create_task(agents._finish_writes(agents.app, signal=None))
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert not stopping.done()
-    stored.set()
-    await asyncio.wait_for(stopping, 5)
-    await writing
+    await waits_for_the_write_in_flight(agents._finish_writes)
 
 
 async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
