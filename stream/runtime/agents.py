@@ -29,7 +29,7 @@ from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
-from stream.runtime.app import app
+from stream.runtime.app import app, app_feed, feeding_consumer
 from stream.runtime.erasures import (
     ErasureIndex,
     UnreadableErasure,
@@ -39,7 +39,8 @@ from stream.runtime.erasures import (
     pending_value,
 )
 from stream.runtime.failstop import stop_before_commit
-from stream.runtime.faust_context import get_in_event, write_through_changelog
+from stream.runtime.faust_context import get_in, write_through_changelog
+from stream.runtime.faust_feed import Fetched, RecordFeed
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import IncompleteRead, holds_records, read_range
 from stream.runtime.skips import (
@@ -47,7 +48,6 @@ from stream.runtime.skips import (
     RecoveryWatch,
     SkipWatch,
     StallWatch,
-    count_as_handled,
 )
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
@@ -360,7 +360,7 @@ class _Batch:
     def __init__(self) -> None:
         self.profiles: dict[str, Profile | None] = {}
         self.changed: dict[str, datetime] = {}  # customer id -> occurred_at of its latest event
-        self.last_event: dict[str, Any] = {}  # customer id -> the Faust event that carried it
+        self.partition: dict[str, int] = {}  # customer id -> the partition of its records
         self.records: dict[str, list[dict[str, Any]]] = {}  # customer id -> its custom events
         self.stored: list[Awaitable[Any]] = []
         # (partition, first, end): offsets read back after a skip, for Faust's commit.
@@ -375,18 +375,18 @@ class _Batch:
         key = (event_type, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def profile(self, customer_id: str, event: Any) -> Profile | None:
-        """The customer's profile as folded so far; `event` is the one about to be folded."""
+    def profile(self, customer_id: str, partition: int) -> Profile | None:
+        """The customer's profile as folded so far; `partition` holds the record to fold."""
         if customer_id not in self.profiles:
             cached = recent_profiles.get(customer_id)
             if cached is None:
-                stored = get_in_event(customer_to_profile, customer_id, event)
+                stored = get_in(customer_to_profile, customer_id, partition)
                 cached = Profile.from_bytes(stored) if stored is not None else None
             self.profiles[customer_id] = cached
         return self.profiles[customer_id]
 
 
-def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> InvalidEvent | None:
+def _fold_one(batch: _Batch, message: Any, now: datetime) -> InvalidEvent | None:
     """Fold one record into the batch; the reason to dead-letter it if it is not an event.
 
     Synchronous: a coroutine per event cost more than some of the steps it runs.
@@ -400,7 +400,7 @@ def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> Inval
         batch.count("unknown", "invalid")
         return exc
     customer_id = event.customer.id
-    before = batch.profile(customer_id, carrier)
+    before = batch.profile(customer_id, message.partition)
     erased_at = None
     if before is None or event.type == ERASED:
         # Looked up for customers without a profile only (and erasures): a customer erased
@@ -418,7 +418,7 @@ def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> Inval
                 erasures.erased(customer_id),
             )
     if event.type == ERASED:
-        _erase(batch, customer_id, before, message, carrier)
+        _erase(batch, customer_id, before, message)
         return None
     # An event the last replay folds again fired its campaigns the first time it was folded.
     replayed = message.offset < replayed_until.get(message.partition, 0)
@@ -431,7 +431,7 @@ def _fold_one(batch: _Batch, message: Any, carrier: Any, now: datetime) -> Inval
         batch.suppressed[reason] = batch.suppressed.get(reason, 0) + 1
     batch.profiles[customer_id] = outcome.profile
     batch.changed[customer_id] = event.occurred_at
-    batch.last_event[customer_id] = carrier
+    batch.partition[customer_id] = message.partition
     if outcome.records:
         batch.records.setdefault(customer_id, []).extend(outcome.records)
     return None
@@ -449,15 +449,13 @@ def _erased_before(message: Any) -> bool:
     return erased_at is not None and message.offset < erased_at
 
 
-def _erase(
-    batch: _Batch, customer_id: str, before: Profile | None, message: Any, carrier: Any
-) -> None:
+def _erase(batch: _Batch, customer_id: str, before: Profile | None, message: Any) -> None:
     """Forget the customer: nothing folded for them so far in the batch is written or sent."""
     batch.count(ERASED, "applied")
     erasure = erasure_for(customer_id, before)
     batch.erased[customer_id] = (message.partition, message.offset, erasure)
     batch.profiles[customer_id] = None
-    batch.last_event[customer_id] = carrier
+    batch.partition[customer_id] = message.partition
     batch.changed.pop(customer_id, None)
     batch.records.pop(customer_id, None)
     # Later events of the batch see the erasure at once; the topic has it before the commit.
@@ -495,41 +493,48 @@ async def send_outbox(outbox: OutboxBatch) -> list[Awaitable[Any]]:
     ]
 
 
-async def fold_batch(events: list[Any]) -> None:
-    """Fold a batch of input events; return only once every write protecting them is stored.
+def _fold_or_fault(batch: _Batch, record: Any, now: datetime) -> tuple[str, str] | None:
+    """Fold one record; the error class and reason to dead-letter it with if it cannot be."""
+    try:
+        invalid = _fold_one(batch, record, now)
+    except Exception as exc:
+        # A bug must not lose the event: keep its bytes with the error for a redrive.
+        batch.count("unknown", "failed")
+        logger.exception("failed to process %s offset %s", record.topic, record.offset)
+        return type(exc).__name__, f"internal error: {exc}"
+    return None if invalid is None else (invalid.error_class, invalid.reason)
+
+
+async def fold_batch(fetched: list[Fetched]) -> None:
+    """Fold a batch of input records; return only once every write protecting them is stored.
 
     Raises whatever a read or write raised; the caller must then not let the offsets commit.
     """
     batch = _Batch()
     now = datetime.now(UTC)
-    for n, event in enumerate(events, 1):
-        if n % YIELD_EVERY == 0:
-            # Folding a batch takes seconds: let the pusher keep its request slots meanwhile,
-            # and the web views answer.
-            await asyncio.sleep(0)
-        message = event.message
-        # Records read back after a skip share the partition of the event that revealed it.
-        # Awaited only until the positions are known: no coroutine per record after that.
-        if not positions_known.is_set():
-            await positions_known.wait()
-        first_missing = skip_watch.check((message.topic, message.partition), message.offset)
-        skipped = []
-        if first_missing is not None:
-            skipped = await _read_skipped(message, first_missing)
-            batch.read_back.append((message.tp, first_missing, message.offset))
-        for record in [*skipped, message] if skipped else (message,):
-            try:
-                invalid = _fold_one(batch, record, event, now)
-            except Exception as exc:
-                # A bug must not lose the event: keep its bytes with the error for a redrive.
-                batch.count("unknown", "failed")
-                logger.exception("failed to process %s offset %s", record.topic, record.offset)
-                reason = f"internal error: {exc}"
-                batch.stored.append(await _dead_letter_input(record, type(exc).__name__, reason))
-                continue
-            if invalid is not None:
-                letter = await _dead_letter_input(record, invalid.error_class, invalid.reason)
-                batch.stored.append(letter)
+    n = 0
+    for item in fetched:
+        topic, partition = item.tp
+        for message in item.records:
+            n += 1
+            if n % YIELD_EVERY == 0:
+                # Folding a batch takes seconds: let the pusher keep its request slots
+                # meanwhile, and the web views answer.
+                await asyncio.sleep(0)
+            # Awaited only until the positions are known: no coroutine per record after that.
+            if not positions_known.is_set():
+                await positions_known.wait()
+            first_missing = skip_watch.check((topic, partition), message.offset)
+            if first_missing is not None:
+                # Records read back after a skip share the partition of the one that showed it.
+                for record in await _read_skipped(message, first_missing):
+                    fault = _fold_or_fault(batch, record, now)
+                    if fault is not None:
+                        batch.stored.append(await _dead_letter_input(record, *fault))
+                batch.read_back.append((item.tp, first_missing, message.offset))
+            fault = _fold_or_fault(batch, message, now)
+            if fault is not None:
+                batch.stored.append(await _dead_letter_input(message, *fault))
     for (event_type, outcome), count in batch.counts.items():
         metrics.EVENTS.labels(event_type, outcome).inc(count)
     metrics.LAST_FOLD.set_to_current_time()
@@ -569,7 +574,7 @@ async def fold_batch(events: list[Any]) -> None:
             (
                 customer_id,
                 profile.to_bytes() if profile is not None else None,
-                batch.last_event[customer_id].message.partition,
+                batch.partition[customer_id],
             )
             for customer_id, profile in written.items()
         ],
@@ -580,19 +585,45 @@ async def fold_batch(events: list[Any]) -> None:
         else:
             recent_profiles.put(customer_id, profile)
     # Stored: Faust may now commit past the records read back (it never saw them).
+    consumer = feeding_consumer()
     for tp, first, end in batch.read_back:
-        await count_as_handled(app.consumer, tp, first, end)
+        consumer.handled_range(tp, first, end)
+
+
+async def fold_forever(feed: RecordFeed) -> None:
+    """Fold the feed's batches as they come; stop the worker if one is not safely stored."""
+    consumer = feeding_consumer()
+    async for fetched in feed.batches(FOLD_BATCH, FOLD_WITHIN):
+        try:
+            async with profiles_lock:
+                # A list fetched before a rebalance is fetched again from the committed offset.
+                current = [item for item in fetched if consumer.is_current(item)]
+                if current:
+                    await fold_batch(current)
+                    consumer.handled(current)
+        except BaseException as exc:
+            # Nothing past the last batch stored may commit: leave without Faust's shutdown.
+            stop_before_commit("a batch of input records was not safely stored", exc)
+
+
+async def _refuse(stream: faust.StreamT[bytes]) -> None:
+    async for event in stream.events():
+        stop_before_commit(
+            f"{event.message.topic}[{event.message.partition}] offset {event.message.offset} "
+            "reached Faust's per-record path, which nothing acknowledges (see "
+            "stream.runtime.faust_feed: has faust-streaming changed?)"
+        )
 
 
 @app.agent(loyalty_events_topic, concurrency=1)
 async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
-    """Fold loyalty events into their customers' profiles and queue the Ometria records."""
-    # StreamT's declared interface lacks take_events, which faust.Stream implements.
-    batches = stream.take_events(FOLD_BATCH, within=FOLD_WITHIN)  # type: ignore[attr-defined]
-    async for events in batches:
-        try:
-            async with profiles_lock:
-                await fold_batch(events)
-        except BaseException as exc:
-            # Faust acks these events as soon as this iteration ends, however it ends.
-            stop_before_commit("a batch of input records was not safely stored", exc)
+    """Fold loyalty events into their customers' profiles and queue the Ometria records.
+
+    Faust subscribes a topic once a stream iterates it, so this agent's stream does; the
+    records themselves reach the fold through the feed (stream.runtime.faust_feed).
+    """
+    refusing = asyncio.ensure_future(_refuse(stream))
+    try:
+        await fold_forever(app_feed())
+    finally:
+        refusing.cancel()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
+from typing import cast
 
 import faust
+from faust.types import ConsumerT
 from faust.web import Web
 from faust.web.base import BlueprintManager
 from faust.web.drivers import by_url
 
+from stream.runtime.faust_feed import FeedingConsumer, RecordFeed
 from stream.runtime.kafka_auth import faust_credentials
 from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings, get_settings
@@ -23,6 +26,22 @@ class LoyaltyApp(faust.App):
     flag, so the web driver is built without it.
     """
 
+    # The events topic's records, diverted from Faust's per-record path to the fold agent.
+    events_feed: RecordFeed | None = None
+
+    def _new_consumer(self) -> ConsumerT:
+        # Faust's own construction (App._new_consumer), with the consumer that feeds the fold.
+        consumer = FeedingConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            loop=self.transport.loop,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+        )
+        consumer.feed = self.events_feed
+        return consumer
+
     def _new_web(self) -> Web:
         web: Web = by_url(self.conf.web)(self)
         # Every blueprint Faust enables by default is one of its own views; ours are pages.
@@ -30,14 +49,19 @@ class LoyaltyApp(faust.App):
         return web
 
 
-def create_app(settings: Settings) -> faust.App:
+# The events records fetched and waiting for the fold: a whole fold batch (see
+# stream.runtime.agents) on top of the one being folded.
+FEED_CAPACITY = 20_000
+
+
+def create_app(settings: Settings) -> LoyaltyApp:
     """A Faust app wired to the configured brokers, store and web port."""
     brokers = [
         f"kafka://{server.strip()}"
         for server in settings.kafka.bootstrap_servers.split(",")
         if server.strip()
     ]
-    return LoyaltyApp(
+    app = LoyaltyApp(
         settings.app_id,
         broker=brokers,
         broker_credentials=faust_credentials(settings.kafka),
@@ -56,8 +80,6 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_batch_size=256 * 1024,
         producer_linger=0.005,
         producer_max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        # Room for a whole fold batch (see stream.runtime.agents) waiting in the agent's queue.
-        stream_buffer_maxsize=20_000,
         # Commit a fold batch's offsets soon after it ends (Faust's default waits up to 2.8 s):
         # a worker that dies before it ever committed leaves its partitions to a takeover that
         # faust-streaming can stall on (the stall watchdog then restarts the worker).
@@ -80,6 +102,19 @@ def create_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
+    app.events_feed = RecordFeed(settings.topics.events, FEED_CAPACITY)
+    return app
 
 
 app = create_app(get_settings())
+
+
+def app_feed() -> RecordFeed:
+    """The feed of the events topic's records (set when the app is created)."""
+    assert app.events_feed is not None
+    return app.events_feed
+
+
+def feeding_consumer() -> FeedingConsumer:
+    """The app's consumer, which feeds the fold."""
+    return cast(FeedingConsumer, app.consumer)

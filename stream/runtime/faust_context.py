@@ -1,10 +1,10 @@
 """Read and write a table key after a batch as if inside that key's own partition.
 
 A Faust table sends each write to the changelog partition of the *current event* (the one the
-stream is iterating), and a RocksDB store reads and writes the current event's partition;
-`take_events` yields a whole batch, after which there is no current event, and a batch holds
-events of several partitions anyway. Making the key's own event (or a stand-in for its
-partition) current keeps the changelog and the store co-partitioned with the input. This leans
+stream is iterating), and a RocksDB store reads and writes the current event's partition; the
+fold reads its records without Faust events (stream.runtime.faust_feed), a batch at a time, of
+several partitions. Making a stand-in for the key's partition current keeps the changelog and
+the store co-partitioned with the input. This leans
 on `faust.streams._current_event`, the context variable `faust.current_event()` reads, and on
 the table's store, changelog topic and codecs; revisit it when upgrading faust-streaming
 (pinned < 0.16).
@@ -22,12 +22,13 @@ from faust.streams import _current_event
 from faust.types import TP
 
 
-def get_in_event(table: Any, key: str, event: Any) -> Any:
-    """`table.get(key)` as inside `event`: the store looks in the event's partition only.
+def get_in(table: Any, key: str, partition: int) -> Any:
+    """`table.get(key)` as inside an event of `partition`: the store looks in that partition only.
 
     Without a current event a RocksDB store looks a key it has not seen in every partition.
     """
-    token = _current_event.set(weakref.ref(event))
+    stand_in: Any = _InPartition(partition)
+    token = _current_event.set(weakref.ref(stand_in))
     try:
         return table.get(key)
     finally:
@@ -114,7 +115,7 @@ def get_in_partition(table: Any, key: str, partition: int) -> Any:
     if isinstance(store, MemoryStore):
         # One dict for every partition, and each key's partition beside it.
         return store.data.get(key) if _memory_partition(store, key) == partition else None
-    return get_in_event(table, key, _InPartition(partition))
+    return get_in(table, key, partition)
 
 
 def keys_in_partition(table: Any, partition: int) -> list[str]:

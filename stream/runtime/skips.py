@@ -6,18 +6,17 @@ dropped and their offsets treated as a gap, so they would never be processed. An
 sees an offset jump reads the missing range itself and processes it first. A genuine gap (a
 transaction marker, a compacted record) simply reads back nothing.
 
-Records read back this way never pass through Faust's stream, so Faust never acks them, and
-its commit stops for good below them: `Consumer._new_offset` refuses to commit while the
-lowest acked offset is more than one above the committed one (the head-gap guard of
-faust-streaming #312; #606 discusses the same guard). `count_as_handled` enters them in
-Faust's own gap bookkeeping, as Faust does for offsets a compacted topic lacks. Both go when
-the skip itself is fixed upstream (faust-streaming pinned < 0.16).
+Records read back this way were never delivered, so nothing acks them, and Faust's commit
+stops for good below them: `Consumer._new_offset` refuses to commit while the lowest acked
+offset is more than one above the committed one (the head-gap guard of faust-streaming #312;
+#606 discusses the same guard). The fold enters them as handled once stored
+(`FeedingConsumer.handled_range`). Both go when the skip itself is fixed upstream
+(faust-streaming pinned < 0.16).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
 
 
 class SkipWatch:
@@ -45,17 +44,6 @@ class SkipWatch:
         if last is None or offset > last:
             self._last[partition] = offset
         return last + 1 if last is not None and offset > last + 1 else None
-
-
-async def count_as_handled(consumer: Any, tp: Any, start: int, end: int) -> None:
-    """Let Faust commit past offsets start..end-1, handled outside its stream.
-
-    Call only once their effects are stored: the next commit may include them (together with
-    the record at `end`, which Faust acks itself).
-    """
-    if start < end:
-        # Faust's gap intervals are inclusive of both ends here (it adds one itself).
-        await consumer._add_gap(tp, start, end - 1)
 
 
 class StallWatch:

@@ -1,6 +1,7 @@
-"""The fold agent at its seam: Faust's own test_context() drives `sync_loyalty_profiles`, with
-one AsyncMock per outside dependency (the producer that writes the outbox and the changelog,
-and the dead-letter topic). The real broker is exercised by tests/integration."""
+"""The fold at its seam: `fold_batch` takes fetched record lists as the feed hands them over
+(stream.runtime.faust_feed), with one AsyncMock per outside dependency (the producer that writes
+the outbox and the changelog, and the dead-letter topic). The real broker is exercised by
+tests/integration."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from unittest.mock import AsyncMock
 
 import orjson
 import pytest
+from faust.types import TP
 
 from stream import metrics
 from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
+from stream.runtime.faust_feed import Fetched
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topology import default_partition
 
@@ -73,12 +76,27 @@ def outbox_sends(send: AsyncMock) -> list[tuple[int, list[dict]]]:
     ]
 
 
+def _fetched(key: bytes, values: list[bytes], first_offset: int) -> list[Fetched]:
+    """One partition's records as one fetch delivers them to the fold."""
+    topic = agents.settings.topics.events
+    records = [
+        types.SimpleNamespace(
+            topic=topic, partition=0, offset=first_offset + n, key=key, value=value, headers=[]
+        )
+        for n, value in enumerate(values)
+    ]
+    return [Fetched(TP(topic, 0), records, 0)]
+
+
+def _carriers(customer_id: str, docs: list[dict], first_offset: int) -> list[Fetched]:
+    return _fetched(customer_id.encode(), [orjson.dumps(doc) for doc in docs], first_offset)
+
+
 async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(producer, dead_letters):
     customer_id = SAMPLE_CUSTOMERS[0]["id"]
     enrolled = sample_events("t1", datetime.now(UTC) - timedelta(minutes=1))[0]
     assert enrolled["customer"]["id"] == customer_id
-    async with agents.sync_loyalty_profiles.test_context() as agent:
-        await agent.put(orjson.dumps(enrolled), key=customer_id.encode())
+    await agents.fold_batch(_carriers(customer_id, [enrolled], 0))
     stored = customer_to_profile.data[customer_id]
     assert Profile.from_bytes(stored).customer_id == customer_id
     ((partition, records),) = outbox_sends(producer)
@@ -93,8 +111,7 @@ async def test_an_invalid_record_is_dead_lettered_byte_for_byte_and_nothing_is_q
     producer, dead_letters
 ):
     raw = b'{"event_id": "e1", "type": "points.earned"'
-    async with agents.sync_loyalty_profiles.test_context() as agent:
-        await agent.put(raw, key=b"c-1")
+    await agents.fold_batch(_fetched(b"c-1", [raw], 0))
     dead_letters.assert_awaited_once()
     letter = dead_letters.await_args.kwargs
     assert letter["value"] == raw
@@ -108,36 +125,10 @@ async def test_a_folded_batch_stamps_the_time_its_events_were_counted(producer, 
     metrics.LAST_FOLD.set(0)
     enrolled = sample_events("t2", datetime.now(UTC) - timedelta(minutes=1))[0]
     before = time.time()
-    async with agents.sync_loyalty_profiles.test_context() as agent:
-        await agent.put(orjson.dumps(enrolled), key=enrolled["customer"]["id"].encode())
+    await agents.fold_batch(_carriers(enrolled["customer"]["id"], [enrolled], 0))
     stamped = metrics.REGISTRY.get_sample_value("loyalty_last_fold_timestamp_seconds")
     assert stamped is not None
     assert before <= stamped <= time.time()
-
-
-class _Carrier:
-    """A Faust event as `fold_batch` sees it: its message (and weak references to it)."""
-
-    def __init__(self, message) -> None:
-        self.message = message
-
-
-def _carriers(customer_id: str, docs: list[dict], first_offset: int) -> list[_Carrier]:
-    topic = agents.settings.topics.events
-    return [
-        _Carrier(
-            types.SimpleNamespace(
-                topic=topic,
-                partition=0,
-                offset=first_offset + n,
-                tp=(topic, 0),
-                key=customer_id.encode(),
-                value=orjson.dumps(doc),
-                headers=[],
-            )
-        )
-        for n, doc in enumerate(docs)
-    ]
 
 
 def _earned(customer_id: str, points: int, at: datetime) -> dict:

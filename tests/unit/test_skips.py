@@ -12,7 +12,6 @@ from stream.runtime.skips import (
     RecoveryWatch,
     SkipWatch,
     StallWatch,
-    count_as_handled,
 )
 
 
@@ -165,22 +164,10 @@ def _acked(consumer, committed: int, acked: range):
 
 def test_faust_alone_never_commits_past_records_its_stream_did_not_deliver(faust_consumer):
     # The upstream behaviour the workaround exists for: when this fails, faust-streaming
-    # commits past such records by itself and count_as_handled can go.
+    # commits past such records by itself and the fold need not enter read-back records.
     consumer = _acked(faust_consumer, committed=373, acked=range(380, 385))
     assert consumer._acked[TP1] == list(range(380, 385))
     assert consumer._new_offset(TP1) is None
-
-
-async def test_records_read_back_after_a_skip_let_faust_commit_past_them(faust_consumer):
-    consumer = _acked(faust_consumer, committed=373, acked=range(380, 385))
-    await count_as_handled(consumer, TP1, 373, 380)
-    assert consumer._new_offset(TP1) == 385
-
-
-async def test_a_skip_that_read_back_nothing_changes_nothing_for_faust(faust_consumer):
-    consumer = _acked(faust_consumer, committed=373, acked=range(373, 377))
-    await count_as_handled(consumer, TP1, 377, 377)
-    assert consumer._new_offset(TP1) == 377
 
 
 def test_recovery_watch_a_recovery_reading_nothing_while_records_remain_is_stalled():

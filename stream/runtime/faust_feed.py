@@ -1,0 +1,203 @@
+"""The events topic's fetched records, straight to the fold as per-partition lists.
+
+Faust hands every fetched record over on its own: its fetcher awaits one callback per record
+(mode's `wait_first`: four futures, an `asyncio.wait` and three cancellations), the conductor
+builds an Event under a lock, the stream acks it. At full speed that is most of the worker's
+CPU. Here the consumer's `getmany` keeps the events topic's records: each fetch's list for a
+partition goes to a bounded `RecordFeed` (a full feed blocks the fetcher, as a full stream
+buffer would), the fold takes lists from it in batches, and once a batch's writes are stored
+its offsets are entered as acknowledged in one step. Every other topic's records (changelogs
+of standby partitions, Faust's own) take Faust's path unchanged. Faust keeps the group, the
+assignor's co-partitioning, tables, recovery, standbys, commits and the web server.
+
+What this relies on in faust-streaming 0.15 (each checked by tests/unit/test_faust_feed.py):
+- The fetcher (`Consumer._drain_messages`) iterates `self.getmany(timeout=...)` on each fetch:
+  records it is not given are never delivered to a stream, nor acked.
+- `Consumer._wait_next_records(timeout)` returns the fetched records by partition and the
+  partitions active then; `flow_active`, `app.consumer_generation_id`, `_buffered_partitions`
+  and `perform_seek` are what Faust's own `getmany` checks before delivering a record.
+- A revocation awaits `Consumer.wait_empty()` (which then commits) after stopping the flow, and
+  Faust seeks every partition back to its committed offset once the assignment completes: a
+  list still queued then is dropped and fetched again.
+- `ack()` enters an offset in `_acked` and `_acked_index` (when at or above
+  `_committed_offset`), and the commit takes the consecutive run from `_acked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from faust.transport.drivers.aiokafka import Consumer
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One fetch's records of one partition (aiokafka's ConsumerRecords, in offset order)."""
+
+    tp: Any
+    records: list[Any]
+    generation: int
+
+
+class RecordFeed:
+    """A bounded queue of fetched record lists between Faust's fetcher and the fold.
+
+    `capacity` bounds the records queued (not counting the batch being folded): the fetcher
+    waits while the feed is full, which is what stops it fetching.
+    """
+
+    def __init__(self, topic: str, capacity: int) -> None:
+        self.topic = topic
+        self._capacity = capacity
+        self._queued: deque[Fetched] = deque()
+        self._count = 0
+        self._changed = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        """The records queued."""
+        return self._count
+
+    async def put(self, fetched: Fetched) -> None:
+        """Queue a list; waits while the feed is full (a clear also ends the wait)."""
+        while self._count >= self._capacity:
+            self._changed.clear()
+            await self._changed.wait()
+        self._queued.append(fetched)
+        self._count += len(fetched.records)
+        self._changed.set()
+
+    def clear(self) -> None:
+        """Drop every queued list (a rebalance: Faust seeks back to the committed offsets)."""
+        self._queued.clear()
+        self._count = 0
+        self._changed.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no batch taken from the feed is still being folded."""
+        await self._idle.wait()
+
+    async def batches(self, size: int, within: float) -> AsyncIterator[list[Fetched]]:
+        """Lists in batches of about `size` records, or what came within `within` seconds.
+
+        A batch counts as being folded until the next one is asked for (`wait_idle`).
+        """
+        while True:
+            self._idle.set()
+            batch = [await self._take()]
+            count = len(batch[0].records)
+            deadline = time.monotonic() + within
+            while count < size:
+                if not self._queued:
+                    try:
+                        async with asyncio.timeout(deadline - time.monotonic()):
+                            await self._wait_for_more()
+                    except TimeoutError:
+                        break
+                    continue
+                fetched = self._pop()
+                batch.append(fetched)
+                count += len(fetched.records)
+            self._idle.clear()
+            yield batch
+
+    async def _take(self) -> Fetched:
+        while not self._queued:
+            await self._wait_for_more()
+        return self._pop()
+
+    async def _wait_for_more(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _pop(self) -> Fetched:
+        fetched = self._queued.popleft()
+        self._count -= len(fetched.records)
+        self._changed.set()  # room for the fetcher
+        return fetched
+
+
+class FeedingConsumer(Consumer):
+    """Faust's aiokafka consumer, with the events topic's records diverted to a RecordFeed."""
+
+    feed: RecordFeed | None = None
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109 -- Faust's signature
+        """Faust's `getmany`, except that the feed's topic goes to the feed in lists."""
+        feed = self.feed
+        records, active = await self._wait_next_records(timeout)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # As Faust does: records fetched while the flow stopped are read again from the
+            # committed offsets.
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # as in Faust's own getmany: a warning, and the next fetch
+                self.log.warning("exception performing seek when flow not active %r", exc)
+            return
+        for tp, fetched in records.items():
+            if not self._still_current(generation):
+                return
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if feed is not None and tp.topic == feed.topic:
+                fresh = self._unread(tp, fetched)
+                if fresh:
+                    await feed.put(Fetched(tp, fresh, generation))
+                continue
+            to_message = self._to_message
+            for record in fetched:
+                if not self._still_current(generation):
+                    return
+                yield tp, to_message(tp, record)
+
+    def _still_current(self, generation: int) -> bool:
+        return bool(self.flow_active) and self.app.consumer_generation_id == generation
+
+    def _unread(self, tp: Any, fetched: list[Any]) -> list[Any]:
+        """The records at or after the read offset (as Faust's fetcher drops the others)."""
+        read = self._read_offset[tp]
+        if read is not None and fetched and fetched[0].offset < read:
+            fetched = [record for record in fetched if record.offset >= read]
+        if fetched:
+            self._read_offset[tp] = fetched[-1].offset
+        return fetched
+
+    async def wait_empty(self) -> None:
+        """Before Faust's commit on a revocation: the batch in flight is folded and acked."""
+        if self.feed is not None:
+            self.feed.clear()
+            await self.feed.wait_idle()
+        await super().wait_empty()
+
+    def is_current(self, fetched: Fetched) -> bool:
+        """Whether a list may still be folded: fetched in this generation, partition still held."""
+        return self._still_current(fetched.generation) and fetched.tp in self.assignment()
+
+    def handled(self, items: Iterable[Fetched]) -> None:
+        """Let Faust commit past these lists: their effects are stored."""
+        for fetched in items:
+            if fetched.records:
+                first, last = fetched.records[0].offset, fetched.records[-1].offset
+                self.handled_range(fetched.tp, first, last + 1)
+
+    def handled_range(self, tp: Any, first: int, end: int) -> None:
+        """Enter offsets first..end-1 as acknowledged, as `ack()` does one at a time."""
+        committed = self._committed_offset[tp]
+        start = first if committed is None else max(first, committed)
+        if start >= end:
+            return
+        index = self._acked_index[tp]
+        offsets = [offset for offset in range(start, end) if offset not in index]
+        self._acked[tp].extend(offsets)
+        index.update(offsets)
+        self._n_acked += len(offsets)

@@ -1,0 +1,238 @@
+"""The feed between Faust's fetcher and the fold (stream.runtime.faust_feed), and every
+faust-streaming behaviour it relies on: an upgrade that changes one fails here."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import types
+
+import pytest
+from faust.app.base import App
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+from faust.types import TP
+
+from stream.runtime.app import app
+from stream.runtime.faust_feed import FeedingConsumer, Fetched, RecordFeed
+
+EVENTS = app.conf.id + "-events-under-test"
+OTHER = "another-topic"
+
+
+def _record(topic: str, offset: int) -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=b"k",
+        value=b"v",
+        headers=[],
+        timestamp=0,
+        timestamp_type=0,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=1,
+    )
+
+
+def _fetched(offsets: range, generation: int = 1) -> Fetched:
+    return Fetched(TP(EVENTS, 0), [_record(EVENTS, offset) for offset in offsets], generation)
+
+
+@pytest.fixture
+def consumer(monkeypatch):
+    """A real FeedingConsumer (never started) whose fetch returns what a test gives it."""
+    made = app._new_consumer()
+    assert isinstance(made, FeedingConsumer)
+    made.feed = RecordFeed(EVENTS, capacity=100)
+    made.resume_flow()
+    monkeypatch.setattr(app, "consumer_generation_id", 1, raising=False)
+    monkeypatch.setattr(made, "highwater", lambda tp: 1000)
+    return made
+
+
+def _fetching(consumer, records: dict) -> None:
+    async def fetch(timeout):
+        return records, set(records)
+
+    consumer._wait_next_records = fetch
+
+
+async def _drain(consumer) -> list:
+    return [item async for item in consumer.getmany(timeout=0)]
+
+
+# What the feed relies on in faust-streaming
+
+
+def test_faust_fetcher_takes_every_record_from_the_consumer_getmany():
+    source = inspect.getsource(Consumer._drain_messages)
+    assert "getmany = self.getmany" in source
+    assert "callback(message)" in source
+
+
+def test_faust_getmany_checks_flow_generation_and_active_partitions_before_delivering():
+    source = inspect.getsource(Consumer.getmany)
+    for check in (
+        "_wait_next_records(timeout)",
+        "self.flow_active",
+        "consumer_generation_id",
+        "self._buffered_partitions",
+        "perform_seek()",
+    ):
+        assert check in source, check
+
+
+def test_a_revocation_waits_for_the_consumer_to_be_empty_before_the_signal():
+    source = inspect.getsource(App._on_partitions_revoked)
+    assert source.index("T(consumer.stop_flow)") < source.index("_consumer_wait_empty")
+    assert source.index("_consumer_wait_empty") < source.index("on_partitions_revoked.send")
+    assert "consumer.wait_empty()" in inspect.getsource(App._consumer_wait_empty)
+    assert app.conf.stream_wait_empty
+
+
+def test_recovery_seeks_to_the_committed_offsets_before_the_flow_resumes():
+    source = inspect.getsource(Recovery._resume_streams)
+    assert source.index("perform_seek()") < source.index("consumer.resume_flow()")
+
+
+class _Message:
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.acked = False
+        self.tp = tp
+        self.topic = tp.topic
+        self.offset = offset
+
+
+def test_ack_enters_the_offset_where_handled_ranges_enter_theirs(consumer, monkeypatch):
+    tp = TP(EVENTS, 0)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    consumer.ack(_Message(tp, 5))
+    assert consumer._acked[tp] == [5]
+    assert 5 in consumer._acked_index[tp]
+    assert consumer._n_acked == 1
+    assert consumer._new_offset(tp) == 6
+
+
+# The consumer
+
+
+async def test_the_events_topic_goes_to_the_feed_in_lists_and_other_topics_to_faust(consumer):
+    events = [_record(EVENTS, offset) for offset in (10, 11, 13)]
+    other = [_record(OTHER, 4)]
+    _fetching(consumer, {TP(EVENTS, 0): events, TP(OTHER, 0): other})
+    delivered = await _drain(consumer)
+    assert [(tp.topic, message.offset) for tp, message in delivered] == [(OTHER, 4)]
+    assert len(consumer.feed) == 3
+    async for batch in consumer.feed.batches(3, within=1):
+        assert [record.offset for record in batch[0].records] == [10, 11, 13]
+        assert batch[0].generation == 1
+        break
+
+
+async def test_records_below_the_read_offset_are_not_fed_again(consumer):
+    consumer._read_offset[TP(EVENTS, 0)] = 11
+    _fetching(consumer, {TP(EVENTS, 0): [_record(EVENTS, offset) for offset in (10, 11, 12)]})
+    await _drain(consumer)
+    async for batch in consumer.feed.batches(2, within=1):
+        assert [record.offset for record in batch[0].records] == [11, 12]
+        break
+    assert consumer._read_offset[TP(EVENTS, 0)] == 12
+
+
+async def test_nothing_is_fed_while_the_flow_is_stopped(consumer, monkeypatch):
+    seeks = []
+
+    async def perform_seek():
+        seeks.append(True)
+
+    monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+    consumer.stop_flow()
+    _fetching(consumer, {TP(EVENTS, 0): [_record(EVENTS, 1)]})
+    await _drain(consumer)
+    assert len(consumer.feed) == 0
+    assert seeks == [True]
+
+
+async def test_a_list_of_an_older_generation_is_not_current(consumer, monkeypatch):
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP(EVENTS, 0)})
+    assert consumer.is_current(_fetched(range(3), generation=1))
+    monkeypatch.setattr(app, "consumer_generation_id", 2, raising=False)
+    assert not consumer.is_current(_fetched(range(3), generation=1))
+
+
+async def test_a_list_of_a_partition_no_longer_held_is_not_current(consumer, monkeypatch):
+    monkeypatch.setattr(consumer, "assignment", lambda: {TP(EVENTS, 1)})
+    assert not consumer.is_current(_fetched(range(3)))
+
+
+async def test_handled_lists_commit_past_their_last_offset_and_gaps_in_them(consumer):
+    tp = TP(EVENTS, 0)
+    consumer._committed_offset[tp] = 10
+    fetched = Fetched(tp, [_record(EVENTS, offset) for offset in (8, 9, 10, 11, 14)], 1)
+    consumer.handled([fetched])
+    # Offsets below the committed one are not entered; 12 and 13 held no record.
+    assert consumer._new_offset(tp) == 15
+
+
+async def test_a_gap_before_the_handled_offsets_holds_the_commit(consumer):
+    tp = TP(EVENTS, 0)
+    consumer._committed_offset[tp] = 10
+    consumer.handled_range(tp, 12, 20)
+    assert consumer._new_offset(tp) is None
+
+
+async def test_a_revocation_drops_the_queued_lists_and_waits_for_the_batch_in_flight(consumer):
+    feed = consumer.feed
+    await feed.put(_fetched(range(0, 5)))
+    batches = feed.batches(5, within=0)
+    await anext(batches)  # now being folded
+    await feed.put(_fetched(range(5, 10)))
+    waited = asyncio.ensure_future(consumer.wait_empty())
+    await asyncio.sleep(0)
+    assert len(feed) == 0
+    assert not waited.done()
+    asking = asyncio.ensure_future(anext(batches))  # the fold asks for the next batch
+    await asyncio.wait_for(waited, timeout=5)
+    asking.cancel()
+
+
+# The feed
+
+
+async def test_a_full_feed_blocks_the_fetcher_until_the_fold_takes_a_list():
+    feed = RecordFeed(EVENTS, capacity=5)
+    await feed.put(_fetched(range(0, 5)))
+    blocked = asyncio.ensure_future(feed.put(_fetched(range(5, 10))))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    batches = feed.batches(5, within=0)
+    assert [r.offset for r in (await anext(batches))[0].records] == [0, 1, 2, 3, 4]
+    await asyncio.wait_for(blocked, timeout=5)
+    assert len(feed) == 5
+
+
+async def test_a_batch_collects_lists_up_to_its_size():
+    feed = RecordFeed(EVENTS, capacity=100)
+    for start in range(0, 30, 10):
+        await feed.put(_fetched(range(start, start + 10)))
+    batch = await anext(feed.batches(20, within=5))
+    assert [len(fetched.records) for fetched in batch] == [10, 10]
+    assert len(feed) == 10
+
+
+async def test_a_batch_ends_after_its_window_with_what_came():
+    feed = RecordFeed(EVENTS, capacity=100)
+    await feed.put(_fetched(range(3)))
+    batch = await asyncio.wait_for(anext(feed.batches(20_000, within=0.05)), timeout=5)
+    assert sum(len(fetched.records) for fetched in batch) == 3
+
+
+async def test_a_clear_releases_a_fetcher_waiting_for_room():
+    feed = RecordFeed(EVENTS, capacity=5)
+    await feed.put(_fetched(range(0, 5)))
+    blocked = asyncio.ensure_future(feed.put(_fetched(range(5, 10))))
+    await asyncio.sleep(0)
+    feed.clear()
+    await asyncio.wait_for(blocked, timeout=5)
