@@ -199,6 +199,7 @@ SECRET_MOUNT = "/etc/loyalty-stream/secrets"
 JOBS_OF = {
     OVERLAY: K8S / "overlays" / "example-jobs",
     SEPARATE: K8S / "overlays" / "example-separate-pusher-jobs",
+    K8S / "overlays" / "example-strimzi": K8S / "overlays" / "example-strimzi-jobs",
 }
 JOB_DIRS = list(JOBS_OF.values())
 
@@ -351,9 +352,16 @@ def test_container_secret_files_come_from_the_read_only_secret(where, pod, conta
     assert mount["readOnly"] is True
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == SECRET["metadata"]["name"]
+    # Strimzi's Secrets (components/strimzi), named after a KafkaUser of the same render.
+    strimzi_made = {o["metadata"]["name"] for o in RENDERED[where] if o["kind"] == "KafkaUser"}
     for variable, path in files.items():
         directory, _, key = path.rpartition("/")
-        assert directory == SECRET_MOUNT, f"{variable} should name a file under {SECRET_MOUNT}"
+        if directory != SECRET_MOUNT:
+            (other,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+            assert other["readOnly"] is True
+            (source,) = [v["secret"] for v in pod["volumes"] if v["name"] == other["name"]]
+            assert source["secretName"] in strimzi_made, f"{variable}: not a file of a Secret"
+            continue
         assert key in SECRET["stringData"], f"{variable}: the example Secret has no key {key}"
     for variable, ref in secret_env(container).items():
         assert ref["name"] == SECRET["metadata"]["name"]
@@ -659,7 +667,7 @@ def test_container_environment_loads_as_settings(where, pod, container, monkeypa
         monkeypatch.delenv(name)
     env = container_env(where, container)
     for name, value in env.items():
-        if name.endswith("_FILE"):
+        if name.endswith(("_FILE", "_CAFILE")):
             # The mounted Secret's file, stood in for by a temporary one.
             stand_in = tmp_path / Path(value).name
             stand_in.write_text("placeholder\n", encoding="utf-8")
