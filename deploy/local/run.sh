@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # `make run`: Kafka (unless a broker is configured), the Ometria stand-in (unless an API key is
 # configured), the worker, sample events, and what Ometria received. `run.sh stop` stops what
-# it started (not Kafka: `make kafka-down`).
+# it started (not Kafka: `make kafka-down`). An API key for a real Ometria is refused unless
+# LOYALTY_RUN_REAL_OMETRIA=yes (ometria_guard.sh): the demo customers would land in that account.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
+if [[ "${1:-}" != "stop" ]]; then
+  bash deploy/local/ometria_guard.sh
+fi
 PY="$REPO/.venv/bin/python"
 RUN="$REPO/.run"
 SANDBOX_URL="http://127.0.0.1:8085"

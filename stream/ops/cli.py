@@ -1,5 +1,5 @@
 """`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, forget,
-schemas."""
+schemas. Exit codes: stream.ops.exit_codes (README "Exit codes")."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import httpx
 import orjson
 from aiokafka.errors import KafkaError
 
+import stream
 from stream.domain.mapping import MappingError
+from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
 from stream.settings import Settings, SettingsError, get_settings, use_settings
 
@@ -150,7 +152,7 @@ def _worker(_: argparse.Namespace) -> int:
     # every library builds a debug record per message sent; a service has no terminal anyway.
     worker.spinner = None
     worker.execute_from_commandline()
-    return 0  # pragma: no cover - execute_from_commandline exits
+    return ExitCode.OK  # pragma: no cover - execute_from_commandline exits
 
 
 def _sandbox(argv: list[str]) -> int:
@@ -190,7 +192,7 @@ def _send_sample(args: argparse.Namespace) -> int:
     if args.show_sandbox:
         expected = [c["id"] for c in SAMPLE_CUSTOMERS if "email" in c]
         return _show_sandbox(args.show_sandbox, expected, f"sample-{run}-", args.timeout)
-    return 0
+    return ExitCode.OK
 
 
 def of_this_run(events: list[dict[str, Any]], run_prefix: str) -> list[dict[str, Any]]:
@@ -235,8 +237,8 @@ def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: f
     missing = set(customer_ids) - {e.get("identity_account_id") for e in events}
     if missing:
         console.print(f"[red]still missing after {timeout:.0f}s: {', '.join(sorted(missing))}")
-        return 1
-    return 0
+        return ExitCode.REFUSED
+    return ExitCode.OK
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -244,7 +246,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
     for path in write(Path(args.out)):
         print(f"schemas: wrote {path}")
-    return 0
+    return ExitCode.OK
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -292,11 +294,13 @@ def _backfill(args: argparse.Namespace) -> int:
     wait = asyncio.run(cooldown_check())
     if wait is not None and not (args.force or args.dry_run):
         print(f"backfill: refused: {wait}; --force runs it anyway", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
     if wait is not None and args.force and not args.dry_run:
         asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
     source = changelog_topic(settings)
-    with ProgressView(f"backfill {source}", unit="records") as view:
+    # With --json, stdout carries the one document only.
+    progress_out = sys.stderr if args.json else sys.stdout
+    with ProgressView(f"backfill {source}", unit="records", out=progress_out) as view:
 
         def advance(done: int, total: int, queued: int) -> None:
             verb = "to queue (dry run)" if args.dry_run else "queued"
@@ -314,25 +318,30 @@ def _backfill(args: argparse.Namespace) -> int:
                 asyncio.run(control.write(settings, control.BACKFILL, previous))
             if isinstance(exc, control.UnreadableControlRecord):
                 print(f"backfill: refused: {exc}", file=sys.stderr)
-                return 1
+                return ExitCode.REFUSED
             raise
     if full and not args.dry_run:
         record = control.backfill_record(now, report.contacts)
         asyncio.run(control.write(settings, control.BACKFILL, record))
-    verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
-    print(
-        f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
-        f"({report.without_email} without an email)"
-    )
-    if report.changed_meanwhile:
+    if args.json:
+        from stream.ops.reports import backfill_document, dumps
+
+        print(dumps(backfill_document(report, source=source)))
+    else:
+        verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
+        print(
+            f"backfill: {report.profiles} profiles, {verb} {report.contacts} contacts "
+            f"({report.without_email} without an email)"
+        )
+    if report.changed_meanwhile and not args.json:
         print(
             f"backfill: {report.changed_meanwhile} profiles changed while it read; the workers "
             "queued their newer contacts"
         )
     if report.missing:
         print(f"backfill: no stored profile for {', '.join(report.missing)}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.REFUSED
+    return ExitCode.OK
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -347,7 +356,7 @@ def _replay(args: argparse.Namespace) -> int:
             f"replay: --from {args.start!r} is neither earliest nor an ISO 8601 time",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.USAGE
     try:
         mark = asyncio.run(
             replay(
@@ -360,7 +369,18 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except ReplayRefused as exc:
         print(f"replay: refused: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
+    if args.json:
+        from stream.ops.reports import dumps, replay_document
+
+        document = replay_document(
+            mark,
+            group=settings.app_id,
+            topic=settings.topics.events,
+            reset_state=args.reset_state,
+        )
+        print(dumps(document))
+        return ExitCode.OK
     verb = "would rewind" if args.dry_run else "rewound"
     print(
         f"replay: {verb} group {settings.app_id} on {settings.topics.events} to {mark.source}: "
@@ -368,7 +388,7 @@ def _replay(args: argparse.Namespace) -> int:
         f"({', '.join(f'{p}: {mark.start[p]}..{mark.until[p]}' for p in sorted(mark.until))})"
     )
     if args.dry_run:
-        return 0
+        return ExitCode.OK
     if mark.reset:
         print(
             "replay: table state discarded (changelog deleted; each worker removes its local "
@@ -387,7 +407,7 @@ def _replay(args: argparse.Namespace) -> int:
                 done = asyncio.run(replay_progress(settings, mark))
                 view.update(done, total, "folded again (committed by the workers)")
                 time.sleep(1.0)  # polling the group's commits, which the workers make
-    return 0
+    return ExitCode.OK
 
 
 def _human(period: timedelta) -> str:
@@ -448,10 +468,10 @@ def _set_pause(args: argparse.Namespace) -> int:
             f"{args.command}: pushing to Ometria resumed (paused since "
             f"{_since(before.since, now)}); the pushers drain {waiting.total} records, coalesced"
         )
-    return 0
+    return ExitCode.OK
 
 
-def _status(_: argparse.Namespace) -> int:
+def _status(args: argparse.Namespace) -> int:
     from stream.ops.replay import REPLAY, ReplayMark, last_replay, replay_progress
     from stream.runtime import control
     from stream.runtime.erasures import pending_in_ometria
@@ -485,6 +505,23 @@ def _status(_: argparse.Namespace) -> int:
         return pause, last_backfill, backlog, groups, mark, folded, unscoped, pending
 
     pause, last_backfill, waiting, groups, mark, folded, unscoped, pending = asyncio.run(gather())
+    if args.json:
+        from stream.ops.reports import dumps, status_document
+
+        document = status_document(
+            app_id=settings.app_id,
+            ometria_enabled=settings.ometria.enabled,
+            pause=pause,
+            backlog=waiting,
+            groups=groups,
+            last_backfill=last_backfill,
+            last_replay=mark,
+            replay_folded=folded,
+            unscoped=unscoped,
+            pending=pending,
+        )
+        print(dumps(document))
+        return ExitCode.OK
     now = datetime.now(UTC)
     if pause.paused:
         print(f"status: paused since {_since(pause.since, now)}")
@@ -519,7 +556,7 @@ def _status(_: argparse.Namespace) -> int:
             f"{settings.app_id}'s own"
         )
     _show_pending_in_ometria(pending)
-    return 0
+    return ExitCode.OK
 
 
 def _show_pending_in_ometria(pending: list[Any]) -> None:
@@ -562,6 +599,11 @@ def _redrive(args: argparse.Namespace) -> int:
         return await redrive(settings, args.which, filters, dry_run=args.dry_run, again=args.again)
 
     report = asyncio.run(run())
+    if args.json:
+        from stream.ops.reports import dumps, redrive_document
+
+        print(dumps(redrive_document(report)))
+        return ExitCode.OK
     verb = "would publish" if args.dry_run else "published"
     publishable = report.matched - report.still_invalid - report.cut - report.erased
     print(
@@ -571,7 +613,7 @@ def _redrive(args: argparse.Namespace) -> int:
         f"skipped {report.already} published by an earlier run (--again publishes them again) "
         f"and {report.erased} of erased customers (never published)"
     )
-    return 0
+    return ExitCode.OK
 
 
 def _forget(args: argparse.Namespace) -> int:
@@ -584,25 +626,30 @@ def _forget(args: argparse.Namespace) -> int:
             customer_ids += read_ids(Path(args.file).read_text().splitlines())
         except OSError as exc:
             print(f"forget: cannot read --file {args.file}: {exc.strerror}", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
     if args.confirm_ometria:
         if args.dry_run:
             print("forget: --dry-run does not apply to --confirm-ometria", file=sys.stderr)
-            return 2
+            return ExitCode.USAGE
         done = asyncio.run(confirm(settings, customer_ids))
         print(
             f"forget: confirmed {done.confirmed} erasures done in Ometria; "
             f"{done.not_pending} given ids had none pending (not erased by a worker yet, or "
             "confirmed already: see `status`)"
         )
-        return 0
+        return ExitCode.OK
     try:
         erasures = asyncio.run(
             forget(settings, customer_ids, dry_run=args.dry_run, now=datetime.now(UTC))
         )
     except ForgetRefused as exc:
         print(f"forget: refused: {exc}", file=sys.stderr)
-        return 1
+        return ExitCode.REFUSED
+    if args.json:
+        from stream.ops.reports import dumps, forget_document
+
+        print(dumps(forget_document(erasures)))
+        return ExitCode.OK
     verb = "would publish" if args.dry_run else "published"
     print(
         f"forget: {verb} {erasures.records} customer.erased records ({erasures.customers} "
@@ -614,12 +661,26 @@ def _forget(args: argparse.Namespace) -> int:
             "forget: the workers erase each profile as they fold these; `status` then lists "
             "the erasures to do in Ometria"
         )
-    return 0
+    return ExitCode.OK
+
+
+def _json_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: print one JSON object instead (counts, no customer ids)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stream", description="Loyalty events from Kafka to Ometria."
+        prog="python -m stream",
+        description="Loyalty events from Kafka to Ometria. Exit codes: 0 done, 1 refused (the "
+        "message says why), 2 wrong arguments or settings, 3 Kafka unreachable or refusing, "
+        '70 a worker or pusher stopped before committing (README "Exit codes").',
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"python -m stream {stream.__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("worker", help="run the stream processor").set_defaults(run=_worker)
@@ -648,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--since", help="only letters that failed at or after this ISO time")
     redrive.add_argument("--limit", type=int, help="at most this many letters")
     redrive.add_argument("--dry-run", action="store_true", help="list, publish nothing")
+    _json_flag(redrive)
     redrive.add_argument(
         "--again",
         action="store_true",
@@ -658,6 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
     )
     backfill.add_argument("--dry-run", action="store_true", help="count, queue nothing")
+    _json_flag(backfill)
     backfill.add_argument(
         "--force", action="store_true", help="run even within the cooldown of the last backfill"
     )
@@ -673,11 +736,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
     ):
         commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
-    commands.add_parser(
+    status = commands.add_parser(
         "status",
         help="paused or not since when, outbox backlog, groups, last backfill, erasures to do "
         "in Ometria",
-    ).set_defaults(run=_status)
+    )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead (counts, no customer ids)",
+    )
+    status.set_defaults(run=_status)
     forget = commands.add_parser(
         "forget",
         help="erase customers (GDPR): publish customer.erased to every events partition",
@@ -689,6 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--file", metavar="PATH", help="customer ids, one a line (# comments, blank lines)"
     )
     forget.add_argument("--dry-run", action="store_true", help="count, publish nothing")
+    _json_flag(forget)
     forget.add_argument(
         "--confirm-ometria",
         action="store_true",
@@ -713,6 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="discard the profile table so it is rebuilt from the events (with earliest)",
     )
     replay.add_argument("--dry-run", action="store_true", help="say what it would do")
+    _json_flag(replay)
     replay.add_argument(
         "--follow", action="store_true", help="then show the workers' progress until done"
     )
@@ -728,13 +799,20 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["sandbox"]:
         return _sandbox(argv[1:])
     args = build_parser().parse_args(argv)
+    if getattr(args, "json", False) and not getattr(args, "dry_run", True):
+        print(
+            f"error: {args.command} --json needs --dry-run: only a dry run answers with one "
+            "document (a real run reports as it goes)",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
     try:
         if args.command != "schemas":
             prepare_data_dir(get_settings().data_dir)
         result: int = args.run(args)
     except (SettingsError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except KafkaError as exc:
         # e.g. a wrong SASL password or an unreachable broker, before Faust starts.
         cause = f" (caused by {exc.__cause__!r})" if exc.__cause__ else ""
@@ -743,5 +821,5 @@ def main(argv: list[str] | None = None) -> int:
             f"{exc!r}{cause}; check STREAM_KAFKA__* settings",
             file=sys.stderr,
         )
-        return 3
+        return ExitCode.KAFKA
     return result

