@@ -380,6 +380,37 @@ class EventSettings(_Section):
     _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
 
 
+class RocksDBSettings(_Section):
+    """Memory of the table's RocksDB (`STREAM_STORE=rocksdb://`): one database per table
+    partition a worker holds, active or standby, each with these; the data itself stays on
+    disk, so the worker's memory does not grow with customers."""
+
+    block_cache_mib: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="Block cache of each partition's database, MiB (recently read profiles).",
+    )
+    write_buffer_mib: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Size of each memtable (writes not yet flushed to disk), MiB.",
+    )
+    write_buffers: int = Field(
+        default=2, ge=2, le=8, description="Memtables per partition's database (one flushing)."
+    )
+
+    def faust_options(self) -> dict[str, int]:
+        """Faust's RocksDB store options (`faust.stores.rocksdb.RocksDBOptions`)."""
+        mib = 1024 * 1024
+        return {
+            "block_cache_size": self.block_cache_mib * mib,
+            "write_buffer_size": self.write_buffer_mib * mib,
+            "max_write_buffer_number": self.write_buffers,
+        }
+
+
 class Settings(BaseSettings):
     """Everything the worker and the CLI need; read once, frozen."""
 
@@ -473,6 +504,7 @@ class Settings(BaseSettings):
     triggers: TriggerSettings = TriggerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     events: EventSettings = EventSettings()
+    rocksdb: RocksDBSettings = RocksDBSettings()
 
     @field_validator("store")
     @classmethod
