@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.serializers import codecs
@@ -135,6 +137,8 @@ async def pipeline(
     push_apart: bool = False,
     graceful: bool = False,
     drain: bool = False,
+    from_first_fold: bool = False,
+    produce_when_ready: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """`workers` x `python -m stream worker` on the events topic: events/s from ready (all
     workers) to the last event folded, within the time budget.
@@ -145,6 +149,12 @@ async def pipeline(
     scan) rather than SIGKILL; Faust takes 3-5 s to stop, a minute over the bench's runs.
     `drain`: after the last fold, also wait until the pusher has committed the whole outbox,
     so the CPU seconds (sampled at ready and at the end) include the whole delivery.
+    `from_first_fold`: events/s and CPU from the first batch folded instead of from ready, as
+    b counts first → last event: a worker whose pusher runs inside it folds for seconds before
+    /readyz says ready (the pusher is not ready yet), which the rate from ready leaves out.
+    `produce_when_ready`: the events topic starts empty and these records are produced once
+    every worker is ready, so none is folded before (two workers: the first to be ready would
+    otherwise fold most of the topic alone).
     """
     group = []
     for n in range(workers):
@@ -164,9 +174,14 @@ async def pipeline(
     try:
         for process in [*pushers, *group]:
             await process.start()
-        ready = max([await w.wait_ready() for w in group])
+        if from_first_fold:
+            ready, at_ready = await first_fold(group)
+        else:
+            ready = max([await w.wait_ready() for w in group])
+            if produce_when_ready is not None:
+                await kafka.produce(s.events_topic, produce_when_ready, s.partitions)
+            at_ready = sum([(await w.metrics()).read for w in group])
         ready_at = time.time() - (time.monotonic() - ready)
-        at_ready = sum([(await w.metrics()).read for w in group])
         cpu_at_ready = [p.cpu_seconds() for p in [*group, *pushers]]
         polled, polled_at = await wait_until_read(group, s.events, ready + s.budget)
         # Up to the last batch folded, not the deadline: the events of a batch are counted
@@ -208,6 +223,21 @@ async def pipeline(
         "pusher_cpu_s": sum(cpu[len(group) :]) if pushers else math.nan,
         "drained_s_after_last_fold": drained_at - finished,
     }
+
+
+async def first_fold(group: list[Worker], within: float = 180.0) -> tuple[float, int]:
+    """Poll the workers' /metrics (every 50 ms) until they have folded a first batch; return
+    when that was seen and the events it counted (left out of the rate, as their time is)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        read = 0
+        for worker in group:
+            with contextlib.suppress(httpx.HTTPError):  # its web server is not up yet
+                read += (await worker.metrics()).read
+        if read > 0:
+            return time.monotonic(), read
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no event folded in {within:.0f} s; logs: {group[0].log}")
 
 
 async def outbox_delivered(app_id: str, deadline: float) -> None:
