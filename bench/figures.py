@@ -178,9 +178,10 @@ async def pipeline(
             ready, at_ready = await first_fold(group)
         else:
             ready = max([await w.wait_ready() for w in group])
-            if produce_when_ready is not None:
-                await kafka.produce(s.events_topic, produce_when_ready, s.partitions)
             at_ready = sum([(await w.metrics()).read for w in group])
+            if produce_when_ready is not None:
+                # The workers fold while it is produced: those events count too.
+                await kafka.produce(s.events_topic, produce_when_ready, s.partitions)
         ready_at = time.time() - (time.monotonic() - ready)
         cpu_at_ready = [p.cpu_seconds() for p in [*group, *pushers]]
         polled, polled_at = await wait_until_read(group, s.events, ready + s.budget)

@@ -129,6 +129,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if "t" in chosen:
         chosen.add("s")  # the takeover starts from the large steady state's tables
     args.figures = [f for f in FIGURES if f in chosen]
+    # Absolute (not resolved: a venv's python is a symlink to the base interpreter): the
+    # child runs in the run's folder.
+    args.quix_python = args.quix_python.absolute()
     return args
 
 
