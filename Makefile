@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Figure q's interpreter: the `bench` extra (Quix Streams) apart from the tested versions.
+QUIX_VENV := $(VENV)/quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
 
-.PHONY: help venv run stop test lint fmt typecheck unit bench bench-state kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+.PHONY: help venv run stop test lint fmt typecheck unit bench bench-state bench-scale kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +42,15 @@ bench: $(STAMP) ## Throughput, delivery and state figures on the local Kafka (AR
 
 bench-state: $(STAMP) ## State at scale: f, i and j (the trigger scan) with 1,000,000 profiles, once each (about 11 minutes)
 	@PY=$(PY) bash bench/bench.sh --only f,i,j --profiles 1000000 --repeat 1 $(ARGS)
+
+$(QUIX_STAMP): pyproject.toml | $(STAMP)
+	@test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	@$(QUIX_VENV)/bin/python -m pip install --upgrade pip -e '.[bench]' > $(QUIX_VENV)/pip.log 2>&1 \
+		|| { tail -40 $(QUIX_VENV)/pip.log; exit 1; }
+	@touch $@
+
+bench-scale: $(STAMP) $(QUIX_STAMP) ## Scale figures: c vs b and Quix Streams (q), CPU per event, 1M customers, recovery, takeover (under 10 minutes)
+	@PY=$(PY) bash bench/bench.sh --scale --quix-python $(QUIX_VENV)/bin/python $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .

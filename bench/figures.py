@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faust.serializers import codecs
@@ -95,25 +97,31 @@ async def bare_faust(s: Setup, rep: int) -> dict[str, float]:
         sys.executable, "-m", "bench.bare_faust", "--app-id", app_id, "--topic", s.events_topic,
         "--partitions", str(s.partitions), "--expected", str(s.events), "--out", str(out),
     ]  # fmt: skip
+    return await first_to_last(s, command, out, log)
+
+
+async def first_to_last(s: Setup, command: list[str], out: Path, log: Path) -> dict[str, float]:
+    """Run a child that writes {"first", "last"} (wall-clock seconds of its first and last of
+    `s.events` events) to `out`; the rate from its first to its last event."""
     with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
             *command, env=clean_env(), stdout=sink, stderr=asyncio.subprocess.STDOUT, cwd=s.run_dir
         )
     try:
         deadline = time.monotonic() + 60 + s.budget
-        while not out.exists():
+        while not await asyncio.to_thread(out.exists):
             if process.returncode is not None:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"bare Faust app exited with {process.returncode}:\n{tail}")
+                tail = (await asyncio.to_thread(log.read_text, errors="replace"))[-2000:]
+                raise RuntimeError(f"{command[2]} exited with {process.returncode}:\n{tail}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"bare Faust app did not see {s.events} events; log: {log}")
+                raise TimeoutError(f"{command[2]} did not see {s.events} events; log: {log}")
             await asyncio.sleep(0.1)
     finally:
         if process.returncode is None:
-            # It has written its result (or failed): no need to wait for Faust to stop.
+            # It has written its result (or failed): no need to wait for it to stop.
             process.kill()
             await process.wait()
-    result = orjson.loads(out.read_bytes())
+    result = orjson.loads(await asyncio.to_thread(out.read_bytes))
     elapsed = result["last"] - result["first"]
     return {"events_per_s": (s.events - 1) / elapsed, "events": s.events, "seconds": elapsed}
 
@@ -128,6 +136,9 @@ async def pipeline(
     workers: int = 1,
     push_apart: bool = False,
     graceful: bool = False,
+    drain: bool = False,
+    from_first_fold: bool = False,
+    produce_when_ready: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
     """`workers` x `python -m stream worker` on the events topic: events/s from ready (all
     workers) to the last event folded, within the time budget.
@@ -136,6 +147,14 @@ async def pipeline(
     `python -m stream push` delivers, as deploy/k8s's separate-pusher component runs them.
     `graceful`: stop the processes with SIGTERM (their last batch stored, for g's changelog
     scan) rather than SIGKILL; Faust takes 3-5 s to stop, a minute over the bench's runs.
+    `drain`: after the last fold, also wait until the pusher has committed the whole outbox,
+    so the CPU seconds (sampled at ready and at the end) include the whole delivery.
+    `from_first_fold`: events/s and CPU from the first batch folded instead of from ready, as
+    b counts first → last event: a worker whose pusher runs inside it folds for seconds before
+    /readyz says ready (the pusher is not ready yet), which the rate from ready leaves out.
+    `produce_when_ready`: the events topic starts empty and these records are produced once
+    every worker is ready, so none is folded before (two workers: the first to be ready would
+    otherwise fold most of the topic alone).
     """
     group = []
     for n in range(workers):
@@ -155,9 +174,16 @@ async def pipeline(
     try:
         for process in [*pushers, *group]:
             await process.start()
-        ready = max([await w.wait_ready() for w in group])
+        if from_first_fold:
+            ready, at_ready = await first_fold(group)
+        else:
+            ready = max([await w.wait_ready() for w in group])
+            at_ready = sum([(await w.metrics()).read for w in group])
+            if produce_when_ready is not None:
+                # The workers fold while it is produced: those events count too.
+                await kafka.produce(s.events_topic, produce_when_ready, s.partitions)
         ready_at = time.time() - (time.monotonic() - ready)
-        at_ready = sum([(await w.metrics()).read for w in group])
+        cpu_at_ready = [p.cpu_seconds() for p in [*group, *pushers]]
         polled, polled_at = await wait_until_read(group, s.events, ready + s.budget)
         # Up to the last batch folded, not the deadline: the events of a batch are counted
         # once it is folded, so the time spent on the batch still open at the deadline
@@ -167,6 +193,12 @@ async def pipeline(
         finished = max(m.last_fold for m in final)
         applied = sum(m.applied for m in final)
         rss = max(w.peak_rss() for w in group)
+        drained_at = math.nan
+        if drain and sandbox is not None:
+            await outbox_delivered(app_id, ready + s.budget)
+            drained_at = time.time()
+        cpu = [p.cpu_seconds() - c for p, c in zip([*group, *pushers], cpu_at_ready, strict=True)]
+        pusher_rss = max((p.peak_rss() for p in pushers), default=0)
     finally:
         # Each run has its own app id, topics and data dirs: nothing else reads them again.
         stopping = [process.stop(kill=not graceful) for process in [*group, *pushers]]
@@ -186,7 +218,40 @@ async def pipeline(
         "read": read,
         "applied": applied,
         "peak_rss_mib": rss / MIB,
+        "pusher_peak_rss_mib": pusher_rss / MIB if pushers else math.nan,
+        # From ready to the end (the last fold, or the outbox delivered with `drain`).
+        "worker_cpu_s": sum(cpu[: len(group)]),
+        "pusher_cpu_s": sum(cpu[len(group) :]) if pushers else math.nan,
+        "drained_s_after_last_fold": drained_at - finished,
     }
+
+
+async def first_fold(group: list[Worker], within: float = 180.0) -> tuple[float, int]:
+    """Poll the workers' /metrics (every 50 ms) until they have folded a first batch; return
+    when that was seen and the events it counted (left out of the rate, as their time is)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        read = 0
+        for worker in group:
+            with contextlib.suppress(httpx.HTTPError):  # its web server is not up yet
+                read += (await worker.metrics()).read
+        if read > 0:
+            return time.monotonic(), read
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no event folded in {within:.0f} s; logs: {group[0].log}")
+
+
+async def outbox_delivered(app_id: str, deadline: float) -> None:
+    """Wait until the pusher's group has committed every record of the run's outbox."""
+    outbox = f"{app_id}.outbox"
+    while True:
+        ends = await kafka.end_offsets(outbox)
+        done = await kafka.committed(f"{app_id}-pusher", outbox, ends)
+        if all(done[p] >= end for p, end in ends.items()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"outbox of {app_id} not delivered: {done} of {ends}")
+        await asyncio.sleep(0.25)
 
 
 async def changelog_cost(app_id: str, applied: int) -> dict[str, float]:
@@ -345,15 +410,7 @@ async def _drained(steady: Steady, within: float) -> None:
     read, _ = await wait_until_read([steady.worker], steady.sent, deadline)
     if read < steady.sent:
         raise TimeoutError(f"worker read {read} of {steady.sent} events in {within:.0f} s")
-    outbox = f"{steady.app_id}.outbox"
-    while True:
-        ends = await kafka.end_offsets(outbox)
-        done = await kafka.committed(f"{steady.app_id}-pusher", outbox, ends)
-        if all(done[p] >= end for p, end in ends.items()):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"outbox not delivered in {within:.0f} s: {done} of {ends}")
-        await asyncio.sleep(0.25)
+    await outbox_delivered(steady.app_id, deadline)
 
 
 def _quantile(ordered: list[float], q: float) -> float:

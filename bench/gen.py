@@ -115,6 +115,12 @@ class EventGenerator:
         identity = {"id": cid, "email": customer.email, "first_name": "Alex", "last_name": "Doe"}
         return self._event("customer.enrolled", customer, data, identity)
 
+    def existing(self, index: int) -> _Customer:
+        """Customer `index` as enrolled before this generator (in a changelog figure f's code
+        wrote), for `activity`: no event; balances here start at 0 whatever the profile holds."""
+        cid = customer_id(index)
+        return _Customer(cid, f"c{cid}@example.com")
+
     def activity(self, customer: _Customer | None = None) -> Record:
         """One event of the mix for an enrolled customer (a random one unless given)."""
         who = customer or self._rng.choice(self.customers)

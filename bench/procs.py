@@ -181,6 +181,17 @@ class Worker:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmHWM in /proc status")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used so far (user + system), in seconds."""
+        assert self.process is not None
+        return cpu_seconds(self.process.pid)
+
+    def reset_peak_rss(self) -> None:
+        """Start VmHWM again from the current RSS (Linux's clear_refs 5), so a later
+        `peak_rss` covers only what came after, not the recovery before it."""
+        assert self.process is not None
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+
     async def stop(self, within: float = 60.0, *, kill: bool = False) -> int | None:
         """SIGTERM and wait (a worker finishes its batch, commits and leaves); SIGKILL if stuck.
 
@@ -222,6 +233,15 @@ async def wait_until_read(
             due = (target - read) * (now - first[1]) / (read - first[0])
             wait = min(wait, due)
         await asyncio.sleep(max(0.05, wait))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc/<pid>/stat, in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name (in parentheses, which may hold spaces): utime and stime
+    # are the 14th and 15th fields of the whole line.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def du(path: Path) -> int:
