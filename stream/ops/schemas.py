@@ -108,7 +108,7 @@ def _avro_type(node: dict[str, Any], defs: dict[str, Any], named: set[str]) -> A
     # Literals (enums, consts) stay strings: Avro enum symbols cannot hold "." or spaces.
     # A JSON number may be an integer: both stay exact.
     simple = {"string": "string", "integer": "long", "boolean": "boolean", "null": "null"}
-    return ["long", "double"] if kind == "number" else simple[kind]
+    return ["long", "double"] if kind == "number" else simple[str(kind)]
 
 
 def _avro_doc(prop: dict[str, Any]) -> str | None:
