@@ -3,11 +3,11 @@
 No real registry runs on this machine: Apicurio 3.x needs Java 21 (Debian here has 17), and
 Maven Central lacks dependencies of 2.6.13.Final (apicurio-registry-schema-util-provider) and
 the parent POM of 3.0.9; Karapace is not on PyPI; Confluent's own comes from Confluent's Maven
-repository, which this machine cannot reach. So the
-serializers and the worker talk, over HTTP, to a stand-in speaking the part of Confluent's REST
-API they use (register a schema under a subject, fetch a schema by id). The stand-in first answers 503, as a
-registry that is down: the worker then waits, reports not ready and says why in /metrics, and
-folds everything once it answers, dead-lettering nothing.
+repository, which this machine cannot reach. So the serializers and the worker talk, over
+HTTP, to a stand-in speaking the part of Confluent's REST API they use (register a schema
+under a subject, fetch a schema by id). The stand-in first answers 503, as a registry that is
+down: the worker then waits, reports not ready and says why in /metrics, and folds everything
+once it answers, dead-lettering nothing.
 """
 
 from __future__ import annotations
