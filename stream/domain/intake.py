@@ -19,7 +19,7 @@ from stream.domain.events import (
     parse_document,
     parse_event,
 )
-from stream.domain.wire import HEADER_BYTES, WireFormat, decode_avro, schema_id_of
+from stream.domain.wire import HEADER_BYTES, MAGIC, WireFormat, decode_avro, schema_id_of
 from stream.errors import LoyaltyStreamError
 from stream.settings import Settings
 
@@ -81,17 +81,19 @@ def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEve
         InvalidEvent: the record must be dead-lettered; `reason` says what was expected.
         SchemaNotResolved: a framed record whose schema `wire` lacks (never dead-letter it).
     """
-    raw = check_record(value)
-    schema_id = schema_id_of(raw)
-    if schema_id is None:
-        if not wire.accept_unframed:
+    # Plain JSON first, with no more calls than before framing existed: most records are.
+    if value is None or len(value) < HEADER_BYTES or value[0] != MAGIC:
+        if value is not None and not wire.accept_unframed:
             raise InvalidEvent(
                 "the record is not framed by a Schema Registry serializer (byte 0, then a "
                 "4-byte schema id); expected a JSON Schema or Avro serializer's record, as "
                 "STREAM_REGISTRY__ACCEPT_UNFRAMED is false",
                 error_class="Unframed",
             )
-        return parse_event(raw)
+        return parse_event(value)
+    raw = check_record(value)
+    schema_id = schema_id_of(raw)
+    assert schema_id is not None  # framed, as checked above
     if wire.allowed_schema_ids and schema_id not in wire.allowed_schema_ids:
         raise InvalidEvent(
             f"schema id {schema_id} is not one of the allowed ids "
