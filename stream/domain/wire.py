@@ -10,7 +10,7 @@ tell themselves apart.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -102,7 +102,7 @@ def schema_id_of(raw: bytes | None) -> int | None:
     return int.from_bytes(raw[1:HEADER_BYTES], "big")
 
 
-def schema_ids(values: list[bytes | None]) -> set[int]:
+def schema_ids(values: Iterable[bytes | None]) -> set[int]:
     """The distinct schema ids of the framed values among `values`."""
     # Inlined: runs once per record of every batch.
     return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -519,7 +519,7 @@ def _fold_or_fault(batch: _Batch, record: Any, now: datetime) -> tuple[str, str]
     return None if invalid is None else (invalid.error_class, invalid.reason)
 
 
-async def writer_schemas(values: list[bytes | None]) -> Mapping[int, WriterSchema]:
+async def writer_schemas(values: Iterable[bytes | None]) -> Mapping[int, WriterSchema]:
     """The writer schemas of the framed values among `values`: one look-up per unknown id, and
     a wait for as long as the registry does not answer (stream.runtime.schema_registry)."""
     if schema_registry is None:
@@ -626,7 +626,12 @@ async def fold_forever(feed: RecordFeed) -> None:
     async for fetched in feed.batches(FOLD_BATCH, FOLD_WITHIN):
         try:
             # Before the lock: a rebalance (which takes the lock) must not wait for the registry.
-            schemas = await writer_schemas([m.value for item in fetched for m in item.records])
+            schemas = await writer_schemas(m.value for item in fetched for m in item.records)
+        except asyncio.CancelledError:
+            raise  # a stop while the registry is awaited: nothing of the batch was handled
+        except BaseException as exc:
+            stop_before_commit("the writer schemas of a batch could not be fetched", exc)
+        try:
             async with profiles_lock:
                 # A list fetched before a rebalance is fetched again from the committed offset.
                 current = [item for item in fetched if consumer.is_current(item)]
