@@ -139,3 +139,17 @@ SCAN_FAILURES = Counter(
     "Trigger scans cut short by an error (the next scan fires what was left).",
     registry=REGISTRY,
 )
+REGISTRY_WAITING = Gauge(
+    "loyalty_schema_registry_waiting",
+    "1 while the fold waits for the Schema Registry to answer (a writer schema of a framed "
+    "record could not be fetched: see loyalty_schema_registry_failures_total), else 0.",
+    registry=REGISTRY,
+)
+REGISTRY_FAILURES = Counter(
+    "loyalty_schema_registry_failures",
+    "Schema Registry look-ups that got no answer about the schema, by reason: unreachable, "
+    "refused (401/403: the credentials), misdirected (not the registry's API: the URL), "
+    "server_error (5xx, 429). Each is retried; no record is dead-lettered for them.",
+    ["reason"],
+    registry=REGISTRY,
+)

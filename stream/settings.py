@@ -411,6 +411,46 @@ class RocksDBSettings(_Section):
         }
 
 
+class RegistrySettings(_Section):
+    url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Schema Registry (Confluent's API; Apicurio's at /apis/ccompat/v7) holding "
+        "the writer schemas of framed records; needed for Avro. Without it a framed record's "
+        "payload is read as JSON Schema's.",
+    )
+    username: str | None = Field(default=None, description="Registry basic-auth user.")
+    password: SecretStr | None = Field(default=None, description="Registry basic-auth password.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the registry password (a mounted Secret)."
+    )
+    allowed_schema_ids: Annotated[list[int], NoDecode] = Field(
+        default=[],
+        description="Comma-separated schema ids framed records may carry; empty = any.",
+    )
+    accept_unframed: bool = Field(
+        default=True,
+        description="false = records must be framed by a Schema Registry serializer; plain "
+        "JSON records are dead-lettered.",
+    )
+    timeout: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=10), description="HTTP timeout of one registry request."
+    )
+
+    _durations = field_validator("timeout", mode="before")(parse_duration)
+    _lists = field_validator("allowed_schema_ids", mode="before")(_split_commas)
+    _files = field_validator("password_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RegistrySettings:
+        _fill_from_file(self, "password", self.password_file)
+        if (self.username is None) != (self.password is None):
+            raise ValueError(
+                "set both STREAM_REGISTRY__USERNAME and STREAM_REGISTRY__PASSWORD (or "
+                "STREAM_REGISTRY__PASSWORD_FILE), or neither"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the worker and the CLI need; read once, frozen."""
 
@@ -505,6 +545,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     events: EventSettings = EventSettings()
     rocksdb: RocksDBSettings = RocksDBSettings()
+    registry: RegistrySettings = RegistrySettings()
 
     @field_validator("store")
     @classmethod

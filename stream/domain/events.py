@@ -556,11 +556,11 @@ def _describe(error: ValidationError, doc: dict[str, Any]) -> str:
     return head + "; ".join(parts) + tail
 
 
-def parse_event(raw: bytes | None) -> LoyaltyEvent:
-    """Parse one Kafka record value into a loyalty event.
+def check_record(raw: bytes | None) -> bytes:
+    """The record's value, if it has one within the size limit.
 
     Raises:
-        InvalidEvent: the bytes are not a valid event; the reason names the field and the rule.
+        InvalidEvent: a tombstone, or a record beyond MAX_EVENT_BYTES.
     """
     if raw is None:
         raise InvalidEvent("the record has no value (a tombstone?)", error_class="EmptyRecord")
@@ -569,12 +569,36 @@ def parse_event(raw: bytes | None) -> LoyaltyEvent:
             f"the record is {len(raw)} bytes; events are limited to {MAX_EVENT_BYTES}",
             error_class="RecordTooLarge",
         )
+    return raw
+
+
+def parse_event(raw: bytes | None, *, framing: str = "") -> LoyaltyEvent:
+    """Parse one Kafka record value (or a framed record's JSON payload) into a loyalty event.
+
+    Args:
+        framing: words on the framing the JSON came in, appended to a JSON syntax reason.
+
+    Raises:
+        InvalidEvent: the bytes are not a valid event; the reason names the field and the rule.
+    """
+    raw = check_record(raw)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"not UTF-8 JSON: {exc}", error_class="UnparsableJSON") from None
+        raise InvalidEvent(
+            f"not UTF-8 JSON{framing}: {exc}", error_class="UnparsableJSON"
+        ) from None
+    return parse_document(doc)
+
+
+def parse_document(doc: object, *, expected: str = "a JSON object") -> LoyaltyEvent:
+    """Validate a decoded document (JSON's, or an Avro record's) as a loyalty event.
+
+    Raises:
+        InvalidEvent: the reason names the field and the rule.
+    """
     if not isinstance(doc, dict):
-        raise InvalidEvent("expected a JSON object", error_class="SchemaViolation")
+        raise InvalidEvent(f"expected {expected}", error_class="SchemaViolation")
     try:
         event = EVENT_ADAPTER.validate_python(doc)
     except ValidationError as exc:

@@ -2,7 +2,8 @@
 
 The worker (which also folds again what `replay` rewinds) and `redrive` call `admit`, so a
 record is judged by the same rules wherever it is read: the contract (`parse_event`), the Kafka key
-(`check_key`) and the event-time window. Pure: the caller passes the clock.
+(`check_key`) and the event-time window, and the same framing: plain JSON, or the Schema Registry
+wire format (`stream.domain.wire`). Pure: the caller passes the clock and the writer schemas.
 """
 
 from __future__ import annotations
@@ -10,8 +11,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from stream.domain.events import InvalidEvent, LoyaltyEvent, check_key, parse_event
+from stream.domain.events import (
+    InvalidEvent,
+    LoyaltyEvent,
+    check_key,
+    check_record,
+    parse_document,
+    parse_event,
+)
+from stream.domain.wire import HEADER_BYTES, MAGIC, WireFormat, decode_avro, schema_id_of
+from stream.errors import LoyaltyStreamError
 from stream.settings import Settings
+
+PLAIN_JSON = WireFormat()
+
+
+class SchemaNotResolved(LoyaltyStreamError):
+    """A framed record reached intake before its writer schema was fetched (a bug of the
+    caller's: the record must be neither folded nor dead-lettered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +74,72 @@ def check_time(event: LoyaltyEvent, now: datetime, window: EventWindow) -> None:
         )
 
 
+def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEvent:
+    """The event a record value holds, plain JSON or framed by a Schema Registry serializer.
+
+    Raises:
+        InvalidEvent: the record must be dead-lettered; `reason` says what was expected.
+        SchemaNotResolved: a framed record whose schema `wire` lacks (never dead-letter it).
+    """
+    # Plain JSON first, with no more calls than before framing existed: most records are.
+    if value is None or len(value) < HEADER_BYTES or value[0] != MAGIC:
+        if value is not None and not wire.accept_unframed:
+            raise InvalidEvent(
+                "the record is not framed by a Schema Registry serializer (byte 0, then a "
+                "4-byte schema id); expected a JSON Schema or Avro serializer's record, as "
+                "STREAM_REGISTRY__ACCEPT_UNFRAMED is false",
+                error_class="Unframed",
+            )
+        return parse_event(value)
+    raw = check_record(value)
+    schema_id = schema_id_of(raw)
+    assert schema_id is not None  # framed, as checked above
+    if wire.allowed_schema_ids and schema_id not in wire.allowed_schema_ids:
+        raise InvalidEvent(
+            f"schema id {schema_id} is not one of the allowed ids "
+            f"(STREAM_REGISTRY__ALLOWED_SCHEMA_IDS: {sorted(wire.allowed_schema_ids)})",
+            error_class="SchemaIdNotAllowed",
+        )
+    payload = raw[HEADER_BYTES:]
+    if not wire.registry:
+        return parse_event(
+            payload,
+            framing=f" after the Schema Registry header (schema id {schema_id}); without "
+            "STREAM_REGISTRY__URL framed records are read as JSON Schema, Avro needs the registry",
+        )
+    schema = wire.schemas.get(schema_id)
+    if schema is None:
+        raise SchemaNotResolved(f"schema id {schema_id} was not fetched before intake")
+    if schema.problem is not None:
+        kind = "UnknownSchemaId" if schema.kind is None else "UnreadableSchema"
+        raise InvalidEvent(schema.problem, error_class=kind)
+    if schema.avro is None:
+        return parse_event(payload, framing=f" after the JSON Schema header (id {schema_id})")
+    try:
+        doc = decode_avro(payload, schema.avro)
+    except ValueError as exc:
+        raise InvalidEvent(
+            f"the Avro payload does not decode with its writer schema (id {schema_id}): {exc}; "
+            "expected one datum of that schema, as an AvroSerializer writes it",
+            error_class="UndecodableAvro",
+        ) from None
+    return parse_document(doc, expected="an Avro record")
+
+
 def admit(
-    value: bytes | None, key: bytes | None, now: datetime, window: EventWindow
+    value: bytes | None,
+    key: bytes | None,
+    now: datetime,
+    window: EventWindow,
+    wire: WireFormat = PLAIN_JSON,
 ) -> LoyaltyEvent:
     """The event a raw record holds, checked exactly as the worker checks it.
 
     Raises:
         InvalidEvent: the record must be dead-lettered; `reason` names the field and the rule.
+        SchemaNotResolved: see `read_event`.
     """
-    event = parse_event(value)
+    event = read_event(value, wire)
     check_key(event, key)
     check_time(event, now, window)
     return event

@@ -788,7 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="then show the workers' progress until done"
     )
     replay.set_defaults(run=_replay)
-    schemas = commands.add_parser("schemas", help="regenerate the event JSON Schemas")
+    schemas = commands.add_parser(
+        "schemas", help="regenerate the event JSON Schemas and Avro schemas"
+    )
     schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
     schemas.set_defaults(run=_schemas)
     return parser

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from stream.domain.erasure import ERASED
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
+from stream.domain.wire import WireFormat
 from stream.errors import LoyaltyStreamError
 from stream.runtime.erasures import confirm_in_ometria, pending_in_ometria
 from stream.runtime.kafka_auth import client_options
@@ -68,19 +69,28 @@ class Erasures:
         return self.customers * len(self.partitions)
 
 
-def _events(customer_ids: Sequence[str], now: datetime) -> list[tuple[bytes, bytes]]:
+def _events(
+    customer_ids: Sequence[str], now: datetime, wire: WireFormat
+) -> list[tuple[bytes, bytes]]:
     """(key, value) of each customer's erasure, checked as the workers check input.
 
     Raises:
-        ForgetRefused: an id the workers would dead-letter (named by its place, not its text).
+        ForgetRefused: an id the workers would dead-letter (named by its place, not its text),
+            or workers that take no plain JSON record.
     """
     events = []
     for number, customer_id in enumerate(dict.fromkeys(customer_ids), start=1):
         key = customer_id.encode()
         value = orjson.dumps(erasure_event(customer_id, f"erase-{uuid.uuid4()}", now))
         try:
-            admit(value, key, now, EventWindow())
+            admit(value, key, now, EventWindow(), wire)
         except InvalidEvent as exc:
+            if exc.error_class == "Unframed":
+                raise ForgetRefused(
+                    "erasures are published as plain JSON, which the workers dead-letter while "
+                    "STREAM_REGISTRY__ACCEPT_UNFRAMED is false: set it to true (workers and this "
+                    "command) to forget customers; nothing was published"
+                ) from None
             raise ForgetRefused(
                 f"customer id number {number} (after removing repeats) is not a valid customer "
                 f"id ({exc.error_class}); nothing was published"
@@ -100,7 +110,7 @@ async def forget(
     topic = settings.topics.events
     if not customer_ids:
         raise ForgetRefused("no customer id given: use --customer ID or --file PATH")
-    events = _events(customer_ids, now)
+    events = _events(customer_ids, now, WireFormat.from_settings(settings))
     partitions = await partition_ids(settings, topic)
     if not partitions:
         raise ForgetRefused(

@@ -5,9 +5,10 @@ letters that match every filter, and publishes their original key, value and hea
 they came from: input letters to their source topic and partition (`dlq.source.partition`,
 where their customer's profile is, whatever partitioner their producer used), Ometria records
 to the outbox. An input letter is first checked exactly as the workers check input
-(`stream.domain.intake.admit`): one that would be dead-lettered again is shown with its reason
-and kept, not published; so is a letter cut to fit the dead-letter topic (its whole record is
-at its source offset).
+(`stream.domain.intake.admit`, with the writer schemas of framed records fetched from the
+Schema Registry, waiting while it does not answer): one that would be dead-lettered again is
+shown with its reason and kept, not published; so is a letter cut to fit the dead-letter topic
+(its whole record is at its source offset).
 
 Each letter is published once. A redriven letter is recorded in the redrive topic
 (`STREAM_TOPICS__REDRIVEN`, keyed by the letter's topic, partition and offset) once its record
@@ -35,9 +36,11 @@ from stream.domain.dlq import HEADER_PREFIX, read_headers
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, admit
 from stream.domain.records import encode
+from stream.domain.wire import WireFormat, schema_ids
 from stream.runtime.erasures import ErasureIndex
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import read_to_end
+from stream.runtime.schema_registry import SchemaRegistry
 from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES, partition_ids
 from stream.settings import Settings
 
@@ -124,6 +127,8 @@ async def redrive(
     started = False
     scanned = matched = published = still_invalid = already = cut = erased = 0
     window = EventWindow.from_settings(settings)
+    wire = WireFormat.from_settings(settings)
+    registry = SchemaRegistry(settings.registry) if settings.registry.url is not None else None
     now = datetime.now(UTC)
     try:
         async for record in read_to_end(settings, source):
@@ -163,8 +168,10 @@ async def redrive(
                 )
                 continue
             if which == "events":
+                ids = schema_ids([record.value]) if registry is not None else set()
+                schemas = await registry.resolve(ids) if registry is not None and ids else {}
                 try:
-                    admit(record.value, record.key, now, window)
+                    admit(record.value, record.key, now, window, wire.with_schemas(schemas))
                 except InvalidEvent as exc:
                     still_invalid += 1
                     show(f"keep {where}: still invalid: {exc.error_class}: {exc.reason[:200]}")
@@ -201,6 +208,8 @@ async def redrive(
     finally:
         if producer is not None:
             await producer.stop()
+        if registry is not None:
+            await registry.aclose()
     return Report(source, scanned, matched, published, still_invalid, already, cut, erased)
 
 

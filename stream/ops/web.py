@@ -21,6 +21,7 @@ from stream.runtime.app import app
 from stream.runtime.faust_context import get_in_partition
 from stream.runtime.faust_recovery import progress_of
 from stream.runtime.ometria_jobs import pusher_service
+from stream.runtime.schema_registry import schema_registry
 from stream.runtime.tables import customer_to_profile
 from stream.settings import get_settings
 
@@ -36,8 +37,9 @@ async def healthz(self: View, request: Request) -> Response:
 
 @app.page("/readyz")
 async def readyz(self: View, request: Request) -> Response:
-    """Ready once the tables are recovered, the group is not rebalancing, and the pusher (when
-    it runs in this worker) delivers: a refused API key makes the worker not ready."""
+    """Ready once the tables are recovered, the group is not rebalancing, the Schema Registry
+    (when set) answers, and the pusher (when it runs in this worker) delivers: a refused API
+    key makes the worker not ready."""
     body = _readiness()
     return self.json(body, status=200 if body["ready"] else 503)
 
@@ -47,7 +49,14 @@ def _readiness() -> dict[str, object]:
     recovery = app.tables.recovery  # type: ignore[attr-defined]
     recovered = recovery.completed.is_set()
     delivery = _delivery_problem()
-    ready = recovered and not app.rebalancing and not app.in_recovery and delivery is None
+    registry = schema_registry.problem if schema_registry is not None else None
+    ready = (
+        recovered
+        and not app.rebalancing
+        and not app.in_recovery
+        and delivery is None
+        and registry is None
+    )
     # Prometheus scrapes /metrics, not /readyz: the gauge lets an alert see what the probe sees.
     metrics.READY.set(1 if ready else 0)
     return {
@@ -55,6 +64,7 @@ def _readiness() -> dict[str, object]:
         "recovered": recovered,
         "rebalancing": bool(app.rebalancing),
         "delivery": delivery or "ok",
+        "schema_registry": registry or ("ok" if schema_registry is not None else "not used"),
         "recovery": _recovery_progress(recovery),
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +23,13 @@ from stream import metrics
 from stream.domain.dlq import DeadLetter
 from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import InvalidEvent
-from stream.domain.intake import EventWindow, admit
+from stream.domain.intake import EventWindow, SchemaNotResolved, admit
 from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
 from stream.domain.sync import SyncRules, apply_event, contact_update
+from stream.domain.wire import WireFormat, WriterSchema, schema_ids
 from stream.runtime.app import app, app_feed, feeding_consumer
 from stream.runtime.erasures import (
     ErasureIndex,
@@ -43,6 +44,7 @@ from stream.runtime.faust_context import get_in, write_through_changelog
 from stream.runtime.faust_feed import Fetched, RecordFeed
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import IncompleteRead, holds_records, read_range
+from stream.runtime.schema_registry import schema_registry
 from stream.runtime.skips import (
     BlindWatch,
     RecoveryWatch,
@@ -80,6 +82,7 @@ mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
 # Built once, from the settings, when the agents are declared (Faust declares agents at import).
 rules = SyncRules.from_settings(settings, mapping)
 window = EventWindow.from_settings(settings)
+wire = WireFormat.from_settings(settings)
 
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
@@ -240,6 +243,13 @@ async def _check_for_stalls() -> None:
     if app.rebalancing or not positions_known.is_set():
         _blind(now, "the group's rebalance has not completed")
         return
+    if schema_registry is not None and schema_registry.problem is not None:
+        # The fold waits for the registry on purpose (readiness and /metrics say so): records
+        # wait, and no commit moves, until it answers; the clocks start again from then.
+        blind_watch.saw()
+        stall_watch.reset()
+        commit_watch.reset()
+        return
     mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
     if not mine:
         blind_watch.saw()
@@ -357,7 +367,9 @@ async def _read_skipped(message: Any, first_missing: int) -> list[Any]:
 class _Batch:
     """One batch's working state: the profiles it touched and the writes it queued."""
 
-    def __init__(self) -> None:
+    def __init__(self, schemas: Mapping[int, WriterSchema]) -> None:
+        # How records are framed, with the writer schemas of the batch's framed records.
+        self.wire = wire.with_schemas(schemas)
         self.profiles: dict[str, Profile | None] = {}
         self.changed: dict[str, datetime] = {}  # customer id -> occurred_at of its latest event
         self.partition: dict[str, int] = {}  # customer id -> the partition of its records
@@ -392,7 +404,7 @@ def _fold_one(batch: _Batch, message: Any, now: datetime) -> InvalidEvent | None
     Synchronous: a coroutine per event cost more than some of the steps it runs.
     """
     try:
-        event = admit(message.value, message.key, now, window)
+        event = admit(message.value, message.key, now, window, batch.wire)
     except InvalidEvent as exc:
         if _erased_before(message):
             batch.count("unknown", "erased")  # read again: dead-lettered the first time
@@ -497,6 +509,8 @@ def _fold_or_fault(batch: _Batch, record: Any, now: datetime) -> tuple[str, str]
     """Fold one record; the error class and reason to dead-letter it with if it cannot be."""
     try:
         invalid = _fold_one(batch, record, now)
+    except SchemaNotResolved:
+        raise  # neither folded nor dead-lettered: the batch must not be stored
     except Exception as exc:
         # A bug must not lose the event: keep its bytes with the error for a redrive.
         batch.count("unknown", "failed")
@@ -505,12 +519,24 @@ def _fold_or_fault(batch: _Batch, record: Any, now: datetime) -> tuple[str, str]
     return None if invalid is None else (invalid.error_class, invalid.reason)
 
 
-async def fold_batch(fetched: list[Fetched]) -> None:
+async def writer_schemas(values: Iterable[bytes | None]) -> Mapping[int, WriterSchema]:
+    """The writer schemas of the framed values among `values`: one look-up per unknown id, and
+    a wait for as long as the registry does not answer (stream.runtime.schema_registry)."""
+    if schema_registry is None:
+        return {}
+    ids = schema_ids(values)
+    return await schema_registry.resolve(ids) if ids else {}
+
+
+async def fold_batch(
+    fetched: list[Fetched], schemas: Mapping[int, WriterSchema] | None = None
+) -> None:
     """Fold a batch of input records; return only once every write protecting them is stored.
 
+    `schemas` holds the writer schema of every framed record of `fetched` (`writer_schemas`).
     Raises whatever a read or write raised; the caller must then not let the offsets commit.
     """
-    batch = _Batch()
+    batch = _Batch(schemas or {})
     now = datetime.now(UTC)
     n = 0
     for item in fetched:
@@ -527,7 +553,11 @@ async def fold_batch(fetched: list[Fetched]) -> None:
             first_missing = skip_watch.check((topic, partition), message.offset)
             if first_missing is not None:
                 # Records read back after a skip share the partition of the one that showed it.
-                for record in await _read_skipped(message, first_missing):
+                skipped = await _read_skipped(message, first_missing)
+                if schema_registry is not None and schema_ids([r.value for r in skipped]):
+                    found = await writer_schemas([r.value for r in skipped])
+                    batch.wire = batch.wire.with_schemas({**batch.wire.schemas, **found})
+                for record in skipped:
                     fault = _fold_or_fault(batch, record, now)
                     if fault is not None:
                         batch.stored.append(await _dead_letter_input(record, *fault))
@@ -595,11 +625,18 @@ async def fold_forever(feed: RecordFeed) -> None:
     consumer = feeding_consumer()
     async for fetched in feed.batches(FOLD_BATCH, FOLD_WITHIN):
         try:
+            # Before the lock: a rebalance (which takes the lock) must not wait for the registry.
+            schemas = await writer_schemas(m.value for item in fetched for m in item.records)
+        except asyncio.CancelledError:
+            raise  # a stop while the registry is awaited: nothing of the batch was handled
+        except BaseException as exc:
+            stop_before_commit("the writer schemas of a batch could not be fetched", exc)
+        try:
             async with profiles_lock:
                 # A list fetched before a rebalance is fetched again from the committed offset.
                 current = [item for item in fetched if consumer.is_current(item)]
                 if current:
-                    await fold_batch(current)
+                    await fold_batch(current, schemas)
                     consumer.handled(current)
         except BaseException as exc:
             # Nothing past the last batch stored may commit: leave without Faust's shutdown.

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from stream.domain.intake import EventWindow, admit
-from stream.ops.forget import erasure_event, read_ids
+from stream.ops.forget import ForgetRefused, erasure_event, forget, read_ids
+from stream.settings import load_settings
 
 
 def test_read_ids_skips_blank_and_comment_lines_and_keeps_a_hash_inside_an_id():
@@ -21,3 +23,10 @@ def test_erasure_event_is_admitted_as_the_workers_admit_input():
     event = admit(value, b"c-1", now, EventWindow())
     assert event.type == "customer.erased"
     assert event.source == "loyalty-stream forget"
+
+
+async def test_forget_refuses_when_the_workers_take_no_plain_json(monkeypatch):
+    monkeypatch.setenv("STREAM_REGISTRY__ACCEPT_UNFRAMED", "false")
+    with pytest.raises(ForgetRefused) as caught:
+        await forget(load_settings(), ["c-1"], dry_run=True, now=datetime.now(UTC))
+    assert "STREAM_REGISTRY__ACCEPT_UNFRAMED is false" in str(caught.value)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import fastavro
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from stream.domain.events import EVENT_TYPES, parse_event
-from stream.ops.schemas import generate, render
+from stream.domain.events import EVENT_TYPES, parse_document, parse_event
+from stream.domain.wire import decode_avro
+from stream.ops.schemas import generate, generate_avro, render
 
 SCHEMAS = Path(__file__).parents[2] / "schemas"
 EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
@@ -51,3 +54,25 @@ def test_schema_rejects_what_the_parser_rejects():
         {**example, "customer": {}},
     ):
         assert not validator.is_valid(broken)
+
+
+AVRO_SCHEMAS = sorted(SCHEMAS.glob("*.avsc"))
+
+
+def test_committed_avro_schemas_match_the_models():
+    generated = generate_avro()
+    assert {p.name for p in AVRO_SCHEMAS} == set(generated) == {f"{t}.avsc" for t in EVENT_TYPES}, (
+        "run `python -m stream schemas` and commit the result"
+    )
+    for name, schema in generated.items():
+        assert (SCHEMAS / name).read_bytes() == render(schema), (
+            f"schemas/{name} drifted from the models: run `python -m stream schemas`"
+        )
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_written_with_its_avro_schema_reads_as_the_json_event(path):
+    schema = fastavro.parse_schema(orjson.loads((SCHEMAS / f"{path.stem}.avsc").read_bytes()))
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, orjson.loads(path.read_bytes()))
+    assert parse_document(decode_avro(buffer.getvalue(), schema)) == parse_event(path.read_bytes())
