@@ -238,8 +238,8 @@ class AclRun:
             time.sleep(0.1)
 
     def create_topics(self) -> None:
-        """The run's topics as Strimzi's Topic Operator makes them (the user may create none
-        but the changelog)."""
+        """The run's topics as Strimzi's Topic Operator makes them (the user may create only
+        Faust's two, and does not need to)."""
         single = {self.settings.topics.control, self.settings.topics.redriven}
         single.add(self.settings.topics.erasures)
         changelog, leader = faust_topics(self.settings)
@@ -334,7 +334,7 @@ def _event(cid: str, event_id: str, kind: str, data: dict, at: datetime) -> byte
     return orjson.dumps(envelope(event_id, kind, customer, data, at))
 
 
-def _process(run: AclRun, env: dict[str, str], tmp_path: Path, command: str) -> Worker:
+def _process(env: dict[str, str], tmp_path: Path, command: str) -> Worker:
     own = dict(env)
     own["STREAM_WEB_PORT"] = str(free_port())
     own["STREAM_DATA_DIR"] = str(tmp_path / f"data-{command}")
@@ -356,8 +356,8 @@ async def test_worker_pusher_and_commands_run_with_only_the_documented_acls(
             "STREAM_OMETRIA__PUSH_IN_WORKER": "false",
         }
     )
-    worker = _process(run, env, tmp_path, "worker")
-    pusher = _process(run, env, tmp_path, "push")
+    worker = _process(env, tmp_path, "worker")
+    pusher = _process(env, tmp_path, "push")
     try:
         worker.start()
         pusher.start()

@@ -2,7 +2,8 @@
 
 `deploy/local/kafka.sh up` always starts the local broker with a SASL_PLAINTEXT listener
 (KAFKA_SASL_PORT, default 9094) for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and one user
-(KAFKA_SASL_USER / KAFKA_SASL_PASSWORD, default loyalty / loyalty-secret).
+(KAFKA_SASL_USER / KAFKA_SASL_PASSWORD, default loyalty / loyalty-secret). The password
+rotation tests make a SCRAM user of their own, so that the shared user's password stays.
 """
 
 from __future__ import annotations
