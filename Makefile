@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 QUIX_VENV := $(VENV)/quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
 
-.PHONY: help venv run stop test lint fmt typecheck unit bench bench-state bench-scale kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+.PHONY: help venv lock run stop test lint fmt typecheck unit bench bench-state bench-scale kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,14 @@ $(STAMP): pyproject.toml
 	@echo "venv: $(VENV) ready"
 
 venv: $(STAMP) ## Create the virtualenv and install the package with dev tools
+
+# The image's exact dependencies (Dockerfile): every platform, Python 3.11, with hashes.
+# tests/deploy/test_dockerfile.py checks them against pyproject.toml.
+LOCK_ARGS := --generate-hashes --universal --python-version 3.11 --quiet --custom-compile-command 'make lock'
+lock: $(STAMP) ## Re-resolve requirements.lock (runtime) and requirements-build.lock (wheel build) with uv
+	@$(VENV)/bin/uv pip compile pyproject.toml --extra rocksdb $(LOCK_ARGS) -o requirements.lock
+	@$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| $(VENV)/bin/uv pip compile - $(LOCK_ARGS) -o requirements-build.lock
 
 run: $(STAMP) ## Start Kafka, the Ometria stand-in and the worker; send samples; show what Ometria got
 	@bash deploy/local/run.sh

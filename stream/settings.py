@@ -118,9 +118,11 @@ class KafkaSettings(_Section):
         _readable_file
     )
 
+    _password_from_file: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
     def _complete(self) -> KafkaSettings:
-        _fill_from_file(self, "sasl_password", self.sasl_password_file)
+        self._password_from_file = _fill_from_file(self, "sasl_password", self.sasl_password_file)
         if self.security_protocol.startswith("SASL_") and not (
             self.sasl_username and self.sasl_password
         ):
@@ -133,6 +135,12 @@ class KafkaSettings(_Section):
                 "set both STREAM_KAFKA__SSL_CERTFILE and STREAM_KAFKA__SSL_KEYFILE, or neither"
             )
         return self
+
+    @property
+    def sasl_password_path(self) -> Path | None:
+        """The file the SASL password was read from; None when it is set directly
+        (STREAM_KAFKA__SASL_PASSWORD wins over the file) or not used."""
+        return self.sasl_password_file if self._password_from_file else None
 
 
 class OmetriaSettings(_Section):

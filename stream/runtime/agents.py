@@ -45,6 +45,8 @@ from stream.runtime.faust_feed import Fetched, RecordFeed
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import IncompleteRead, holds_records, read_range
 from stream.runtime.schema_registry import schema_registry
+from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
+from stream.runtime.secret_watch import password_file_watch
 from stream.runtime.skips import (
     BlindWatch,
     RecoveryWatch,
@@ -342,6 +344,18 @@ def _watch_recovery(now: float) -> None:
 
 
 app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
+
+password_watch = password_file_watch(settings.kafka)
+
+
+async def watch_kafka_password() -> None:
+    """Stop cleanly once the Kafka password file changes (see stream.runtime.secret_watch)."""
+    if password_watch is not None:
+        password_watch.check()
+
+
+if password_watch is not None:
+    app.timer(PASSWORD_CHECK_EVERY)(watch_kafka_password)
 
 
 async def _read_skipped(message: Any, first_missing: int) -> list[Any]:

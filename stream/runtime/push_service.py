@@ -16,6 +16,8 @@ from stream.metrics import REGISTRY
 from stream.ometria.client import OmetriaClient
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.pusher import Pusher
+from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
+from stream.runtime.secret_watch import password_file_watch
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -87,11 +89,13 @@ async def run_alone(settings: Settings, port: int) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         stopper = asyncio.ensure_future(stop_requested.wait())
+        watcher = asyncio.ensure_future(_watch_password(settings))
         try:
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             await _stop(pusher, task)
         finally:
             stopper.cancel()
+            watcher.cancel()
             await pusher.close()
             await runner.cleanup()
     error = None if task.cancelled() else task.exception()
@@ -99,6 +103,17 @@ async def run_alone(settings: Settings, port: int) -> int:
         logger.error("the pusher stopped: %s", error)
         return 70
     return 0
+
+
+async def _watch_password(settings: Settings) -> None:
+    """Stop cleanly (SIGTERM to this process) once the Kafka password file changes."""
+    watch = password_file_watch(settings.kafka)
+    if watch is None:
+        return
+    while True:
+        await asyncio.sleep(PASSWORD_CHECK_EVERY)
+        if watch.check():
+            return
 
 
 def _readiness(pusher: Pusher) -> str | None:

@@ -2,13 +2,15 @@
 
 `deploy/local/kafka.sh up` always starts the local broker with a SASL_PLAINTEXT listener
 (KAFKA_SASL_PORT, default 9094) for PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512, and one user
-(KAFKA_SASL_USER / KAFKA_SASL_PASSWORD, default loyalty / loyalty-secret).
+(KAFKA_SASL_USER / KAFKA_SASL_PASSWORD, default loyalty / loyalty-secret). The password
+rotation tests make a SCRAM user of their own, so that the shared user's password stays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +18,31 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
 
 from stream.runtime.kafka_auth import client_options
 from stream.settings import Settings, load_settings
-from tests.integration.conftest import BOOTSTRAP, READY, envelope, poll, sandbox_get
+from tests.integration.conftest import (
+    BOOTSTRAP,
+    READY,
+    READY_LINES,
+    envelope,
+    poll,
+    sandbox_get,
+    web_get,
+)
 
 SASL_HOST = BOOTSTRAP.split(",")[0].strip().rsplit(":", 1)[0]
 SASL_PORT = int(os.environ.get("KAFKA_SASL_PORT", "9094"))
@@ -148,3 +171,100 @@ async def test_worker_with_a_wrong_password_exits_with_an_authentication_error(
     assert "SaslAuthenticationFailed" in log, log[-3000:]
     assert READY not in log
     assert WRONG_PASSWORD not in log, "the SASL password must never be logged"
+
+
+def _set_scram_password(admin: AdminClient, user: str, password: str) -> None:
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+    upsert = UserScramCredentialUpsertion(user, info, password.encode())
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write as the kubelet updates a mounted Secret: a new file swapped in at once."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(text, encoding="utf-8")
+    fresh.replace(path)
+
+
+@pytest.fixture
+def own_user(names):
+    """A SCRAM-SHA-512 user of the test's own, allowed everything on the test's topics and
+    groups (all named after its run), removed afterwards."""
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    user = f"it-{names.run}"
+    principal = f"User:{user}"
+    _set_scram_password(admin, user, secrets.token_urlsafe(18))
+    prefix = f"it-{names.run}"
+    grants = [
+        AclBinding(
+            kind,
+            prefix,
+            ResourcePatternType.PREFIXED,
+            principal,
+            "*",
+            AclOperation.ALL,
+            AclPermissionType.ALLOW,
+        )
+        for kind in (ResourceType.TOPIC, ResourceType.GROUP)
+    ]
+    for future in admin.create_acls(grants).values():
+        future.result(timeout=30)
+    try:
+        yield admin, user
+    finally:
+        mine = AclBindingFilter(
+            ResourceType.ANY,
+            None,
+            ResourcePatternType.ANY,
+            principal,
+            None,
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )
+        for future in admin.delete_acls([mine]).values():
+            future.result(timeout=30)
+        gone = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
+        for future in admin.alter_user_scram_credentials([gone]).values():
+            future.result(timeout=30)
+
+
+@pytest.mark.parametrize("command", ["worker", "push"])
+async def test_process_stops_cleanly_when_its_password_file_changes_and_restarts_with_the_new_one(
+    worker, own_user, tmp_path, sasl_listener, command
+):
+    admin, user = own_user
+    old, new = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    _set_scram_password(admin, user, old)
+    password_file = tmp_path / "kafka-password"
+    env = sasl_env("SCRAM-SHA-512", old, password_file)
+    env["STREAM_KAFKA__SASL_USERNAME"] = user
+    env["STREAM_OMETRIA__PUSH_IN_WORKER"] = "false" if command == "push" else "true"
+    worker.env.update(env)
+    worker.command, worker.ready_line = command, READY_LINES[command]
+    worker.start()
+    await worker.wait_ready()
+    # Settled: every client the process keeps is connected. A connection opened between the
+    # broker's change and the file's (up to a minute with a kubelet) fails to log in anyway.
+    ready = await poll(lambda: web_get(worker, "/readyz"), lambda r: r.status_code == 200)
+    assert ready.status_code == 200, ready.text
+
+    # Strimzi's rotation: the broker takes the new password, then the mounted Secret shows it.
+    _set_scram_password(admin, user, new)
+    _replace_file(password_file, new + "\n")
+
+    async def returncode():
+        return worker.process.poll()
+
+    code = await poll(returncode, lambda rc: rc is not None, timeout=60)
+    log = worker.text()
+    assert code is not None, f"{command} still running after its password changed:\n{log[-3000:]}"
+    assert code == 0, f"{command} did not stop cleanly (exit {code}):\n{log[-3000:]}"
+    assert "the Kafka password file" in log, log[-3000:]
+
+    # Started again (what Kubernetes does), it logs in with the new password.
+    worker.start()
+    await worker.wait_ready()
+    log = worker.text()
+    assert old not in log
+    assert new not in log, "the SASL password must never be logged"
