@@ -380,6 +380,31 @@ class EventSettings(_Section):
     _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
 
 
+class FoldSettings(_Section):
+    """How the worker batches its folding; with the RocksDB budgets, what sets its memory."""
+
+    batch_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=200_000,
+        description="Most records folded as one batch: each customer's profile is read, "
+        "written and sent once per batch; the batch's profiles are held meanwhile.",
+    )
+    window: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=2),
+        description="A batch is what arrived within this: live events wait up to it.",
+    )
+    profile_cache: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Decoded profiles kept between batches (a customer folded again soon is "
+        "not read from the store again).",
+    )
+
+    _durations = field_validator("window", mode="before")(parse_duration)
+
+
 class RocksDBSettings(_Section):
     """Memory of the table's RocksDB (`STREAM_STORE=rocksdb://`): every partition's database a
     worker holds, active or standby, shares these two budgets (stream.runtime.faust_rocksdb);
@@ -492,6 +517,7 @@ class Settings(BaseSettings):
     triggers: TriggerSettings = TriggerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     events: EventSettings = EventSettings()
+    fold: FoldSettings = FoldSettings()
     rocksdb: RocksDBSettings = RocksDBSettings()
 
     @field_validator("store")
