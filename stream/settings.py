@@ -388,35 +388,48 @@ class EventSettings(_Section):
     _durations = field_validator("max_age", "future_skew", mode="before")(parse_duration)
 
 
+class FoldSettings(_Section):
+    """How the worker batches its folding; with the RocksDB budgets, what sets its memory."""
+
+    batch_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=200_000,
+        description="Most records folded as one batch: each customer's profile is read, "
+        "written and sent once per batch; the batch's profiles are held meanwhile.",
+    )
+    window: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
+        default=timedelta(seconds=2),
+        description="A batch is what arrived within this: live events wait up to it.",
+    )
+    profile_cache: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="Decoded profiles kept between batches (a customer folded again soon is "
+        "not read from the store again).",
+    )
+
+    _durations = field_validator("window", mode="before")(parse_duration)
+
+
 class RocksDBSettings(_Section):
-    """Memory of the table's RocksDB (`STREAM_STORE=rocksdb://`): one database per table
-    partition a worker holds, active or standby, each with these; the data itself stays on
-    disk, so the worker's memory does not grow with customers."""
+    """Memory of the table's RocksDB (`STREAM_STORE=rocksdb://`): every partition's database a
+    worker holds, active or standby, shares these two budgets (stream.runtime.faust_rocksdb);
+    the data itself stays on disk, so the worker's memory does not grow with customers."""
 
     block_cache_mib: int = Field(
-        default=16,
+        default=64,
         ge=1,
-        le=4096,
-        description="Block cache of each partition's database, MiB (recently read profiles).",
+        le=65536,
+        description="One block cache for all of them, MiB: recently read profiles.",
     )
-    write_buffer_mib: int = Field(
-        default=16,
+    write_buffers_mib: int = Field(
+        default=64,
         ge=1,
-        le=1024,
-        description="Size of each memtable (writes not yet flushed to disk), MiB.",
+        le=65536,
+        description="Memtables of all of them together, MiB: writes not yet flushed to disk.",
     )
-    write_buffers: int = Field(
-        default=2, ge=2, le=8, description="Memtables per partition's database (one flushing)."
-    )
-
-    def faust_options(self) -> dict[str, int]:
-        """Faust's RocksDB store options (`faust.stores.rocksdb.RocksDBOptions`)."""
-        mib = 1024 * 1024
-        return {
-            "block_cache_size": self.block_cache_mib * mib,
-            "write_buffer_size": self.write_buffer_mib * mib,
-            "max_write_buffer_number": self.write_buffers,
-        }
 
 
 class RegistrySettings(_Section):
@@ -552,6 +565,7 @@ class Settings(BaseSettings):
     triggers: TriggerSettings = TriggerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     events: EventSettings = EventSettings()
+    fold: FoldSettings = FoldSettings()
     rocksdb: RocksDBSettings = RocksDBSettings()
     registry: RegistrySettings = RegistrySettings()
 

@@ -65,21 +65,17 @@ from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-# A batch is whatever arrived within FOLD_WITHIN, at most FOLD_BATCH records: each customer's
-# profile is read and written once per batch and its contact sent once, and the broker's
-# acknowledgements are awaited once per batch instead of once per event. The window is the
-# record cache of Kafka Streams (flushed per commit interval, 30 s by default there): a
-# backlog folds in batches of thousands, where most customers have several events, and the
-# messages written per event, which cost more than the fold, drop with it (changelog records
-# per event 0.79 at 0.5 s, 0.57 at 2 s in the bench); live events wait up to FOLD_WITHIN to
-# be folded.
-FOLD_BATCH = 20_000
-FOLD_WITHIN = 2.0
 YIELD_EVERY = 200
-PROFILE_CACHE_SIZE = 20_000
 COMMITTED_OFFSETS_PATIENCE = 30.0
 
 settings = get_settings()
+# A batch is whatever arrived within the window, at most a batch size of records
+# (STREAM_FOLD__*): each customer's profile is read and written once per batch and its contact
+# sent once, and the broker's acknowledgements are awaited once per batch, not per event. The
+# window is the record cache of Kafka Streams: a backlog folds in batches of thousands, where
+# most customers have several events, and the messages written per event drop with it.
+FOLD_BATCH = settings.fold.batch_size
+FOLD_WITHIN = settings.fold.window.total_seconds()
 mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
 # Built once, from the settings, when the agents are declared (Faust declares agents at import).
 rules = SyncRules.from_settings(settings, mapping)
@@ -126,7 +122,7 @@ blind_watch = BlindWatch(
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
-recent_profiles = ProfileCache(PROFILE_CACHE_SIZE)
+recent_profiles = ProfileCache(settings.fold.profile_cache)
 # Every erasure on record (stream.runtime.erasures), caught up on every assignment before a
 # record is folded: an erasure another worker recorded holds here from the first record on.
 erasures = ErasureIndex(settings)

@@ -49,11 +49,6 @@ class LoyaltyApp(faust.App):
         return web
 
 
-# The events records fetched and waiting for the fold: a whole fold batch (see
-# stream.runtime.agents) on top of the one being folded.
-FEED_CAPACITY = 20_000
-
-
 def create_app(settings: Settings) -> LoyaltyApp:
     """A Faust app wired to the configured brokers, store and web port."""
     brokers = [
@@ -102,7 +97,8 @@ def create_app(settings: Settings) -> LoyaltyApp:
         web_stats_enabled=False,
         web_metrics_enabled=False,
     )
-    app.events_feed = RecordFeed(settings.topics.events, FEED_CAPACITY)
+    # Fetched records waiting for the fold: a whole batch, on top of the one being folded.
+    app.events_feed = RecordFeed(settings.topics.events, settings.fold.batch_size)
     return app
 
 

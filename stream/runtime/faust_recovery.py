@@ -47,6 +47,8 @@ from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from stream.runtime.heap import release_freed_memory
+
 logger = logging.getLogger(__name__)
 
 # Share of `broker_request_timeout` the bulk read may take (see the module docstring).
@@ -176,6 +178,7 @@ async def bulk_recover(
         progress.running = False
         progress.finished_at = time.monotonic()
         await consumer.stop()
+        release_freed_memory()
     logger.info(
         "bulk recovery applied %d changelog records of %d partitions in %.1f s (%.0f/s); "
         "%d left to Faust's own reader",

@@ -12,6 +12,8 @@ mapping) are never garbage and are taken out of every collection.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 
 # Allocations minus deallocations between young collections; then the counts of younger
@@ -26,3 +28,26 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
+
+
+def _libc_trim() -> object:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+
+
+_malloc_trim = _libc_trim()
+
+
+def release_freed_memory() -> bool:
+    """Hand the memory freed since to the system; True if the C library could.
+
+    A table recovery allocates and frees gigabytes of small records: glibc keeps what was
+    freed in its arenas, so the process's resident memory would stay at the recovery's peak
+    for good. Elsewhere (musl, macOS) there is nothing to call, and nothing is done.
+    """
+    if _malloc_trim is None:
+        return False
+    _malloc_trim(0)  # type: ignore[operator]
+    return True

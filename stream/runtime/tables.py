@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from stream.runtime import faust_rocksdb
 from stream.runtime.app import app
 from stream.runtime.faust_recovery import install as install_bulk_recovery
 from stream.runtime.kafka_auth import client_options
@@ -23,10 +24,9 @@ customer_to_profile = app.Table(
         key_type=str, key_serializer="raw", value_type=bytes, value_serializer="raw"
     ),
     help="Latest loyalty profile of every customer, keyed like the input topic.",
-    # Faust's own defaults give every partition's database a 2 GiB block cache and three
-    # 64 MiB memtables: memory that grows with the profiles read, past a pod's limit.
-    options=get_settings().rocksdb.faust_options(),
 )
 
 # Recovery reads the changelog in bulk, not record by record (see the module).
 install_bulk_recovery(client_options(get_settings().kafka))
+# Every partition's RocksDB shares one memory budget (see the module).
+faust_rocksdb.install(get_settings().rocksdb)
