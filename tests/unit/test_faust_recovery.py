@@ -181,6 +181,7 @@ async def test_install_catches_standbys_up_in_bulk_before_faust_seeks_them(monke
     from stream.runtime import faust_recovery
 
     calls: list[str] = []
+
     async def faust_seek(*args: object) -> None:
         calls.append("faust seek")
 
