@@ -72,6 +72,11 @@ logger = logging.getLogger(__name__)
 FOLD_BATCH = 20_000
 FOLD_WITHIN = 2.0
 YIELD_EVERY = 200
+# The longest the contacts of a batch are built without letting the loop run: a mapping with
+# hundreds of lists or rules costs milliseconds a customer, and a batch of thousands of them
+# would hold back the group's heartbeats past the session timeout (the group then drops the
+# worker mid-batch, and every rejoin folds the same batch again).
+CONTACTS_WITHOUT_YIELD = 0.05
 PROFILE_CACHE_SIZE = 20_000
 COMMITTED_OFFSETS_PATIENCE = 30.0
 
@@ -541,7 +546,11 @@ async def fold_batch(events: list[Any]) -> None:
         if customer_id not in batch.changed:  # else an enrolment after it: that comes below
             written[customer_id] = None
             outbox.add(customer_id, [erasure], now)
+    yielded = time.monotonic()
     for customer_id, occurred in batch.changed.items():
+        if time.monotonic() - yielded > CONTACTS_WITHOUT_YIELD:
+            await asyncio.sleep(0)
+            yielded = time.monotonic()
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)

@@ -32,6 +32,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_catalogue_stream import generate
 from tests.integration.test_chaos import produce_all, settle
+from tests.integration.test_delivery_faults import set_faults
 
 # About 20,000 events (duplicates included): one full fold batch.
 BATCH_CUSTOMERS = 3300
@@ -184,3 +185,42 @@ async def test_a_standby_takes_over_on_rocksdb_reading_only_the_changelog_tail(
     # The survivor read at most the records its standby had not yet applied: a small tail,
     # where a takeover without a standby reads every record of each partition it takes.
     assert recovery.get("applied", 0) < whole / 4, (recovery, whole)
+
+
+def slow_mapping(path) -> str:
+    """A mapping with many Ometria lists: each changed customer's contact checks 400 CEL
+    conditions, about 14 ms a customer on 2 cores, so a batch of a few thousand customers
+    spends longer than the session timeout (10 s here) building their contacts."""
+    lines = ['extends = "rivo"']
+    for n in range(400):
+        condition = f"after.points.balance >= {n * 10} && size(after.email) > {n % 5}"
+        lines += ["[[list]]", f'id = "{2000 + n}"', f"condition = '{condition}'"]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+async def test_a_slow_fold_behind_a_throttled_stand_in_is_no_stall_and_folds_every_event(
+    names, sandbox, worker, producer, tmp_path
+):
+    # A backlog of 10,000 events whose batches fold for longer than the session and the
+    # shortest stall timeout there is, while the stand-in throttles the pusher in the worker.
+    events, _ = generate(seed=5151, customers=BATCH_CUSTOMERS // 2)
+    await set_faults(sandbox, rate_limit=1)
+    worker.env["STREAM_KAFKA__STALL_TIMEOUT"] = "10s"
+    worker.env["STREAM_MAPPING__FILE"] = slow_mapping(tmp_path / "slow.mapping.toml")
+    await produce_all(producer, names, events)
+    worker.start()
+    await worker.wait_ready()
+    folded = await poll(
+        lambda: committed_to_the_end(names.app_id, names.events),
+        lambda got: all(c == end for c, end in got.values()) or worker.process.poll() is not None,
+        timeout=50,
+    )
+    assert worker.process.poll() is None, f"the worker exited:\n{worker.text()[-3000:]}"
+    assert all(c == end for c, end in folded.values()), folded
+    log = worker.text()
+    assert "stopping before committing" not in log
+    # And it stayed in its group while it folded: no heartbeat went missing for a session.
+    assert "Heartbeat session expired" not in log
+    stats = await sandbox_get(sandbox, "/_sandbox/stats")
+    assert stats["by_status"].get("429", 0) > 0, "the stand-in throttled the pusher meanwhile"
