@@ -43,6 +43,7 @@ from stream.runtime.faust_context import get_in_event, write_through_changelog
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import IncompleteRead, holds_records, read_range
 from stream.runtime.skips import (
+    BatchProgress,
     BlindWatch,
     RecoveryWatch,
     SkipWatch,
@@ -119,6 +120,7 @@ skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
+batch_progress = BatchProgress()
 # A rebalance completes within a session timeout or two (a dead member's session must end).
 blind_watch = BlindWatch(
     (settings.kafka.stall_timeout + 2 * settings.kafka.session_timeout).total_seconds()
@@ -236,6 +238,8 @@ async def _check_for_stalls() -> None:
     Nothing past either was committed, so the restart reads them again, and their effect on
     state applies once. Whether records wait is judged by the consumer's position: offsets it
     read past without delivering anything may be transaction markers or compacted away.
+    Neither is judged while a fold batch still moves (skips.BatchProgress): its records wait
+    on it, however long a slow mapping makes it.
     """
     now = time.monotonic()
     _watch_recovery(now)
@@ -247,6 +251,13 @@ async def _check_for_stalls() -> None:
         return
     mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
     if not mine:
+        blind_watch.saw()
+        return
+    if batch_progress.moved():
+        # Records wait on a batch that is still folding or storing (skips.BatchProgress).
+        for tp in mine:
+            stall_watch.forget((tp.topic, tp.partition))
+            commit_watch.forget((tp.topic, tp.partition))
         blind_watch.saw()
         return
     try:
@@ -508,6 +519,7 @@ async def fold_batch(events: list[Any]) -> None:
     batch = _Batch()
     now = datetime.now(UTC)
     for n, event in enumerate(events, 1):
+        batch_progress.step()
         if n % YIELD_EVERY == 0:
             # Folding a batch takes seconds: let the pusher keep its request slots meanwhile,
             # and the web views answer.
@@ -548,6 +560,7 @@ async def fold_batch(events: list[Any]) -> None:
             outbox.add(customer_id, [erasure], now)
     yielded = time.monotonic()
     for customer_id, occurred in batch.changed.items():
+        batch_progress.step()
         if time.monotonic() - yielded > CONTACTS_WITHOUT_YIELD:
             await asyncio.sleep(0)
             yielded = time.monotonic()
@@ -570,6 +583,7 @@ async def fold_batch(events: list[Any]) -> None:
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
         await stored
+        batch_progress.step()
     # And the changelog holds the profiles before the batch ends (when Faust acks its events);
     # the store takes them only once the changelog has them.
     await write_through_changelog(
@@ -601,7 +615,8 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
     async for events in batches:
         try:
             async with profiles_lock:
-                await fold_batch(events)
+                with batch_progress.batch():
+                    await fold_batch(events)
         except BaseException as exc:
             # Faust acks these events as soon as this iteration ends, however it ends.
             stop_before_commit("a batch of input records was not safely stored", exc)

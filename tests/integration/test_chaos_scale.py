@@ -188,11 +188,12 @@ async def test_a_standby_takes_over_on_rocksdb_reading_only_the_changelog_tail(
 
 
 def slow_mapping(path) -> str:
-    """A mapping with many Ometria lists: each changed customer's contact checks 400 CEL
-    conditions, about 14 ms a customer on 2 cores, so a batch of a few thousand customers
-    spends longer than the session timeout (10 s here) building their contacts."""
+    """A mapping with many Ometria lists: each changed customer's contact checks 1,400 CEL
+    conditions, about 50 ms a customer on 2 cores, so a batch of 400 customers spends about
+    20 s building their contacts: longer than the session timeout (10 s here) and than two
+    stall checks (10 s apart)."""
     lines = ['extends = "rivo"']
-    for n in range(400):
+    for n in range(1400):
         condition = f"after.points.balance >= {n * 10} && size(after.email) > {n % 5}"
         lines += ["[[list]]", f'id = "{2000 + n}"', f"condition = '{condition}'"]
     path.write_text("\n".join(lines) + "\n")
@@ -202,9 +203,9 @@ def slow_mapping(path) -> str:
 async def test_a_slow_fold_behind_a_throttled_stand_in_is_no_stall_and_folds_every_event(
     names, sandbox, worker, producer, tmp_path
 ):
-    # A backlog of 10,000 events whose batches fold for longer than the session and the
-    # shortest stall timeout there is, while the stand-in throttles the pusher in the worker.
-    events, _ = generate(seed=5151, customers=BATCH_CUSTOMERS // 2)
+    # A backlog of about 2,400 events (one batch) that folds for longer than the session and
+    # the shortest stall timeout there is, while the stand-in throttles the pusher in the worker.
+    events, _ = generate(seed=5151, customers=400)
     await set_faults(sandbox, rate_limit=1)
     worker.env["STREAM_KAFKA__STALL_TIMEOUT"] = "10s"
     worker.env["STREAM_MAPPING__FILE"] = slow_mapping(tmp_path / "slow.mapping.toml")
@@ -214,7 +215,7 @@ async def test_a_slow_fold_behind_a_throttled_stand_in_is_no_stall_and_folds_eve
     folded = await poll(
         lambda: committed_to_the_end(names.app_id, names.events),
         lambda got: all(c == end for c, end in got.values()) or worker.process.poll() is not None,
-        timeout=50,
+        timeout=60,
     )
     assert worker.process.poll() is None, f"the worker exited:\n{worker.text()[-3000:]}"
     assert all(c == end for c, end in folded.values()), folded
