@@ -95,6 +95,14 @@ class KafkaSettings(_Section):
         "so that it restarts from the committed offsets.",
     )
 
+    standby_replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Standby copies of each table partition kept up to date on other workers, "
+        "so that a takeover reads only the changelog's tail; 0 = a takeover recovers the whole "
+        "partition from the changelog.",
+    )
+
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How to reach the brokers."
     )

@@ -71,13 +71,15 @@ def _readiness() -> dict[str, object]:
 
 def _recovery_progress(recovery: Any) -> dict[str, object]:
     """How far the table recovery is: changelog records still to apply on this worker's active
-    partitions, and those the bulk reader applied and at what rate (counts only, no keys)."""
+    partitions, those the bulk reader applied and at what rate, and the records this worker's
+    standby copies lack of what their changelog held when they were assigned (counts only)."""
     remaining = int(recovery.active_remaining_total()) if recovery.in_recovery else 0
     body: dict[str, object] = {"in_progress": bool(recovery.in_recovery), "remaining": remaining}
     progress = progress_of(recovery)
     if progress is not None:
         body["applied"] = progress.applied
         body["per_second"] = round(progress.rate(time.monotonic()))
+    body["standby_remaining"] = int(recovery.standby_remaining_total())
     return body
 
 

@@ -48,6 +48,7 @@ from stream.runtime.schema_registry import schema_registry
 from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
 from stream.runtime.secret_watch import password_file_watch
 from stream.runtime.skips import (
+    BatchProgress,
     BlindWatch,
     RecoveryWatch,
     SkipWatch,
@@ -66,6 +67,11 @@ from stream.settings import get_settings
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 200
+# The longest the contacts of a batch are built without letting the loop run: a mapping with
+# hundreds of lists or rules costs milliseconds a customer, and a batch of thousands of them
+# would hold back the group's heartbeats past the session timeout (the group then drops the
+# worker mid-batch, and every rejoin folds the same batch again).
+CONTACTS_WITHOUT_YIELD = 0.05
 COMMITTED_OFFSETS_PATIENCE = 30.0
 
 settings = get_settings()
@@ -115,6 +121,7 @@ skip_watch = SkipWatch()
 stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
 recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
+batch_progress = BatchProgress()
 # A rebalance completes within a session timeout or two (a dead member's session must end).
 blind_watch = BlindWatch(
     (settings.kafka.stall_timeout + 2 * settings.kafka.session_timeout).total_seconds()
@@ -232,6 +239,8 @@ async def _check_for_stalls() -> None:
     Nothing past either was committed, so the restart reads them again, and their effect on
     state applies once. Whether records wait is judged by the consumer's position: offsets it
     read past without delivering anything may be transaction markers or compacted away.
+    Neither is judged while a fold batch still moves (skips.BatchProgress): its records wait
+    on it, however long a slow mapping makes it.
     """
     now = time.monotonic()
     _watch_recovery(now)
@@ -250,6 +259,13 @@ async def _check_for_stalls() -> None:
         return
     mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
     if not mine:
+        blind_watch.saw()
+        return
+    if batch_progress.moved():
+        # Records wait on a batch that is still folding or storing (skips.BatchProgress).
+        for tp in mine:
+            stall_watch.forget((tp.topic, tp.partition))
+            commit_watch.forget((tp.topic, tp.partition))
         blind_watch.saw()
         return
     try:
@@ -551,11 +567,13 @@ async def fold_batch(
     n = 0
     for item in fetched:
         topic, partition = item.tp
+        batch_progress.step()
         for message in item.records:
             n += 1
             if n % YIELD_EVERY == 0:
                 # Folding a batch takes seconds: let the pusher keep its request slots
                 # meanwhile, and the web views answer.
+                batch_progress.step()
                 await asyncio.sleep(0)
             # Awaited only until the positions are known: no coroutine per record after that.
             if not positions_known.is_set():
@@ -586,7 +604,12 @@ async def fold_batch(
         if customer_id not in batch.changed:  # else an enrolment after it: that comes below
             written[customer_id] = None
             outbox.add(customer_id, [erasure], now)
+    yielded = time.monotonic()
     for customer_id, occurred in batch.changed.items():
+        batch_progress.step()
+        if time.monotonic() - yielded > CONTACTS_WITHOUT_YIELD:
+            await asyncio.sleep(0)
+            yielded = time.monotonic()
         profile = batch.profiles[customer_id]
         assert profile is not None  # changed means folded
         profile, contact = contact_update(profile, rules)
@@ -606,6 +629,7 @@ async def fold_batch(
     # a crash in between, the redelivered events are folded again and their records re-sent.
     for stored in batch.stored:
         await stored
+        batch_progress.step()
     # And the changelog holds the profiles before the batch ends (when Faust acks its events);
     # the store takes them only once the changelog has them.
     await write_through_changelog(
@@ -643,11 +667,14 @@ async def fold_forever(feed: RecordFeed) -> None:
             stop_before_commit("the writer schemas of a batch could not be fetched", exc)
         try:
             async with profiles_lock:
-                # A list fetched before a rebalance is fetched again from the committed offset.
-                current = [item for item in fetched if consumer.is_current(item)]
-                if current:
-                    await fold_batch(current, schemas)
-                    consumer.handled(current)
+                with feed.folding():
+                    # A list fetched before a rebalance is fetched again from the committed
+                    # offset.
+                    current = [item for item in fetched if consumer.is_current(item)]
+                    if current:
+                        with batch_progress.batch():
+                            await fold_batch(current, schemas)
+                        consumer.handled(current)
         except BaseException as exc:
             # Nothing past the last batch stored may commit: leave without Faust's shutdown.
             stop_before_commit("a batch of input records was not safely stored", exc)

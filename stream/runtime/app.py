@@ -82,6 +82,9 @@ def create_app(settings: Settings) -> LoyaltyApp:
         # A crashed worker's partitions move on after this; Faust's own default is 60 s.
         broker_session_timeout=settings.kafka.session_timeout.total_seconds(),
         broker_heartbeat_interval=settings.kafka.session_timeout.total_seconds() / 10,
+        # A worker that takes over a partition it kept a standby of reads only the changelog
+        # records its standby had not applied yet, instead of the whole partition.
+        table_standby_replicas=settings.kafka.standby_replicas,
         key_serializer="raw",
         value_serializer="raw",
         web_port=settings.web_port,

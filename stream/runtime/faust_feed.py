@@ -26,9 +26,10 @@ What this relies on in faust-streaming 0.15 (each checked by tests/unit/test_fau
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,16 +81,25 @@ class RecordFeed:
         self._changed.set()
 
     async def wait_idle(self) -> None:
-        """Return once no batch taken from the feed is still being folded."""
+        """Return once no batch taken from the feed is being folded."""
         await self._idle.wait()
 
-    async def batches(self, size: int, within: float) -> AsyncIterator[list[Fetched]]:
-        """Lists in batches of about `size` records, or what came within `within` seconds.
+    @contextlib.contextmanager
+    def folding(self) -> Iterator[None]:
+        """Hold while a batch taken from the feed is folded and acknowledged.
 
-        A batch counts as being folded until the next one is asked for (`wait_idle`).
+        A batch taken but not yet folding (waiting for a lock, or for the writer schemas) does
+        not hold a revocation: it is found stale afterwards and fetched again.
         """
-        while True:
+        self._idle.clear()
+        try:
+            yield
+        finally:
             self._idle.set()
+
+    async def batches(self, size: int, within: float) -> AsyncIterator[list[Fetched]]:
+        """Lists in batches of about `size` records, or what came within `within` seconds."""
+        while True:
             batch = [await self._take()]
             count = len(batch[0].records)
             deadline = time.monotonic() + within
@@ -104,7 +114,6 @@ class RecordFeed:
                 fetched = self._pop()
                 batch.append(fetched)
                 count += len(fetched.records)
-            self._idle.clear()
             yield batch
 
     async def _take(self) -> Fetched:

@@ -20,10 +20,18 @@ Faust's seek then lands at the highwater, `need_recovery()` is false and Faust g
 exactly as after its own recovery: standbys, `on_recovery_completed`, the tables' recover
 callbacks, the stream partitions.
 
+Standby partitions take the same path once, to catch up: Faust seeks them (`_seek_offsets`
+with `standby_offsets`) after the actives are recovered and before it resumes them; the
+wrapper first reads each from its start offset up to its current end in bulk and advances
+`Recovery.standby_offsets`, so Faust's per-message path (a catch-up through it measured 570 to
+1,150 profiles/s on the same machine) is left only the records written from then on, which it
+applies as they come (1,500 to 4,000/s measured while the changelog was written faster than a
+fold writes it: a standby may lag an active at full speed, and a takeover reads that lag here,
+in bulk).
+
 Semantics kept: tombstones delete keys (the store's batch does it), a RocksDB store
 records the offset it reached (a restart reads only what came after), the highwater
-bookkeeping is Faust's own counters. Standby partitions stay on Faust's path (they are read
-continuously, not up to a mark).
+bookkeeping is Faust's own counters.
 
 Bounds: `_restart_recovery` awaits `_seek_offsets` under `broker_request_timeout`, and mode's
 `wait_first` treats a timeout as the service stopping; so the bulk read stops after
@@ -35,10 +43,11 @@ the same way. Each assumption about faust has a test in tests/unit/test_faust_re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +141,8 @@ def install(client_options: dict[str, Any]) -> None:
     ) -> None:
         if offsets is self.active_offsets and tps:
             await bulk_recover(self, tps, client_options)
+        elif offsets is self.standby_offsets and tps:
+            await bulk_catch_up_standbys(self, tps, client_options)
         await original(self, consumer, tps, offsets, title)
 
     _seek_offsets._bulk_recovery = True  # type: ignore[attr-defined]
@@ -143,24 +154,90 @@ async def bulk_recover(
     recovery: Recovery, tps: Iterable[TP], client_options: dict[str, Any]
 ) -> None:
     """Apply the active changelog partitions `tps` up to their highwaters (see the docstring)."""
-    app: Any = recovery.app
+    progress = RecoveryProgress(started_at=time.monotonic(), running=True)
+    _progress[recovery] = progress
+    plan = _plan(recovery, tps, recovery.active_offsets, recovery.active_highwaters)
+    if not plan:
+        progress.running = False
+        progress.finished_at = progress.started_at
+        return
+    async with _reader(recovery, client_options) as consumer:
+        try:
+            await _read(
+                recovery,
+                consumer,
+                plan,
+                recovery.active_offsets,
+                recovery.active_highwaters,
+                progress,
+            )
+        finally:
+            progress.running = False
+            progress.finished_at = time.monotonic()
+    logger.info(
+        "bulk recovery applied %d changelog records of %d partitions in %.1f s (%.0f/s); "
+        "%d left to Faust's own reader",
+        progress.applied,
+        len(plan),
+        progress.finished_at - progress.started_at,
+        progress.rate(progress.finished_at),
+        recovery.active_remaining_total(),
+    )
+
+
+async def bulk_catch_up_standbys(
+    recovery: Recovery, tps: Iterable[TP], client_options: dict[str, Any]
+) -> None:
+    """Apply the standby changelog partitions `tps` up to their current ends (the docstring)."""
+    progress = RecoveryProgress(started_at=time.monotonic(), running=True)
+    wanted = [
+        tp
+        for tp in tps
+        if tp in recovery.tp_to_table and recovery.standby_offsets.get(tp) is not None
+    ]
+    if not wanted:
+        return
+    async with _reader(recovery, client_options) as consumer:
+        ends = await consumer.end_offsets([TopicPartition(tp.topic, tp.partition) for tp in wanted])
+        # Faust's highwater: the offset of the last record, as its `_build_highwaters` has it.
+        highwaters = {tp: ends[TopicPartition(tp.topic, tp.partition)] - 1 for tp in wanted}
+        plan = _plan(recovery, wanted, recovery.standby_offsets, highwaters)
+        if not plan:
+            return
+        try:
+            await _read(recovery, consumer, plan, recovery.standby_offsets, highwaters, progress)
+        finally:
+            progress.finished_at = time.monotonic()
+    logger.info(
+        "standby catch-up applied %d changelog records of %d partitions in %.1f s (%.0f/s)",
+        progress.applied,
+        len(plan),
+        progress.finished_at - progress.started_at,
+        progress.rate(progress.finished_at),
+    )
+
+
+def _plan(recovery: Recovery, tps: Iterable[TP], offsets: Any, highwaters: Any) -> dict[TP, int]:
+    """Partition -> the last offset applied, for the partitions with records left to read."""
     plan: dict[TP, int] = {}
     for tp in tps:
         table = recovery.tp_to_table.get(tp)
-        start = recovery.active_offsets.get(tp)
-        highwater = recovery.active_highwaters.get(tp)
+        start = offsets.get(tp)
+        highwater = highwaters.get(tp)
         if table is None or start is None or highwater is None or highwater <= start:
             continue
         if getattr(table, "_on_changelog_event", None) is not None:
             continue  # a per-event callback: Faust's own path calls it for each record
         plan[tp] = start
-    progress = RecoveryProgress(started_at=time.monotonic(), running=True)
-    _progress[recovery] = progress
-    if not plan:
-        progress.running = False
-        progress.finished_at = progress.started_at
-        return
-    deadline = progress.started_at + BUDGET_SHARE * float(app.conf.broker_request_timeout)
+    return plan
+
+
+@contextlib.asynccontextmanager
+async def _reader(
+    recovery: Recovery, client_options: dict[str, Any]
+) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started group-less consumer that reads changelogs as Faust's own consumer would."""
+    app: Any = recovery.app
     consumer = AIOKafkaConsumer(
         **client_options,
         enable_auto_commit=False,
@@ -173,31 +250,24 @@ async def bulk_recover(
     )
     await consumer.start()
     try:
-        await _read(recovery, consumer, plan, progress, deadline)
+        yield consumer
     finally:
-        progress.running = False
-        progress.finished_at = time.monotonic()
         await consumer.stop()
+        # A read of a whole changelog frees gigabytes of records; glibc would keep them.
         release_freed_memory()
-    logger.info(
-        "bulk recovery applied %d changelog records of %d partitions in %.1f s (%.0f/s); "
-        "%d left to Faust's own reader",
-        progress.applied,
-        len(plan),
-        progress.finished_at - progress.started_at,
-        progress.rate(progress.finished_at),
-        recovery.active_remaining_total(),
-    )
 
 
 async def _read(
     recovery: Recovery,
     consumer: AIOKafkaConsumer,
     plan: dict[TP, int],
+    offsets: Any,
+    highwaters: Any,
     progress: RecoveryProgress,
-    deadline: float,
 ) -> None:
+    """Read `plan`'s partitions up to `highwaters`, advancing `offsets` (Faust's counters)."""
     app: Any = recovery.app
+    deadline = progress.started_at + BUDGET_SHARE * float(app.conf.broker_request_timeout)
     by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in plan}
     consumer.assign(list(by_kafka))
     for ktp, tp in by_kafka.items():
@@ -221,7 +291,7 @@ async def _read(
             reached: dict[TP, int] = {}
             for ktp, records in fetched.items():
                 tp = by_kafka[ktp]
-                highwater = recovery.active_highwaters[tp]
+                highwater = highwaters[tp]
                 decode_key, decode_value = decoders[tp]
                 batch = [
                     _Event(_Message(tp, r.offset, r.key, r.value), decode_key, decode_value)
@@ -233,15 +303,15 @@ async def _read(
                     reached[tp] = batch[-1].message.offset
             for ktp in list(pending):
                 tp = by_kafka[ktp]
-                if await consumer.position(ktp) > recovery.active_highwaters[tp]:
+                if await consumer.position(ktp) > highwaters[tp]:
                     # Past the highwater: whatever follows the last record read was compacted
                     # away or is a marker, as Faust's own reader would find.
-                    reached[tp] = recovery.active_highwaters[tp]
+                    reached[tp] = highwaters[tp]
                     pending.discard(ktp)
             if writing is not None:
                 # Shielded: a cancelled read must not cancel a write whose thread goes on.
                 await asyncio.shield(writing)
-            writing = asyncio.ensure_future(_apply(recovery, by_table, reached, progress))
+            writing = asyncio.ensure_future(_apply(by_table, reached, offsets, progress))
         if writing is not None:
             await asyncio.shield(writing)
     finally:
@@ -252,9 +322,9 @@ async def _read(
 
 
 async def _apply(
-    recovery: Recovery,
     by_table: dict[Any, list[_Event]],
     reached: dict[TP, int],
+    offsets: Any,
     progress: RecoveryProgress,
 ) -> None:
     """Apply one fetch per table, then advance Faust's offsets to what is now in the store."""
@@ -265,7 +335,7 @@ async def _apply(
             await asyncio.to_thread(table.apply_changelog_batch, batch)
         progress.applied += len(batch)
     for tp, offset in reached.items():
-        recovery.active_offsets[tp] = offset
+        offsets[tp] = offset
 
 
 def _decoders(app: Any, table: Any) -> tuple[Callable[[_Message], Any], Callable[[_Message], Any]]:
@@ -283,4 +353,4 @@ def _decoders(app: Any, table: Any) -> tuple[Callable[[_Message], Any], Callable
     return key, value
 
 
-__all__ = ["RecoveryProgress", "bulk_recover", "install", "progress_of"]
+__all__ = ["RecoveryProgress", "bulk_catch_up_standbys", "bulk_recover", "install", "progress_of"]

@@ -16,7 +16,8 @@ offset is more than one above the committed one (the head-gap guard of faust-str
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import contextlib
+from collections.abc import Hashable, Iterator
 
 
 class SkipWatch:
@@ -93,6 +94,41 @@ class StallWatch:
             return None
         waited = now - last[1]
         return waited if waited >= self._patience else None
+
+
+class BatchProgress:
+    """Whether the fold batch in flight did anything since the stall watch last looked.
+
+    A batch reads its records, builds their contacts and waits for its writes before Faust
+    may commit them: a large batch behind a slow mapping takes longer than the stall timeout,
+    while no record is delivered and the commit stays below records already read. That is no
+    stall while the batch moves (each record, contact and stored write is a step); a batch
+    that stops moving is judged by the offsets as before.
+    """
+
+    def __init__(self) -> None:
+        self._in_flight = False
+        self._steps = 0
+        self._looked_at = 0
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold while a batch folds and stores its writes."""
+        self._in_flight = True
+        self.step()
+        try:
+            yield
+        finally:
+            self._in_flight = False
+
+    def step(self) -> None:
+        self._steps += 1
+
+    def moved(self) -> bool:
+        """A batch is in flight and did something since the last call."""
+        moved = self._in_flight and self._steps != self._looked_at
+        self._looked_at = self._steps
+        return moved
 
 
 class RecoveryWatch:

@@ -100,6 +100,7 @@ async def test_recovered_table_holds_each_keys_latest_value_and_tombstoned_keys_
             "remaining": 0,
             "applied": len(records),
             "per_second": readiness["recovery"]["per_second"],
+            "standby_remaining": 0,
         }
         assert readiness["recovery"]["per_second"] > 0
         assert await worker.stop_async() == 0

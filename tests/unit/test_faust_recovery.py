@@ -156,3 +156,58 @@ def test_faust_reads_changelogs_committed_only_when_the_app_runs_transactions():
         source
     )
     assert faust.App("t-recovery-tx").in_transaction is False
+
+
+def test_recovery_seeks_standbys_after_the_actives_are_recovered_and_before_resuming_them():
+    source = inspect.getsource(Recovery._restart_recovery.fun)
+    recovered = source.index('self.log.info("Recovery complete")')
+    seek = source.index('consumer, standby_tps, standby_offsets, "standby"')
+    resume = source.index("T(consumer.resume_partitions)(standby_tps)")
+    completed = source.index("T(self.on_recovery_completed)(generation_id)")
+    assert recovered < seek < resume < completed
+    # The standby start offsets are the last ones applied, as the actives' are.
+    assert 'consumer, assigned_standby_tps, standby_offsets, "standby"' in source
+
+
+def test_faust_applies_a_changelog_record_only_past_the_offset_already_applied():
+    # Why advancing standby_offsets after a bulk read keeps Faust's path from applying again.
+    source = inspect.getsource(Recovery._slurp_changelogs.fun)
+    assert "offsets = standby_offsets" in source
+    assert "if seen_offset is None or offset > seen_offset:" in source
+    assert "offsets[tp] = offset" in source
+
+
+async def test_install_catches_standbys_up_in_bulk_before_faust_seeks_them(monkeypatch):
+    from stream.runtime import faust_recovery
+
+    calls: list[str] = []
+
+    async def faust_seek(*args: object) -> None:
+        calls.append("faust seek")
+
+    monkeypatch.setattr(Recovery, "_seek_offsets", faust_seek)
+    monkeypatch.setattr(
+        faust_recovery,
+        "bulk_catch_up_standbys",
+        AsyncMock(side_effect=lambda *args: calls.append("standby bulk")),
+    )
+    monkeypatch.setattr(
+        faust_recovery,
+        "bulk_recover",
+        AsyncMock(side_effect=lambda *args: calls.append("active bulk")),
+    )
+    install({"bootstrap_servers": "127.0.0.1:1"})
+    recovery = SimpleNamespace(active_offsets=Counter(), standby_offsets=Counter())
+    tps = {TP(TOPIC, 0)}
+    await Recovery._seek_offsets(recovery, None, tps, recovery.standby_offsets, "standby")  # type: ignore[arg-type]
+    await Recovery._seek_offsets(recovery, None, tps, recovery.active_offsets, "active")  # type: ignore[arg-type]
+    assert calls == ["standby bulk", "faust seek", "active bulk", "faust seek"]
+
+
+def test_recovery_service_has_the_standby_state_the_bulk_reader_reads():
+    recovery = Recovery(faust.App("t-recovery-standby-attrs"), MagicMock())
+    assert isinstance(recovery.standby_offsets, Counter)
+    assert isinstance(recovery.standby_highwaters, Counter)
+    recovery.standby_highwaters[TP(TOPIC, 0)] = 9
+    recovery.standby_offsets[TP(TOPIC, 0)] = 4
+    assert recovery.standby_remaining_total() == 5

@@ -21,6 +21,8 @@ def _recovery(name: str) -> Recovery:
     recovery = Recovery(faust.App(name), MagicMock())
     recovery.active_highwaters = Counter({TP(TOPIC, 0): 999, TP(TOPIC, 1): 499})
     recovery.active_offsets = Counter({TP(TOPIC, 0): 199, TP(TOPIC, 1): 499})
+    recovery.standby_highwaters = Counter({TP(TOPIC, 2): 99})
+    recovery.standby_offsets = Counter({TP(TOPIC, 2): 99})
     return recovery
 
 
@@ -47,10 +49,23 @@ def test_after_recovery_nothing_remains_and_the_rate_is_the_finished_runs():
         "remaining": 0,
         "applied": 30_000,
         "per_second": 30_000,
+        "standby_remaining": 0,
     }
 
 
 def test_without_a_bulk_run_only_faust_counts_are_reported():
     recovery = _recovery("t-ready-none")
     recovery.in_recovery = True
-    assert _recovery_progress(recovery) == {"in_progress": True, "remaining": 800}
+    assert _recovery_progress(recovery) == {
+        "in_progress": True,
+        "remaining": 800,
+        "standby_remaining": 0,
+    }
+
+
+def test_a_standby_behind_its_changelog_reports_the_records_it_lacks():
+    recovery = _recovery("t-ready-standby")
+    recovery.in_recovery = False
+    recovery.standby_highwaters[TP(TOPIC, 2)] = 4_999
+    recovery.standby_offsets[TP(TOPIC, 2)] = 999
+    assert _recovery_progress(recovery)["standby_remaining"] == 4_000

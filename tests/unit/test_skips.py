@@ -8,6 +8,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from stream.runtime.skips import (
+    BatchProgress,
     BlindWatch,
     RecoveryWatch,
     SkipWatch,
@@ -199,3 +200,41 @@ def test_a_blind_watch_counts_from_the_first_check_that_could_not_look():
     watch.saw()
     assert watch.blind(200.0) is None  # a check that looked starts the count again
     assert watch.blind(229.0) is None
+
+
+def test_batch_progress_a_batch_that_moved_since_the_last_look_is_progress():
+    progress = BatchProgress()
+    with progress.batch():
+        progress.step()
+        assert progress.moved() is True
+        progress.step()
+        assert progress.moved() is True
+
+
+def test_batch_progress_a_batch_stuck_since_the_last_look_is_no_progress():
+    progress = BatchProgress()
+    with progress.batch():
+        progress.step()
+        assert progress.moved() is True
+        assert progress.moved() is False  # nothing done between the two looks
+
+
+def test_batch_progress_no_batch_in_flight_is_no_progress():
+    progress = BatchProgress()
+    assert progress.moved() is False
+    with progress.batch():
+        progress.step()
+    assert progress.moved() is False  # the batch ended: the offsets judge from here
+
+
+def test_batch_progress_a_batch_that_raised_is_no_longer_in_flight():
+    progress = BatchProgress()
+
+    def fold() -> None:
+        with progress.batch():
+            progress.step()
+            raise RuntimeError("write refused")
+
+    with pytest.raises(RuntimeError):
+        fold()
+    assert progress.moved() is False

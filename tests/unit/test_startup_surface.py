@@ -114,3 +114,12 @@ def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
     mine, other = fired("aaaa1111"), fired("bbbb2222")
     assert mine, "the sample story fires campaign events"
     assert of_this_run(mine + other, "sample-aaaa1111-") == mine
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 1), ("0", 0), ("2", 2)])
+def test_standby_replicas_setting_is_the_apps_table_standby_replicas(value, expected):
+    from stream.runtime.app import create_app
+
+    kafka = {} if value is None else {"standby_replicas": value}
+    app = create_app(load_settings(kafka=kafka))
+    assert app.conf.table_standby_replicas == expected
