@@ -1,5 +1,5 @@
 """`python -m stream <command>`: worker, push, sandbox, send-sample, redrive, backfill, forget,
-schemas. Exit codes: stream.ops.exit_codes (README "Exit codes")."""
+schemas. Exit codes: stream.ops.exit_codes (docs/operating.md#exit-codes)."""
 
 from __future__ import annotations
 
@@ -677,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m stream",
         description="Loyalty events from Kafka to Ometria. Exit codes: 0 done, 1 refused (the "
         "message says why), 2 wrong arguments or settings, 3 Kafka unreachable or refusing, "
-        '70 a worker or pusher stopped before committing (README "Exit codes").',
+        '70 a worker or pusher stopped before committing (docs/operating.md "Exit codes").',
     )
     parser.add_argument(
         "--version", action="version", version=f"python -m stream {stream.__version__}"

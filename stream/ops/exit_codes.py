@@ -1,5 +1,5 @@
-"""The exit codes of `python -m stream`, what a script or a Job may branch on (README "Exit
-codes")."""
+"""The exit codes of `python -m stream`, what a script or a Job may branch on
+(docs/operating.md#exit-codes)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ record, both keyed by the customer's erased id (stream.domain.erasure.erased_id)
   `customer.erased` event, acknowledged before its offset commits; read by every worker before
   it folds (`ErasureIndex`), and by `redrive`.
 - `<app id>/ometria/<erased id>` -> `{"customer_id": ..., "erased_at": ...}`: the erasure is not
-  yet confirmed done in Ometria (which this service cannot do itself, see the README's
-  privacy section). The only record that holds the id; `forget --confirm-ometria` deletes it
+  yet confirmed done in Ometria (which this service cannot do itself, see
+  docs/privacy.md#privacy). The only record that holds the id; `forget --confirm-ometria` deletes it
   (a tombstone, which compaction removes).
 """
 

@@ -51,7 +51,7 @@ class TopicsReport:
 
 
 # How long personal data may outlive a customer's erasure in a topic that no erasure reaches
-# (the README's privacy section): a month, GDPR Art. 12(3)'s time to answer a request.
+# (docs/privacy.md#privacy): a month, GDPR Art. 12(3)'s time to answer a request.
 ERASURE_DEADLINE = timedelta(days=30)
 
 
@@ -198,7 +198,7 @@ def over_erasure_deadline(topic: str, retention: Retention) -> str | None:
         f"topic {topic} keeps records {kept} (retention.ms), longer than the "
         f"{_human(ERASURE_DEADLINE)} erasure deadline: an erased customer's data stays there "
         f"that long; set retention.ms to at most {int(ERASURE_DEADLINE.total_seconds() * 1000)} "
-        "on it (see the README's privacy section)"
+        "on it (see docs/privacy.md in the loyalty-stream repository)"
     )
 
 

@@ -42,7 +42,8 @@ COMPONENT = K8S / "components" / "monitoring"
 PUSHER_COMPONENT = COMPONENT / "separate-pusher"
 OVERLAY = K8S / "overlays" / "example-monitoring"
 PUSHER_OVERLAY = K8S / "overlays" / "example-separate-pusher-monitoring"
-README = ROOT / "README.md"
+# Where every alert's runbook_url points: one entry per alert, named after it.
+RUNBOOK = ROOT / "docs" / "runbook.md"
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
 RULES_FILE = COMPONENT / "prometheusrule.yaml"
 PUSHER_RULES_FILE = PUSHER_COMPONENT / "prometheusrule.yaml"
@@ -535,16 +536,16 @@ def markdown_headings(text: str) -> list[str]:
     return headings
 
 
-README_ANCHORS = {github_anchor(h) for h in markdown_headings(README.read_text(encoding="utf-8"))}
+RUNBOOK_ANCHORS = {github_anchor(h) for h in markdown_headings(RUNBOOK.read_text(encoding="utf-8"))}
 
 
 @pytest.mark.parametrize("rule", ALERTS, ids=alert_id)
-def test_alert_runbook_url_is_its_readme_entry(rule):
+def test_alert_runbook_url_is_its_runbook_entry(rule):
     url = rule["annotations"]["runbook_url"]
     page, _, anchor = url.partition("#")
-    assert page == "README.md"
+    assert page == "docs/runbook.md"
     assert anchor == github_anchor(rule["alert"]), "one entry per alert, named after it"
-    assert anchor in README_ANCHORS, f"README.md has no heading for #{anchor}"
+    assert anchor in RUNBOOK_ANCHORS, f"docs/runbook.md has no heading for #{anchor}"
 
 
 def test_scrape_series_alerts_name_the_pod_monitors_job():

@@ -28,7 +28,7 @@ from stream.runtime.erasures import Pending
 from stream.runtime.failstop import EXIT_STOPPED_BEFORE_COMMIT
 from stream.runtime.groups import Backlog, GroupState
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATING = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 
@@ -62,9 +62,9 @@ def test_status_accepts_json():
     assert build_parser().parse_args(["status"]).json is False
 
 
-def test_exit_codes_are_the_readmes_table():
-    text = README.read_text(encoding="utf-8")
-    section = text.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+def test_exit_codes_are_the_operators_guide_table():
+    text = OPERATING.read_text(encoding="utf-8")
+    section = text.split("## Exit codes", 1)[1].split("\n#", 1)[0]
     documented = {int(code) for code in re.findall(r"^\| `(\d+)` \|", section, re.MULTILINE)}
     assert documented == {int(code) for code in ExitCode}
     assert ExitCode.STOPPED_BEFORE_COMMIT == EXIT_STOPPED_BEFORE_COMMIT

@@ -197,3 +197,57 @@ def test_every_docs_reference_names_an_existing_file_and_heading() -> None:
 @pytest.mark.parametrize("name", ["architecture.md", "ometria-contract.md"])
 def test_the_docs_exist_and_have_sections(name: str) -> None:
     assert len(anchors((DOCS / name).read_text(encoding="utf-8"))) >= 5
+
+
+README = ROOT / "README.md"
+MAP_HEADING = "## The map of the docs"
+# A Markdown link to a file of the repository: `[text](path.md#anchor)` or `[text](#anchor)`.
+RELATIVE_LINK = re.compile(r"\]\((?!https?:|mailto:)([^)\s#]*)(?:#([^)\s]+))?\)")
+
+
+def readme_map_links() -> set[str]:
+    """The files the README's map of the docs links, as paths relative to the root."""
+    text = README.read_text(encoding="utf-8")
+    assert MAP_HEADING in text, f"README.md has no {MAP_HEADING!r} section"
+    section = text.split(MAP_HEADING, 1)[1].split("\n## ", 1)[0]
+    return {target for target, _ in RELATIVE_LINK.findall(section) if target}
+
+
+def broken_relative_links(path: Path, root: Path = ROOT) -> list[str]:
+    """Every link of the Markdown file `path` to a missing file, or to a missing heading."""
+    broken = []
+    for number, match in _lines(path.read_text(encoding="utf-8"), RELATIVE_LINK):
+        target_name, anchor = match.group(1), match.group(2)
+        target = (path.parent / target_name).resolve() if target_name else path
+        where = f"{path.relative_to(root)}:{number}: {match.group(0)}"
+        if not target.exists():
+            broken.append(f"{where}: {target_name} does not exist")
+        elif (
+            anchor
+            and target.suffix == ".md"
+            and anchor not in anchors(target.read_text(encoding="utf-8"))
+        ):
+            broken.append(f"{where}: no heading with anchor #{anchor}")
+    return broken
+
+
+def test_readme_map_of_the_docs_links_every_doc() -> None:
+    documented = {link for link in readme_map_links() if link.startswith("docs/")}
+    assert documented == {f"docs/{p.name}" for p in DOCS.glob("*.md")}
+
+
+def test_readme_and_docs_links_resolve_including_anchors() -> None:
+    pages = [README, ROOT / "deploy" / "k8s" / "README.md", *sorted(DOCS.glob("*.md"))]
+    found = [line for page in pages for line in broken_relative_links(page)]
+    assert not found, "\n".join(found)
+
+
+def test_broken_relative_links_are_reported(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Title\n[ok](#title) [gone](#nowhere) [self](page.md#title) [missing](other.md)\n"
+        "[web](https://example.com/x.md#y)\n",
+        encoding="utf-8",
+    )
+    reasons = [line.rsplit(": ", 1)[1] for line in broken_relative_links(page, tmp_path)]
+    assert reasons == ["no heading with anchor #nowhere", "other.md does not exist"]

@@ -147,12 +147,12 @@ def test_schedule_mistakes_stop_start_up_naming_the_rule(entry, message):
     assert "[schedule." in str(caught.value)
 
 
-def test_the_readme_example_mapping_for_the_crm_team_is_valid():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("### Campaigns for the CRM team", 1)[1]
+def test_the_campaigns_guide_example_mapping_for_the_crm_team_is_valid():
+    guide = (Path(__file__).parents[2] / "docs" / "campaigns.md").read_text()
+    section = guide.split("# Campaigns for the CRM team", 1)[1]
     example = section.split("```toml\n", 1)[1].split("```", 1)[0]
 
-    mapping = parse_mapping("README", tomllib.loads(example))
+    mapping = parse_mapping("docs/campaigns.md", tomllib.loads(example))
 
     assert [rule.name for rule in mapping.declared] == ["loyalty_vip_welcome"]
     assert [rule.list_id for rule in mapping.lists] == ["1234", "1235"]
