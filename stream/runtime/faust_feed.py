@@ -19,6 +19,9 @@ What this relies on in faust-streaming 0.15 (each checked by tests/unit/test_fau
 - A revocation awaits `Consumer.wait_empty()` (which then commits) after stopping the flow, and
   Faust seeks every partition back to its committed offset once the assignment completes: a
   list still queued then is dropped and fetched again.
+- aiokafka's `seek_to_committed` leaves a partition with no committed offset (or offset 0)
+  where the last fetch left it, so this consumer seeks such partitions of the feed's topic to
+  the beginning itself (see `seek_to_committed`).
 - `ack()` enters an offset in `_acked` and `_acked_index` (when at or above
   `_committed_offset`), and the commit takes the consecutive run from `_acked`.
 """
@@ -29,7 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +183,21 @@ class FeedingConsumer(Consumer):
         if fetched:
             self._read_offset[tp] = fetched[-1].offset
         return fetched
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Faust's seek back to the committed offsets, including partitions never committed.
+
+        aiokafka seeks only partitions with a committed offset above 0. Records of another
+        partition fetched and dropped while the flow was stopped (a rebalance before the first
+        commit) would then never be read again, and the partition would stall.
+        """
+        committed = await super().seek_to_committed()
+        feed = self.feed
+        if feed is not None:
+            unread = [tp for tp, at in committed.items() if tp.topic == feed.topic and not at]
+            if unread:
+                await self._thread.seek_to_beginning(*unread)
+        return committed
 
     async def wait_empty(self) -> None:
         """Before Faust's commit on a revocation: the batch in flight is folded and acked."""

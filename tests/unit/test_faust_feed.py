@@ -8,9 +8,10 @@ import inspect
 import types
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from faust.app.base import App
 from faust.tables.recovery import Recovery
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
 
 from stream.runtime.app import app
@@ -97,6 +98,12 @@ def test_recovery_seeks_to_the_committed_offsets_before_the_flow_resumes():
     assert source.index("perform_seek()") < source.index("consumer.resume_flow()")
 
 
+def test_aiokafka_seeks_only_partitions_with_a_committed_offset_above_zero():
+    source = inspect.getsource(AIOKafkaConsumer.seek_to_committed)
+    assert "if offset and offset > 0:" in source
+    assert "_thread.seek_to_committed()" in inspect.getsource(ThreadDelegateConsumer)
+
+
 class _Message:
     def __init__(self, tp: TP, offset: int) -> None:
         self.acked = False
@@ -165,6 +172,24 @@ async def test_a_list_of_an_older_generation_is_not_current(consumer, monkeypatc
 async def test_a_list_of_a_partition_no_longer_held_is_not_current(consumer, monkeypatch):
     monkeypatch.setattr(consumer, "assignment", lambda: {TP(EVENTS, 1)})
     assert not consumer.is_current(_fetched(range(3)))
+
+
+async def test_a_seek_back_reads_never_committed_partitions_of_the_events_topic_again(
+    consumer, monkeypatch
+):
+    committed = {TP(EVENTS, 0): None, TP(EVENTS, 1): 5, TP(EVENTS, 2): 0, TP(OTHER, 0): None}
+    sought: list = []
+
+    class Thread:
+        async def seek_to_committed(self):
+            return committed
+
+        async def seek_to_beginning(self, *partitions):
+            sought.extend(partitions)
+
+    monkeypatch.setattr(consumer, "_thread", Thread())
+    assert await consumer.seek_to_committed() == committed
+    assert sought == [TP(EVENTS, 0), TP(EVENTS, 2)]
 
 
 async def test_handled_lists_commit_past_their_last_offset_and_gaps_in_them(consumer):
