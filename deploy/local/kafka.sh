@@ -23,7 +23,7 @@
 # Env: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
 #      KAFKA_SASL_PORT (default KAFKA_PORT+2), KAFKA_SASL_USER (default loyalty),
 #      KAFKA_SASL_PASSWORD (default loyalty-secret; local test credential, not a secret),
-#      KAFKA_START_TIMEOUT seconds (default 60), KAFKA_HEAP_OPTS (default -Xmx512m -Xms256m),
+#      KAFKA_START_TIMEOUT seconds (default 60), KAFKA_HEAP_OPTS (default -Xmx1g -Xms256m),
 #      KAFKA_PYTHON (python with aiokafka for the readiness check; default <repo>/.venv/bin/python),
 #      KAFKA_MVN_ARGS extra args for mvn (e.g. -Dmaven.repo.local=/tmp/m2),
 #      KAFKA_DATA_DIR the instance's directory: its config, log, pid file and data (default
@@ -51,7 +51,7 @@ SASL_PORT="${KAFKA_SASL_PORT:-$((PORT + 2))}"
 SASL_USER="${KAFKA_SASL_USER:-loyalty}"
 SASL_PASSWORD="${KAFKA_SASL_PASSWORD:-loyalty-secret}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
-HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx1g -Xms256m}"
 PYTHON="${KAFKA_PYTHON:-$REPO/.venv/bin/python}"
 REL_LOG="${LOG#"$REPO"/}"
 

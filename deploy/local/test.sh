@@ -16,5 +16,6 @@ echo "test: ruff"
 echo "test: mypy --strict stream/"
 "$PY" -m mypy stream
 echo "test: pytest (Kafka at $broker)"
-# The slowest tests, so that the suite can be kept well under 15 minutes.
-"$PY" -m pytest -q --durations=20 "$@"
+# Two processes (TEST_WORKERS): each test has its own topics, group, ports and data
+# directory. The slowest tests are listed, so that the suite can be kept well under 15 minutes.
+"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --durations=20 "$@"
