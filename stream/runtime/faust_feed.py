@@ -22,6 +22,9 @@ What this relies on in faust-streaming 0.15 (each checked by tests/unit/test_fau
 - aiokafka's `seek_to_committed` leaves a partition with no committed offset (or offset 0)
   where the last fetch left it, so this consumer seeks such partitions of the feed's topic to
   the beginning itself (see `seek_to_committed`).
+- The worker's aiokafka consumer is built by `AIOKafkaConsumerThread._create_worker_consumer`
+  (with `fetch_max_wait_ms=1500`), and aiokafka hands `_fetch_max_wait_ms` to its fetcher only
+  when the consumer starts: `_ConsumerThread` lowers it in between (see FETCH_MAX_WAIT_MS).
 - `ack()` enters an offset in `_acked` and `_acked_index` (when at or above
   `_committed_offset`), and the commit takes the consecutive run from `_acked`.
 """
@@ -36,7 +39,14 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from faust.transport.drivers.aiokafka import Consumer
+import aiokafka
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+
+# How long the broker may hold a fetch that finds no new record. Faust fixes 1,500 ms, and a
+# broker answers one connection's requests in order: each offset lookup of a rebalance's
+# recovery (highwaters, earliest offsets, positions) waited behind an idle partition's fetch,
+# adding seconds to every rebalance and standby takeover. Idle, a worker fetches 10 times a second.
+FETCH_MAX_WAIT_MS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +145,22 @@ class RecordFeed:
         return fetched
 
 
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """Faust's thread around the aiokafka consumer, with fetches held FETCH_MAX_WAIT_MS."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # the fetcher reads it at start()
+        return consumer
+
+
 class FeedingConsumer(Consumer):
     """Faust's aiokafka consumer, with the events topic's records diverted to a RecordFeed."""
 
     feed: RecordFeed | None = None
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109 -- Faust's signature
         """Faust's `getmany`, except that the feed's topic goes to the feed in lists."""

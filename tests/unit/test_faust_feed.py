@@ -12,10 +12,11 @@ from aiokafka import AIOKafkaConsumer
 from faust.app.base import App
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from stream.runtime.app import app
-from stream.runtime.faust_feed import FeedingConsumer, Fetched, RecordFeed
+from stream.runtime.faust_feed import FETCH_MAX_WAIT_MS, FeedingConsumer, Fetched, RecordFeed
 
 EVENTS = app.conf.id + "-events-under-test"
 OTHER = "another-topic"
@@ -104,6 +105,13 @@ def test_aiokafka_seeks_only_partitions_with_a_committed_offset_above_zero():
     assert "_thread.seek_to_committed()" in inspect.getsource(ThreadDelegateConsumer)
 
 
+def test_faust_builds_the_worker_consumer_in_its_thread_and_aiokafka_reads_the_wait_at_start():
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(
+        AIOKafkaConsumerThread._create_worker_consumer
+    )
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+
+
 class _Message:
     def __init__(self, tp: TP, offset: int) -> None:
         self.acked = False
@@ -172,6 +180,15 @@ async def test_a_list_of_an_older_generation_is_not_current(consumer, monkeypatc
 async def test_a_list_of_a_partition_no_longer_held_is_not_current(consumer, monkeypatch):
     monkeypatch.setattr(consumer, "assignment", lambda: {TP(EVENTS, 1)})
     assert not consumer.is_current(_fetched(range(3)))
+
+
+async def test_the_worker_consumer_fetches_wait_at_most_a_tenth_of_a_second(consumer):
+    made = consumer._new_consumer_thread()._create_worker_consumer(app.transport)
+    try:
+        assert made._fetch_max_wait_ms == FETCH_MAX_WAIT_MS == 100
+        assert made._group_id == app.conf.id
+    finally:
+        await made.stop()  # never started: nothing to leave, but aiokafka warns otherwise
 
 
 async def test_a_seek_back_reads_never_committed_partitions_of_the_events_topic_again(
