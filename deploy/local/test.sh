@@ -16,6 +16,7 @@ echo "test: ruff"
 echo "test: mypy --strict stream/"
 "$PY" -m mypy stream
 echo "test: pytest (Kafka at $broker)"
-# Two processes (TEST_WORKERS): each test has its own topics, group, ports and data
+# Three processes (TEST_WORKERS), each taking tests from the others when it runs out (worksteal:
+# the integration tests last from 1 to 70 s). Each test has its own topics, group, ports and data
 # directory. The slowest tests are listed, so that the suite can be kept well under 15 minutes.
-"$PY" -m pytest -q -n "${TEST_WORKERS:-2}" --durations=20 "$@"
+"$PY" -m pytest -q -n "${TEST_WORKERS:-3}" --dist worksteal --durations=20 "$@"
