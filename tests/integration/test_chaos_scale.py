@@ -219,9 +219,16 @@ async def test_a_slow_fold_behind_a_throttled_stand_in_is_no_stall_and_folds_eve
     )
     assert worker.process.poll() is None, f"the worker exited:\n{worker.text()[-3000:]}"
     assert all(c == end for c, end in folded.values()), folded
+    # The pusher in the worker is throttled while it delivers what was folded (a fast fold may
+    # end before its second request): the worker still stops for nothing.
+    stats = await poll(
+        lambda: sandbox_get(sandbox, "/_sandbox/stats"),
+        lambda got: got["by_status"].get("429", 0) > 0,
+        timeout=30,
+    )
+    assert stats["by_status"].get("429", 0) > 0, "the stand-in throttled the pusher"
+    assert worker.process.poll() is None, f"the worker exited:\n{worker.text()[-3000:]}"
     log = worker.text()
     assert "stopping before committing" not in log
     # And it stayed in its group while it folded: no heartbeat went missing for a session.
     assert "Heartbeat session expired" not in log
-    stats = await sandbox_get(sandbox, "/_sandbox/stats")
-    assert stats["by_status"].get("429", 0) > 0, "the stand-in throttled the pusher meanwhile"
