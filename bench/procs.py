@@ -34,6 +34,11 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+# STREAM_* settings every worker and pusher of a run gets on top of its own (bench.scale's
+# --setting), to measure the same figures under another configuration.
+EXTRA_SETTINGS: dict[str, str] = {}
+
+
 def worker_env(
     *,
     app_id: str,
@@ -73,6 +78,7 @@ def worker_env(
         env["STREAM_OMETRIA__ENABLED"] = "false"
     else:
         env["STREAM_OMETRIA__BASE_URL"] = ometria_url
+    env.update(EXTRA_SETTINGS)
     return env
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench import figures, kafka
+from bench import figures, kafka, procs
 from bench import sandbox as stand_in
 from bench.gen import EventGenerator, Record, ticking_clock
 from bench.procs import REPO, Worker, free_port, worker_env
@@ -120,6 +120,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=QUIX_PYTHON,
         help="q: an interpreter with quixstreams (default: %(default)s, made by make bench-scale)",
     )
+    add(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="STREAM_X=VALUE",
+        help="a setting every worker and pusher of the run gets (repeatable)",
+    )
     add("--keep", action="store_true", help="keep this run's topics and data directories")
     add("--out", type=Path, default=RESULTS / "scale.json", help="JSON results (%(default)s)")
     args = parser.parse_args(argv)
@@ -129,6 +136,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if "t" in chosen:
         chosen.add("s")  # the takeover starts from the large steady state's tables
     args.figures = [f for f in FIGURES if f in chosen]
+    settings = dict(item.partition("=")[::2] for item in args.setting)
+    if any(not key.startswith("STREAM_") for key in settings):
+        parser.error(f"--setting takes STREAM_NAME=VALUE, got {args.setting}")
+    procs.EXTRA_SETTINGS.update(settings)
     # Absolute (not resolved: a venv's python is a symlink to the base interpreter): the
     # child runs in the run's folder.
     args.quix_python = args.quix_python.absolute()
