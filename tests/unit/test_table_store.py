@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 
+import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
 from stream.runtime import faust_rocksdb, tables  # noqa: F401 -- installs the shared budget
@@ -50,3 +51,32 @@ def test_every_database_shares_one_block_cache_and_one_memtable_budget(tmp_path)
     finally:
         first.close()
         second.close()
+
+
+def _table_readers_memory(path, options) -> int:
+    """Bytes the open database holds for its SST files outside the block cache."""
+    db = rocksdict.Rdict(str(path), options=options)
+    try:
+        for n in range(50_000):
+            db[f"customer-{n:08d}".encode()] = b"p" * 200
+        db.flush()
+    finally:
+        db.close()
+    db = rocksdict.Rdict(str(path), options=options)
+    try:
+        assert db[b"customer-00000001"] == b"p" * 200
+        return int(db.property_int_value("rocksdb.estimate-table-readers-mem"))
+    finally:
+        db.close()
+
+
+def test_index_and_filter_blocks_live_in_the_shared_cache_not_beside_it(tmp_path):
+    # Faust's own options keep every file's index and filter outside any budget: memory that
+    # grows with the number of profiles. With ours they are in the block cache.
+    options = RocksDBOptions(use_rocksdict=True)
+    faust_own = _table_readers_memory(
+        tmp_path / "faust", faust_rocksdb._original_as_options(options)
+    )
+    ours = _table_readers_memory(tmp_path / "ours", options.as_options())
+    assert faust_own > 50_000  # bytes: an index entry per block and a bloom filter per key
+    assert ours < faust_own / 10
