@@ -9,7 +9,7 @@
 #   bash deploy/local/registry.sh status   exit 0 only when the API answers
 #   bash deploy/local/registry.sh url      print the Confluent-compatible API's URL
 #
-# Apicurio 3.x is Java 21 bytecode while the machines' `java` is 17: the first Java 21+ of
+# Apicurio 2.6 runs on Java 17 (registry/pom.xml says why not 3.x): the first Java 17+ of
 # REGISTRY_JAVA, $JAVA_HOME/bin/java, `java`, /usr/lib/jvm/*/bin/java runs it.
 #
 # Env: REGISTRY_PORT (default 8081, the API), REGISTRY_MANAGEMENT_PORT (default REGISTRY_PORT+1,
@@ -62,7 +62,7 @@ find_java() {
     "$(command -v java || true)" /usr/lib/jvm/*/bin/java; do
     [[ -n "$candidate" && -x "$candidate" ]] || continue
     major="$(java_major "$candidate")"
-    if [[ "$major" =~ ^[0-9]+$ ]] && ((major >= 21)); then
+    if [[ "$major" =~ ^[0-9]+$ ]] && ((major >= 17)); then
       echo "$candidate"
       return 0
     fi
@@ -70,10 +70,19 @@ find_java() {
   return 1
 }
 
+# Apicurio 2.x ships Quarkus's legacy layout (<app>-runner.jar beside lib/), 3.x the fast-jar.
+run_jar() {
+  local jar
+  for jar in "$APP/quarkus-run.jar" "$APP"/*-runner.jar; do
+    [[ -f "$jar" ]] && { echo "$jar"; return 0; }
+  done
+  return 1
+}
+
 ensure_app() {
   local want
   want="$(sha256sum "$POM" | cut -d' ' -f1)"
-  if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -f "$APP/quarkus-run.jar" ]]; then
+  if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]] && run_jar >/dev/null; then
     return 0
   fi
   command -v mvn >/dev/null || die "mvn not found (needed once to download Apicurio Registry)"
@@ -86,7 +95,7 @@ ensure_app() {
     rm -rf "$APP"
     die "maven could not fetch Apicurio Registry (full output above, also in $CACHE/mvn.log)"
   fi
-  [[ -f "$APP/quarkus-run.jar" ]] || die "no quarkus-run.jar in ${APP#"$REPO"/} after unpacking"
+  run_jar >/dev/null || die "no runnable jar in ${APP#"$REPO"/} after unpacking"
   echo "$want" >"$STAMP"
 }
 
@@ -102,7 +111,7 @@ cmd_up() {
   fi
   port_open "$PORT" && die "$HOST:$PORT (REGISTRY_PORT) is taken by something that is not a registry"
   port_open "$MANAGEMENT_PORT" && die "$HOST:$MANAGEMENT_PORT (REGISTRY_MANAGEMENT_PORT) is taken"
-  java="$(find_java)" || die "Apicurio Registry $(apicurio_version) needs Java 21+; none found (set REGISTRY_JAVA to one; \`java\` is: $(java -version 2>&1 | head -n1))"
+  java="$(find_java)" || die "Apicurio Registry $(apicurio_version) needs Java 17+; none found (set REGISTRY_JAVA to one; \`java\` is: $(java -version 2>&1 | head -n1))"
   ensure_app
   rm -f "$PIDFILE"
   : >"$LOG"
@@ -111,7 +120,7 @@ cmd_up() {
   nohup "$java" $HEAP_OPTS -XX:+UseSerialGC -Djava.awt.headless=true \
     -Dquarkus.http.host="$HOST" -Dquarkus.http.port="$PORT" \
     -Dquarkus.management.host="$HOST" -Dquarkus.management.port="$MANAGEMENT_PORT" \
-    -jar quarkus-run.jar >>"$LOG" 2>&1 </dev/null &
+    -jar "$(run_jar)" >>"$LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
   local deadline=$((SECONDS + START_TIMEOUT))
