@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed
 QUIX_VENV := $(VENV)/quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
 
-.PHONY: help venv lock run stop test lint fmt typecheck unit bench bench-state bench-scale kafka-up kafka-down kafka-reset kafka-status sandbox worker clean
+.PHONY: help venv lock run stop test lint fmt typecheck unit bench bench-state bench-scale kafka-up kafka-down kafka-reset kafka-status registry-up registry-down registry-status sandbox worker clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -39,7 +39,7 @@ run: $(STAMP) ## Start Kafka, the Ometria stand-in and the worker; send samples;
 stop: ## Stop the worker and stand-in started by `make run` (Kafka keeps running)
 	@bash deploy/local/run.sh stop
 
-test: $(STAMP) ## The whole suite: lint, types, unit and integration tests (starts Kafka itself)
+test: $(STAMP) ## The whole suite: lint, types, unit and integration tests (starts Kafka and the registry itself)
 	@bash deploy/local/test.sh
 
 unit: $(STAMP) ## Only the tests that need no broker
@@ -80,6 +80,15 @@ kafka-reset: ## Stop Kafka and wipe its data (keeps the jars)
 
 kafka-status: ## Is the local Kafka running?
 	@bash deploy/local/kafka.sh status || true
+
+registry-up: ## Start the local Apicurio Registry (Schema Registry for the tests; idempotent)
+	@bash deploy/local/registry.sh up
+
+registry-down: ## Stop the local Apicurio Registry (idempotent)
+	@bash deploy/local/registry.sh down
+
+registry-status: ## Is the local Apicurio Registry running?
+	@bash deploy/local/registry.sh status || true
 
 sandbox: $(STAMP) ## Run the Ometria stand-in in the foreground
 	@$(PY) -m stream sandbox
