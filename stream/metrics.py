@@ -153,3 +153,10 @@ REGISTRY_FAILURES = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+ROCKSDB_MEMORY = Gauge(
+    "loyalty_rocksdb_memory_bytes",
+    "Memory of the table's RocksDB (rocksdb://) within its two budgets, by part: block_cache "
+    "(STREAM_ROCKSDB__BLOCK_CACHE_MIB) and memtables (STREAM_ROCKSDB__WRITE_BUFFERS_MIB).",
+    ["part"],
+    registry=REGISTRY,
+)

@@ -23,6 +23,7 @@ from typing import Any
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
+from stream import metrics
 from stream.settings import RocksDBSettings
 
 # Per database: a memtable fills to this before it is flushed; the shared budget flushes the
@@ -61,6 +62,8 @@ def install(settings: RocksDBSettings) -> None:
 
     RocksDBOptions.as_options = as_options  # type: ignore[method-assign]
     installed.update(cache=cache, manager=manager)
+    metrics.ROCKSDB_MEMORY.labels("block_cache").set_function(cache.get_usage)
+    metrics.ROCKSDB_MEMORY.labels("memtables").set_function(manager.get_usage)
 
 
 # What `install` made, for /metrics and the tests.

@@ -8,6 +8,7 @@ import inspect
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
+from stream import metrics
 from stream.runtime import faust_rocksdb, tables  # noqa: F401 -- installs the shared budget
 from stream.settings import load_settings
 
@@ -80,3 +81,23 @@ def test_index_and_filter_blocks_live_in_the_shared_cache_not_beside_it(tmp_path
     ours = _table_readers_memory(tmp_path / "ours", options.as_options())
     assert faust_own > 50_000  # bytes: an index entry per block and a bloom filter per key
     assert ours < faust_own / 10
+
+
+def test_metrics_show_what_the_two_budgets_hold(tmp_path):
+    def sample(part: str) -> float:
+        value = metrics.REGISTRY.get_sample_value("loyalty_rocksdb_memory_bytes", {"part": part})
+        assert value is not None
+        return value
+
+    db = RocksDBOptions(use_rocksdict=True).open(tmp_path / "p0")
+    try:
+        before = sample("memtables")
+        for n in range(1000):
+            db[f"m{n}".encode()] = b"z" * 1000
+        assert sample("memtables") >= before + 1000 * 1000
+        db.flush()
+        cached = sample("block_cache")
+        assert db[b"m1"] == b"z" * 1000
+        assert sample("block_cache") > cached
+    finally:
+        db.close()
