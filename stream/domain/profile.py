@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from stream.domain import json_bytes
 from stream.domain.events import (
     Balance,
     BirthdayUpdated,
@@ -174,7 +175,7 @@ class Profile:
 
     def to_bytes(self) -> bytes:
         """The table value: the same document as `to_json`, encoded."""
-        return orjson.dumps(self, option=_JSON_OPTIONS)
+        return json_bytes.dumps(self, _JSON_OPTIONS)
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Profile:

@@ -10,6 +10,8 @@ from typing import Any, Literal, NamedTuple
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from stream.domain import json_bytes
+
 Scalar = str | int | float | bool | None
 # Ometria's documented limits (docs/ometria-contract.md#limits).
 MAX_EVENT_TYPE_CHARS = 32
@@ -102,7 +104,7 @@ def version_of(record: dict[str, Any]) -> Version | None:
 
 def encode_version(version: Version) -> bytes:
     """A version as the versions topic stores it (as records carry it)."""
-    return orjson.dumps(_version_value(version))
+    return json_bytes.dumps(_version_value(version))
 
 
 def parse_version(raw: bytes) -> Version:
@@ -248,7 +250,7 @@ def custom_event_record(
 def encode(record: dict[str, Any] | list[dict[str, Any]]) -> bytes:
     """The one JSON encoding of a record, or of a list of records (an outbox message)
     (sorted keys, so equal records are equal bytes)."""
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    return json_bytes.dumps(record, orjson.OPT_SORT_KEYS)
 
 
 def decode(value: bytes) -> list[dict[str, Any]]:
