@@ -57,6 +57,8 @@ REL_LOG="${LOG#"$REPO"/}"
 
 say() { echo "kafka: $*"; }
 die() { echo "kafka: error: $*" >&2; exit 1; }
+# shellcheck source=deploy/local/daemon.sh
+source "$HERE/daemon.sh"
 
 # The user and password go into a JAAS line ("...") and a ConfigCommand value ([password=...]).
 check_sasl_credentials() {
@@ -68,12 +70,6 @@ check_sasl_credentials() {
 }
 
 # PID from the pid file if that process is alive, else empty.
-pid_from_file() {
-  local pid
-  [[ -f "$PIDFILE" ]] || return 0
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
-}
 
 # PID of whatever listens on HOST:PORT (empty if nobody, "?" if unknown).
 listener_pid() {
@@ -83,7 +79,6 @@ listener_pid() {
   if [[ "$line" =~ pid=([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo "?"; fi
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 kafka_version() {
   local jars=("$LIBS"/kafka_2.13-*.jar) jar
@@ -372,26 +367,6 @@ cmd_up() {
   say "started Apache Kafka $(kafka_version) on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT as '$SASL_USER' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) (pid $pid, log $REL_LOG)"
 }
 
-cmd_down() {
-  local pid
-  pid="$(pid_from_file)"
-  if [[ -z "$pid" ]]; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.3; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    say "stopped (pid $pid, SIGKILL after 30s)"
-  else
-    say "stopped (pid $pid)"
-  fi
-  rm -f "$PIDFILE"
-}
 
 cmd_reset() {
   cmd_down

@@ -36,18 +36,13 @@ REL_LOG="${LOG#"$REPO"/}"
 
 say() { echo "registry: $*"; }
 die() { echo "registry: error: $*" >&2; exit 1; }
+# shellcheck source=deploy/local/daemon.sh
+source "$HERE/daemon.sh"
 
 apicurio_version() { sed -nE 's:.*<apicurio.version>([^<]+)</apicurio.version>.*:\1:p' "$POM"; }
 APP="$CACHE/apicurio-registry-$(apicurio_version)"
 
-pid_from_file() {
-  local pid
-  [[ -f "$PIDFILE" ]] || return 0
-  pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
-}
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # The API answers as a Confluent-compatible registry (an empty one answers []).
 api_answers() { curl -sf -m 3 -o /dev/null "$URL/subjects"; }
@@ -141,26 +136,6 @@ cmd_up() {
   say "started Apicurio Registry $(apicurio_version) at $URL (pid $pid, log $REL_LOG)"
 }
 
-cmd_down() {
-  local pid
-  pid="$(pid_from_file)"
-  if [[ -z "$pid" ]]; then
-    rm -f "$PIDFILE"
-    say "not running"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.3; done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    say "stopped (pid $pid, SIGKILL after 30s)"
-  else
-    say "stopped (pid $pid)"
-  fi
-  rm -f "$PIDFILE"
-}
 
 cmd_status() {
   local pid
