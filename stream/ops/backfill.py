@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.domain.mapping import ContactMapping, map_contact
+from stream.domain.contact_mapping import ContactMapping, map_contact
 from stream.domain.profile import Profile
 from stream.domain.records import encode, with_version
 from stream.runtime import control

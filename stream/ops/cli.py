@@ -20,7 +20,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 import stream
-from stream.domain.mapping import MappingError
+from stream.errors import MappingError
 from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
 from stream.settings import Settings, SettingsError, get_settings, use_settings
@@ -257,7 +257,7 @@ def _backfill(args: argparse.Namespace) -> int:
     from stream.runtime.topology import ensure_topics
 
     settings = get_settings()
-    mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
+    mapping = load_mapping(settings.mapping.preset, settings.mapping.file).contact
     customers = frozenset(args.customer) if args.customer else None
     # Only a full run counts for the cooldown and is held by it: one customer's re-sync is not
     # the hourly "Sync Customers".
