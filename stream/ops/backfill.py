@@ -25,6 +25,7 @@ from stream.domain.records import encode, with_version
 from stream.runtime import control
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import partition_batches
+from stream.runtime.replay_mark import REPLAY, generation_of
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
@@ -95,8 +96,6 @@ async def backfill(
     of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
     those ids.
     """
-    from stream.ops.replay import REPLAY, generation_of  # here: replay imports this module
-
     # The stored profiles were mapped in the last replay's generation (a state reset rebuilds
     # them all), so their contacts carry it, as the workers' do.
     generation = generation_of((await control.read(settings)).get(REPLAY))

@@ -104,8 +104,8 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
     for warning in report.over_erasure_deadline:
         print(f"worker: {warning}", file=sys.stderr)
-    from stream.ops.replay import REPLAY, generation_of, last_replay
     from stream.runtime import control
+    from stream.runtime.replay_mark import REPLAY, generation_of, last_replay
 
     records = loop.run_until_complete(control.read(settings))
     try:
@@ -472,10 +472,11 @@ def _set_pause(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from stream.ops.replay import REPLAY, ReplayMark, last_replay, replay_progress
+    from stream.ops.replay import replay_progress
     from stream.runtime import control
     from stream.runtime.erasures import pending_in_ometria
     from stream.runtime.groups import describe_group
+    from stream.runtime.replay_mark import REPLAY, ReplayMark, last_replay
 
     settings = get_settings()
 
