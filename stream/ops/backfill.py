@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -62,13 +61,6 @@ ACK_EVERY = 5000
 
 # done, total (changelog records read, both passes), contacts queued so far
 Progress = Callable[[int, int, int], None]
-
-
-def cooldown_left(last: datetime | None, now: datetime, cooldown: timedelta) -> timedelta | None:
-    """How long until the next backfill is allowed, or None when it is allowed now."""
-    if last is None or now - last >= cooldown:
-        return None
-    return cooldown - (now - last)
 
 
 def _contact(

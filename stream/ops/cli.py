@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +251,10 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     from stream.domain.mapping import load_mapping
-    from stream.ops.backfill import backfill, changelog_topic, cooldown_left
+    from stream.ops.backfill import backfill, changelog_topic
     from stream.ops.progress import ProgressView
     from stream.runtime import control
+    from stream.runtime.backfill_cooldown import cooldown_refusal
     from stream.runtime.topology import ensure_topics
 
     settings = get_settings()
@@ -275,17 +276,9 @@ def _backfill(args: argparse.Namespace) -> int:
             return None
         latest = await control.read(settings)
         previous = latest.get(control.BACKFILL)
-        try:
-            last = control.backfill_time(previous)
-        except control.UnreadableControlRecord as exc:
-            # Read as "no backfill", a bad record would lift the cooldown it exists to hold.
-            return f"{exc}, so the cooldown (STREAM_BACKFILL_COOLDOWN) cannot be judged"
-        left = cooldown_left(last, now, cooldown)
-        if left is not None:
-            return (
-                f"a backfill ran less than {_human(cooldown)} ago (STREAM_BACKFILL_COOLDOWN); "
-                f"the next is allowed in {_human(left)}"
-            )
+        refusal = cooldown_refusal(previous, now, cooldown)
+        if refusal is not None:
+            return refusal
         if not args.dry_run:
             # Recorded at the start: a second run started meanwhile is refused too.
             await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
@@ -408,15 +401,6 @@ def _replay(args: argparse.Namespace) -> int:
                 view.update(done, total, "folded again (committed by the workers)")
                 time.sleep(1.0)  # polling the group's commits, which the workers make
     return ExitCode.OK
-
-
-def _human(period: timedelta) -> str:
-    seconds = max(int(period.total_seconds()), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
