@@ -3,7 +3,7 @@
 LoyaltyStreamError
 ├── ConfigurationError        the worker cannot start as configured; the message says the fix
 │   ├── SettingsError         an environment variable (stream.settings)
-│   ├── MappingError          the contact mapping, a preset or a file (stream.domain.mapping)
+│   ├── MappingError          a mapping preset or file, any of its sections (here)
 │   ├── ConditionError        a CEL condition in the mapping (stream.domain.conditions)
 │   ├── TriggerOptionsError   a built-in rule's [triggers.<rule>] options (stream.domain.triggers)
 │   └── LetterTooLarge        a dead-letter topic takes less than a record's key (stream.domain.dlq)
@@ -22,7 +22,8 @@ LoyaltyStreamError
 └── ReplayRefused             a replay cannot run now (stream.ops.replay)
 
 Each lives next to the code that raises it; only the root and the configuration branch live
-here, so that every layer can use them.
+here, so that every layer can use them. MappingError lives here too: the loader
+(stream.domain.mapping) and the parser of each section beside its feature all raise it.
 """
 
 from __future__ import annotations
@@ -34,3 +35,7 @@ class LoyaltyStreamError(Exception):
 
 class ConfigurationError(LoyaltyStreamError):
     """The configuration is invalid; the message names the setting or file and how to fix it."""
+
+
+class MappingError(ConfigurationError):
+    """A mapping is invalid; the message names the file, the entry and the fix."""

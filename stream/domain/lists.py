@@ -14,8 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from stream.domain.conditions import Condition, Variables, check
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.domain.conditions import (
+    LIST_VARIABLES,
+    Condition,
+    ConditionError,
+    Variables,
+    check,
+    compile_condition,
+)
 from stream.domain.profile import Profile
+from stream.errors import MappingError
 
 ADD = "@add_to_lists"
 REMOVE = "@remove_from_lists"
@@ -25,6 +35,30 @@ REMOVE = "@remove_from_lists"
 class ListRule:
     list_id: str
     condition: Condition
+
+
+class ListEntry(BaseModel):
+    """A `[[list]]` entry as written in a mapping file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=100)  # Ometria's list id, e.g. "1234"
+    condition: str = Field(min_length=1)
+
+
+def parse_lists(origin: str, entries: list[ListEntry]) -> tuple[ListRule, ...]:
+    """The list rules of a mapping file's `[[list]]` entries, in declaration order."""
+    rules: list[ListRule] = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"{origin}, [[list]] #{number} (id {entry.id!r})"
+        if entry.id in (rule.list_id for rule in rules):
+            raise MappingError(f"{where}: the list is declared twice; keep one entry")
+        try:
+            condition = compile_condition(entry.condition, allowed=LIST_VARIABLES)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+        rules.append(ListRule(list_id=entry.id, condition=condition))
+    return tuple(rules)
 
 
 def membership(profile: Profile, rules: Iterable[ListRule]) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -18,6 +19,9 @@ MAX_EVENT_TYPE_CHARS = 32
 MAX_PROPERTY_CHARS = 512
 MAX_RECORD_BYTES = 60 * 1024
 MAX_RECORDS_PER_REQUEST = 100
+# A field id a mapping may name: a contact field or property, a custom event's type or property
+# (the `@` ones are Ometria's own fields).
+FIELD_ID = re.compile(r"^@?[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 RecordType = Literal["contact", "custom_event"]
 

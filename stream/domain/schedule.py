@@ -18,15 +18,30 @@ A due moment fires when the scan sees it in `(now - window, now]`:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from stream.domain.conditions import Condition, Variables, check
+from pydantic import BaseModel, ConfigDict, Field
+
+from stream.domain.conditions import (
+    SCAN_VARIABLES,
+    Condition,
+    ConditionError,
+    Variables,
+    check,
+    compile_condition,
+)
 from stream.domain.profile import Profile, evolve
-from stream.domain.records import MAX_PROPERTY_CHARS, Scalar, custom_event_record
+from stream.domain.records import (
+    MAX_EVENT_TYPE_CHARS,
+    MAX_PROPERTY_CHARS,
+    Scalar,
+    custom_event_record,
+)
+from stream.errors import MappingError
 
 # Profiles the worker's scan handles per hold of the fold's lock (stream.runtime.scanner): the
 # longest a fold batch waits for the scan is one slice's work.
@@ -68,6 +83,66 @@ class ScheduleConfig:
     birthday_timezone: str = "UTC"
     approaching_within: Decimal = Decimal(100)
     disabled: frozenset[str] = frozenset()  # STREAM_TRIGGERS__DISABLED: event types not sent
+
+
+class ScheduleEntry(BaseModel):
+    """A `[schedule.<rule>]` table as written in a mapping file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
+    lead_days: list[Annotated[int, Field(ge=1, le=366)]] | None = Field(default=None, min_length=1)
+    condition: str | None = Field(default=None, min_length=1)
+    timezone: str | None = None  # loyalty_birthday only
+    within: Decimal | None = Field(default=None, ge=0)  # loyalty_tier_approaching only
+
+
+def parse_schedule(origin: str, entries: dict[str, ScheduleEntry]) -> ScheduleConfig:
+    """The time-based rules a mapping file's `[schedule.<rule>]` tables configure."""
+    rules = {}
+    config = ScheduleConfig()
+    for name, entry in entries.items():
+        where = f"{origin}, [schedule.{name}]"
+        if name not in SCHEDULE_RULES:
+            raise MappingError(f"{where}: unknown rule; use one of {', '.join(SCHEDULE_RULES)}")
+        if entry.lead_days is not None and name not in DEFAULT_LEAD_DAYS:
+            raise MappingError(f"{where}: lead_days applies to {', '.join(DEFAULT_LEAD_DAYS)}")
+        if entry.timezone is not None:
+            if name != "loyalty_birthday":
+                raise MappingError(f"{where}: timezone applies to loyalty_birthday only")
+            _check_timezone(where, entry.timezone)
+            config = replace(config, birthday_timezone=entry.timezone)
+        if entry.within is not None:
+            if name != "loyalty_tier_approaching":
+                raise MappingError(f"{where}: within applies to loyalty_tier_approaching only")
+            config = replace(config, approaching_within=entry.within)
+        rules[name] = _rule(where, entry)
+    return replace(config, rules=rules)
+
+
+def _check_timezone(where: str, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingError(
+            f'{where}: no timezone {name!r}; use an IANA name such as "Europe/London"'
+        ) from None
+
+
+def _rule(where: str, entry: ScheduleEntry) -> ScheduleRule:
+    condition = None
+    if entry.condition is not None:
+        try:
+            condition = compile_condition(entry.condition, allowed=SCAN_VARIABLES)
+        except ConditionError as exc:
+            raise MappingError(f"{where}, condition {entry.condition!r}: {exc}") from None
+    return ScheduleRule(
+        enabled=entry.enabled,
+        event_type=entry.event_type,
+        lead_days=tuple(sorted(set(entry.lead_days), reverse=True)) if entry.lead_days else None,
+        condition=condition,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from stream.domain.contact_mapping import map_contact
 from stream.domain.declared import by_event_type
 from stream.domain.events import LoyaltyEvent
 from stream.domain.lists import membership, with_changes
-from stream.domain.mapping import ContactMapping, map_contact
+from stream.domain.mapping import MappingFile
 from stream.domain.profile import Profile, evolve, fold
 from stream.domain.triggers import RewardCost, TriggerConfig, fire
 from stream.settings import Settings
@@ -19,13 +20,13 @@ from stream.settings import Settings
 class SyncRules:
     """The configured parts of the sync step."""
 
-    mapping: ContactMapping
+    mapping: MappingFile
     collection: str
     triggers: TriggerConfig
 
     @classmethod
-    def from_settings(cls, settings: Settings, mapping: ContactMapping) -> SyncRules:
-        """The rules the settings and the loaded contact mapping describe."""
+    def from_settings(cls, settings: Settings, mapping: MappingFile) -> SyncRules:
+        """The rules the settings and the loaded mapping describe."""
         return cls(
             mapping=mapping,
             collection=settings.ometria.collection,
@@ -81,7 +82,7 @@ def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[st
     Called once per customer after any number of folded events: the contact is the customer's
     latest, whatever happened in between.
     """
-    contact = map_contact(profile, rules.mapping, rules.collection)
+    contact = map_contact(profile, rules.mapping.contact, rules.collection)
     if contact is None:
         return profile, None
     if not rules.mapping.lists:

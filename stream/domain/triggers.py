@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from stream.domain.conditions import (
     Condition,
     ConditionError,
@@ -40,8 +42,13 @@ from stream.domain.events import (
     TierChanged,
 )
 from stream.domain.profile import Profile
-from stream.domain.records import MAX_PROPERTY_CHARS, Scalar, custom_event_record
-from stream.errors import ConfigurationError
+from stream.domain.records import (
+    MAX_EVENT_TYPE_CHARS,
+    MAX_PROPERTY_CHARS,
+    Scalar,
+    custom_event_record,
+)
+from stream.errors import ConfigurationError, MappingError
 
 DEFAULT_TIER_ORDER = ("Bronze", "Silver", "Gold", "Platinum")
 
@@ -247,6 +254,28 @@ def parse_options(
     return TriggerOptions(
         enabled=enabled, event_type=event_type, properties=chosen, condition=compiled
     )
+
+
+class TriggerEntry(BaseModel):
+    """A `[triggers.<rule>]` table as written in a mapping file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    event_type: str | None = Field(default=None, min_length=1, max_length=MAX_EVENT_TYPE_CHARS)
+    properties: list[str] | None = None
+    condition: str | None = Field(default=None, min_length=1)
+
+
+def parse_triggers(origin: str, entries: dict[str, TriggerEntry]) -> dict[str, TriggerOptions]:
+    """The options of the built-in rules a mapping file's `[triggers.<rule>]` tables set."""
+    triggers: dict[str, TriggerOptions] = {}
+    for name, options in entries.items():
+        try:
+            triggers[name] = parse_options(name, **options.model_dump())
+        except TriggerOptionsError as exc:
+            raise MappingError(f"{origin}, [triggers.{name}]{exc.at}: {exc}") from None
+    return triggers
 
 
 def _rewards_available(

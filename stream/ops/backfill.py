@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.domain.mapping import ContactMapping, map_contact
+from stream.domain.contact_mapping import ContactMapping, map_contact
 from stream.domain.profile import Profile
 from stream.domain.records import encode, with_version
 from stream.runtime import control
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import partition_batches
+from stream.runtime.replay_mark import REPLAY, generation_of
 from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
@@ -63,13 +63,6 @@ ACK_EVERY = 5000
 Progress = Callable[[int, int, int], None]
 
 
-def cooldown_left(last: datetime | None, now: datetime, cooldown: timedelta) -> timedelta | None:
-    """How long until the next backfill is allowed, or None when it is allowed now."""
-    if last is None or now - last >= cooldown:
-        return None
-    return cooldown - (now - last)
-
-
 def _contact(
     customer: str, stored: bytes, mapping: ContactMapping, settings: Settings, generation: int
 ) -> dict[str, Any] | None:
@@ -95,8 +88,6 @@ async def backfill(
     of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
     those ids.
     """
-    from stream.ops.replay import REPLAY, generation_of  # here: replay imports this module
-
     # The stored profiles were mapped in the last replay's generation (a state reset rebuilds
     # them all), so their contacts carry it, as the workers' do.
     generation = generation_of((await control.read(settings)).get(REPLAY))

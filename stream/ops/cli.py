@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 import stream
-from stream.domain.mapping import MappingError
+from stream.errors import MappingError
 from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
 from stream.settings import Settings, SettingsError, get_settings, use_settings
@@ -104,8 +104,8 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
     for warning in report.over_erasure_deadline:
         print(f"worker: {warning}", file=sys.stderr)
-    from stream.ops.replay import REPLAY, generation_of, last_replay
     from stream.runtime import control
+    from stream.runtime.replay_mark import REPLAY, generation_of, last_replay
 
     records = loop.run_until_complete(control.read(settings))
     try:
@@ -251,13 +251,14 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     from stream.domain.mapping import load_mapping
-    from stream.ops.backfill import backfill, changelog_topic, cooldown_left
+    from stream.ops.backfill import backfill, changelog_topic
     from stream.ops.progress import ProgressView
     from stream.runtime import control
+    from stream.runtime.backfill_cooldown import cooldown_refusal
     from stream.runtime.topology import ensure_topics
 
     settings = get_settings()
-    mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
+    mapping = load_mapping(settings.mapping.preset, settings.mapping.file).contact
     customers = frozenset(args.customer) if args.customer else None
     # Only a full run counts for the cooldown and is held by it: one customer's re-sync is not
     # the hourly "Sync Customers".
@@ -275,17 +276,9 @@ def _backfill(args: argparse.Namespace) -> int:
             return None
         latest = await control.read(settings)
         previous = latest.get(control.BACKFILL)
-        try:
-            last = control.backfill_time(previous)
-        except control.UnreadableControlRecord as exc:
-            # Read as "no backfill", a bad record would lift the cooldown it exists to hold.
-            return f"{exc}, so the cooldown (STREAM_BACKFILL_COOLDOWN) cannot be judged"
-        left = cooldown_left(last, now, cooldown)
-        if left is not None:
-            return (
-                f"a backfill ran less than {_human(cooldown)} ago (STREAM_BACKFILL_COOLDOWN); "
-                f"the next is allowed in {_human(left)}"
-            )
+        refusal = cooldown_refusal(previous, now, cooldown)
+        if refusal is not None:
+            return refusal
         if not args.dry_run:
             # Recorded at the start: a second run started meanwhile is refused too.
             await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
@@ -410,15 +403,6 @@ def _replay(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _human(period: timedelta) -> str:
-    seconds = max(int(period.total_seconds()), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def _since(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "an unknown time"
@@ -472,10 +456,11 @@ def _set_pause(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from stream.ops.replay import REPLAY, ReplayMark, last_replay, replay_progress
+    from stream.ops.replay import replay_progress
     from stream.runtime import control
     from stream.runtime.erasures import pending_in_ometria
     from stream.runtime.groups import describe_group
+    from stream.runtime.replay_mark import REPLAY, ReplayMark, last_replay
 
     settings = get_settings()
 

@@ -16,10 +16,10 @@ import orjson
 from stream.ops.backfill import BackfillReport
 from stream.ops.forget import Erasures
 from stream.ops.redrive import Report
-from stream.ops.replay import ReplayMark
 from stream.runtime.control import PauseState, UnreadableControlRecord
 from stream.runtime.erasures import Pending
 from stream.runtime.groups import Backlog, GroupState
+from stream.runtime.replay_mark import ReplayMark
 
 Document = dict[str, Any]
 

@@ -1,8 +1,8 @@
 """The control topic: operator switches every process obeys, kept in Kafka (compacted, 1 partition).
 
 Records: `pause` (is pushing to Ometria paused, since when), `backfill` (when the last backfill
-ran, for its cooldown) and `replay` (stream.ops.replay). Kept in Kafka so that they hold across
-pods, restarts and Jobs; every pusher follows the topic and obeys a pause within seconds (see
+ran, for its cooldown) and `replay` (stream.runtime.replay_mark). Kept in Kafka so that they hold
+across pods, restarts and Jobs; every pusher follows the topic and obeys a pause within seconds (see
 ControlWatch). A malformed record never stops a process: what it guards reads as closed (paused,
 backfill held back) and what it only tells is left out, with a warning.
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from stream.ops.replay import REPLAY
 from stream.runtime import control
 from stream.runtime.outbox import OCCURRED_AT_HEADER
+from stream.runtime.replay_mark import REPLAY
 from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     REPO,

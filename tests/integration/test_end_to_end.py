@@ -282,7 +282,7 @@ async def test_backfill_resends_every_contact_after_ometria_lost_them(
     )
     # The contacts reach Ometria before the worker's buffered changelog writes are flushed.
     dry = await poll(
-        lambda: backfill(settings, load_preset("rivo"), dry_run=True),
+        lambda: backfill(settings, load_preset("rivo").contact, dry_run=True),
         lambda report: report.profiles == 13,
         timeout=30,
     )
@@ -291,7 +291,7 @@ async def test_backfill_resends_every_contact_after_ometria_lost_them(
         "a dry run queues nothing"
     )
 
-    report = await backfill(settings, load_preset("rivo"), dry_run=False)
+    report = await backfill(settings, load_preset("rivo").contact, dry_run=False)
     assert report.contacts == 12
     body = await poll(lambda: sandbox_get(sandbox, "/_sandbox/contacts"), all_there)
     assert all_there(body)

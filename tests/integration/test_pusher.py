@@ -105,7 +105,9 @@ async def test_a_backfill_read_before_newer_traffic_never_puts_the_old_contacts_
         await admin.create_topics([NewTopic(held, 3, 1)])
     finally:
         await admin.close()
-    report = await backfill(names_settings(names, outbox=held), load_preset("rivo"), dry_run=False)
+    report = await backfill(
+        names_settings(names, outbox=held), load_preset("rivo").contact, dry_run=False
+    )
     assert report.contacts == len(balances)
 
     await produce(producer, names.events, [earn(cid, 7, 0) for cid in balances])

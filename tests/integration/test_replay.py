@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from stream.ops.replay import current_mark, replay
+from stream.ops.replay import replay
+from stream.runtime.replay_mark import current_mark
 from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     committed_to_the_end,

@@ -1,27 +1,10 @@
-"""The backfill cooldown and the plain progress lines a Job log gets."""
+"""The plain progress lines a Job log gets."""
 
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
 
-from stream.ops.backfill import cooldown_left
 from stream.ops.progress import ProgressView
-
-NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-
-
-def test_a_first_backfill_is_allowed():
-    assert cooldown_left(None, NOW, HOUR) is None
-
-
-def test_a_backfill_within_the_cooldown_waits_the_rest_of_it():
-    assert cooldown_left(NOW - timedelta(minutes=20), NOW, HOUR) == timedelta(minutes=40)
-
-
-def test_a_backfill_after_the_cooldown_is_allowed():
-    assert cooldown_left(NOW - HOUR, NOW, HOUR) is None
 
 
 def test_without_a_terminal_progress_is_one_plain_line_per_interval_and_one_at_the_end():

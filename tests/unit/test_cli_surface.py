@@ -15,7 +15,6 @@ from stream.ops.cli import main
 from stream.ops.exit_codes import ExitCode
 from stream.ops.forget import Erasures
 from stream.ops.redrive import Report
-from stream.ops.replay import ReplayMark
 from stream.ops.reports import (
     backfill_document,
     forget_document,
@@ -27,6 +26,7 @@ from stream.runtime.control import PauseState, UnreadableControlRecord
 from stream.runtime.erasures import Pending
 from stream.runtime.failstop import EXIT_STOPPED_BEFORE_COMMIT
 from stream.runtime.groups import Backlog, GroupState
+from stream.runtime.replay_mark import ReplayMark
 
 OPERATING = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)

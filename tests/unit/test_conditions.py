@@ -15,9 +15,10 @@ from stream.domain.conditions import (
     compile_condition,
     value_of,
 )
-from stream.domain.mapping import MappingError, parse_mapping
+from stream.domain.mapping import parse_mapping
 from stream.domain.profile import Profile, fold
 from stream.domain.triggers import TriggerConfig, TriggerOptions, fire
+from stream.errors import MappingError
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"

@@ -11,9 +11,9 @@ import stream.errors
 from stream.domain.conditions import ConditionError
 from stream.domain.dlq import LetterTooLarge
 from stream.domain.events import InvalidEvent
-from stream.domain.mapping import MappingError, load_mapping
+from stream.domain.mapping import load_mapping
 from stream.domain.triggers import TriggerOptionsError
-from stream.errors import ConfigurationError, LoyaltyStreamError
+from stream.errors import ConfigurationError, LoyaltyStreamError, MappingError
 from stream.ometria.errors import (
     Misconfigured,
     Misdirected,

@@ -27,7 +27,7 @@ def table_column(heading: str) -> list[str]:
 @pytest.mark.parametrize("preset", PRESETS)
 def test_guide_lists_each_presets_custom_fields(preset):
     mapping = load_mapping(preset, None)
-    custom = [rule.target for rule in mapping.fields if rule.target not in CONTACT_BUILTINS]
+    custom = [rule.target for rule in mapping.contact.fields if rule.target not in CONTACT_BUILTINS]
     heading = f"Custom fields: the `{preset}` preset"
     assert table_column(heading) == custom
 

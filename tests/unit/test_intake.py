@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.domain.contact_mapping import map_contact
 from stream.domain.events import InvalidEvent, parse_event
 from stream.domain.intake import EventWindow, admit
-from stream.domain.mapping import load_preset, map_contact
+from stream.domain.mapping import load_preset
 from stream.domain.profile import Profile, fold, stamp_of
 from stream.domain.triggers import TriggerConfig, fire
 from stream.settings import load_settings
@@ -91,7 +92,7 @@ KINDS = [
     ("membership.started", {"membership_tier_id": "m"}),
     ("referral.completed", {"reward": "£5"}),
 ]
-MAPPINGS = [load_preset("rivo"), load_preset("loyaltylion")]
+MAPPINGS = [load_preset("rivo").contact, load_preset("loyaltylion").contact]
 CONFIG = TriggerConfig(rewards=())
 
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from stream.domain.batching import coalesce
 from stream.domain.lists import ADD, REMOVE, carry_lists, with_changes
-from stream.domain.mapping import MappingError, parse_mapping
+from stream.domain.mapping import parse_mapping
 from stream.domain.records import VERSION_KEY
+from stream.errors import MappingError
 
 LIST_IDS = ("1", "2", "3", "4")
 memberships = st.lists(st.sets(st.sampled_from(LIST_IDS)), min_size=1, max_size=8)

@@ -11,14 +11,9 @@ from stream.domain.events import parse_event
 from stream.domain.mapping import load_preset
 from stream.domain.sync import SyncRules, apply_event
 from stream.domain.triggers import TriggerConfig
-from stream.ops.replay import (
-    ReplayMark,
-    contact_generation,
-    generation_of,
-    parse_from,
-    wipe_local_tables,
-)
+from stream.ops.replay import parse_from, wipe_local_tables
 from stream.runtime.control import UnreadableControlRecord
+from stream.runtime.replay_mark import ReplayMark, contact_generation, generation_of
 
 AT = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 

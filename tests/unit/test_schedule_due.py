@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.domain.events import parse_event
-from stream.domain.mapping import MappingError, load_mapping, parse_mapping
+from stream.domain.mapping import load_mapping, parse_mapping
 from stream.domain.profile import Profile, fold
 from stream.domain.schedule import ScheduleConfig, ScheduleRule, due, mark_fired
+from stream.errors import MappingError
 from stream.settings import load_settings
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "schedule"

@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from stream.domain.mapping import (
-    PRESETS,
-    ContactMapping,
-    MappingError,
-    load_mapping,
-    load_preset,
-    map_contact,
-    parse_mapping,
-)
+from stream.domain.contact_mapping import map_contact
+from stream.domain.mapping import PRESETS, MappingFile, load_mapping, load_preset, parse_mapping
 from stream.domain.profile import LastReward, PointsState, Profile, TierState
 from stream.domain.sync import SyncRules, sync_event
 from stream.domain.triggers import TriggerConfig, TriggerOptions
+from stream.errors import MappingError
 from tests.conftest import make_event
 
 EMAIL = "sarah@example.com"
@@ -71,14 +65,14 @@ def write_mapping(request, tmp_path):
 def load(write_mapping):
     """Load a mapping written from TOML text (as TOML and as JSON), as the worker would."""
 
-    def load_text(text: str) -> ContactMapping:
+    def load_text(text: str) -> MappingFile:
         return load_mapping("rivo", write_mapping(text))
 
     return load_text
 
 
-def contact_of(mapping: ContactMapping, profile: Profile = PROFILE) -> dict:
-    contact = map_contact(profile, mapping, "loyalty")
+def contact_of(mapping: MappingFile, profile: Profile = PROFILE) -> dict:
+    contact = map_contact(profile, mapping.contact, "loyalty")
     assert contact is not None
     return contact
 
@@ -106,7 +100,7 @@ def test_load_mapping_entry_with_preset_target_overrides_preset_rule(load):
     properties = contact_of(mapping)["properties"]
 
     assert properties["rivoPointsBalance"] == 175
-    assert [rule.target for rule in mapping.fields].count("rivoPointsBalance") == 1
+    assert [rule.target for rule in mapping.contact.fields].count("rivoPointsBalance") == 1
 
 
 def test_load_mapping_remove_drops_preset_field(load):
@@ -218,7 +212,7 @@ def test_map_contact_source_none_leaves_field_out(load):
 def test_map_contact_profile_without_email_gives_no_contact(load):
     mapping = load(field_toml("loyaltyPoints", "points.balance"))
 
-    assert map_contact(replace(PROFILE, email=None), mapping, "loyalty") is None
+    assert map_contact(replace(PROFILE, email=None), mapping.contact, "loyalty") is None
 
 
 # --- consent -----------------------------------------------------------------------------------
@@ -233,7 +227,7 @@ def test_load_mapping_marketing_optin_with_consent_sets_top_level_optin(load):
 
     contact = contact_of(mapping)
 
-    assert mapping.consent is True
+    assert mapping.contact.consent is True
     assert contact["marketing_optin"] == "EXPLICITLY_OPTEDIN"
     assert "marketing_optin" not in contact["properties"]
 
@@ -388,7 +382,7 @@ def test_load_mapping_unreadable_path_raises_naming_setting(tmp_path):
 def test_load_mapping_without_file_uses_preset():
     mapping = load_mapping("loyaltylion", None)
 
-    assert "loyalty_points_total" in {rule.target for rule in mapping.fields}
+    assert "loyalty_points_total" in {rule.target for rule in mapping.contact.fields}
 
 
 def test_load_mapping_unknown_preset_raises_naming_setting():
@@ -461,7 +455,7 @@ def test_load_mapping_without_triggers_has_no_options(load):
     assert load(VALID).triggers == {}
 
 
-def sync_all(mapping: ContactMapping, *events) -> list[dict]:
+def sync_all(mapping: MappingFile, *events) -> list[dict]:
     rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
     profile, records = None, []
     for event in events:
@@ -512,11 +506,11 @@ def test_load_preset_shipped_preset_maps_every_field_of_a_full_profile(name):
     contact = contact_of(mapping)
 
     written = set(contact) | set(contact["properties"])
-    assert {rule.target for rule in mapping.fields} <= written
+    assert {rule.target for rule in mapping.contact.fields} <= written
 
 
 def test_load_preset_rivo_has_the_documented_fields():
-    targets = {rule.target for rule in load_preset("rivo").fields}
+    targets = {rule.target for rule in load_preset("rivo").contact.fields}
 
     assert targets == {
         "firstname",
@@ -538,4 +532,4 @@ def test_parse_mapping_preset_document_round_trips_through_parse():
 
     mapping = parse_mapping("copy.toml", tomllib.loads(text))
 
-    assert mapping.fields == load_preset("loyaltylion").fields
+    assert mapping.contact.fields == load_preset("loyaltylion").contact.fields
