@@ -135,7 +135,7 @@ def _worker(_: argparse.Namespace) -> int:
 
     from stream.ops import web  # noqa: F401 - registers the views
     from stream.ops.replay import wipe_local_tables
-    from stream.runtime import agents, ometria_jobs, scanner  # noqa: F401 - registers them
+    from stream.runtime import agents, ometria_jobs, scanner, watchdogs  # noqa: F401 - registers them
     from stream.runtime.app import app
 
     agents.version_generation = generation or 0
