@@ -22,7 +22,7 @@ from stream.domain.dlq import DeadLetter
 from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, SchemaNotResolved, admit
-from stream.domain.mapping import load_mapping
+from stream.domain.mapping import ContactMapping
 from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
@@ -70,11 +70,11 @@ settings = get_settings()
 # most customers have several events, and the messages written per event drop with it.
 FOLD_BATCH = settings.fold.batch_size
 FOLD_WITHIN = settings.fold.window.total_seconds()
-mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
-# Built once, from the settings, when the agents are declared (Faust declares agents at import).
-rules = SyncRules.from_settings(settings, mapping)
+# Read once from the settings, when the agents are declared (Faust declares agents at import).
 window = EventWindow.from_settings(settings)
 wire = WireFormat.from_settings(settings)
+# Built from the mapping in force: see configure (stream.runtime.worker calls it at start-up).
+rules: SyncRules
 
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
@@ -99,11 +99,20 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     return stored
 
 
-# Input partition -> its end offset when the last replay ran (stream.ops.replay); set at start-up.
-replayed_until: dict[int, int] = {}
+# Input partition -> its end offset when the last replay ran (stream.ops.replay); see configure.
+replayed_until: Mapping[int, int] = {}
 # The generation of the contact versions mapped here (stream.domain.records.Version): the last
-# replay's; set at start-up.
+# replay's; see configure.
 version_generation = 0
+
+
+def configure(contact_mapping: ContactMapping, until: Mapping[int, int], generation: int) -> None:
+    """Set the rules of the mapping in force and the last replay's marks, before the worker runs."""
+    global rules, replayed_until, version_generation
+    rules = SyncRules.from_settings(settings, contact_mapping)
+    replayed_until = dict(until)
+    version_generation = generation
+
 
 skip_watch = SkipWatch()
 batch_progress = BatchProgress()
