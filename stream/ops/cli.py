@@ -23,7 +23,7 @@ import stream
 from stream.errors import MappingError
 from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
-from stream.settings import Settings, SettingsError, get_settings, use_settings
+from stream.settings import Settings, SettingsError, get_settings
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -129,20 +129,21 @@ def _worker(_: argparse.Namespace) -> int:
         replayed = None
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
-        use_settings(settings.model_copy(update={"topics": topics}))
+        settings = settings.model_copy(update={"topics": topics})
 
     import faust
 
+    from stream.runtime.worker import declare_worker
+
+    until = replayed.until if replayed is not None else {}
+    app = declare_worker(settings, until, generation or 0)
     from stream.ops import web  # noqa: F401 - registers the views
     from stream.ops.replay import wipe_local_tables
-    from stream.runtime import agents, ometria_jobs, scanner  # noqa: F401 - registers them
-    from stream.runtime.app import app
 
-    agents.version_generation = generation or 0
-    if replayed is not None:
-        agents.replayed_until.update(replayed.until)
-        if wipe_local_tables(Path(app.conf.tabledir), settings.data_dir, replayed):
-            print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
+    if replayed is not None and wipe_local_tables(
+        Path(app.conf.tabledir), settings.data_dir, replayed
+    ):
+        print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
     tune_collector()
     worker = faust.Worker(

@@ -16,15 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stream import metrics
 from stream.domain.dlq import DeadLetter
 from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, SchemaNotResolved, admit
-from stream.domain.mapping import load_mapping
+from stream.domain.mapping import ContactMapping
 from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
@@ -33,7 +31,6 @@ from stream.domain.wire import WireFormat, WriterSchema, schema_ids
 from stream.runtime.app import app, app_feed, feeding_consumer
 from stream.runtime.erasures import (
     ErasureIndex,
-    UnreadableErasure,
     erased_key,
     erased_value,
     ometria_key,
@@ -43,24 +40,16 @@ from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_context import get_in, write_through_changelog
 from stream.runtime.faust_feed import Fetched, RecordFeed
 from stream.runtime.outbox import OutboxBatch
-from stream.runtime.reading import IncompleteRead, holds_records, read_range
+from stream.runtime.reading import read_range
 from stream.runtime.schema_registry import schema_registry
-from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
-from stream.runtime.secret_watch import password_file_watch
 from stream.runtime.skips import (
     BatchProgress,
-    BlindWatch,
-    RecoveryWatch,
     SkipWatch,
-    StallWatch,
 )
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
 from stream.runtime.topology import (
     MessageLimits,
-    committed_offsets,
-    message_limits,
-    partition_ids,
 )
 from stream.settings import get_settings
 
@@ -72,7 +61,6 @@ YIELD_EVERY = 200
 # would hold back the group's heartbeats past the session timeout (the group then drops the
 # worker mid-batch, and every rejoin folds the same batch again).
 CONTACTS_WITHOUT_YIELD = 0.05
-COMMITTED_OFFSETS_PATIENCE = 30.0
 
 settings = get_settings()
 # A batch is whatever arrived within the window, at most a batch size of records
@@ -82,11 +70,11 @@ settings = get_settings()
 # most customers have several events, and the messages written per event drop with it.
 FOLD_BATCH = settings.fold.batch_size
 FOLD_WITHIN = settings.fold.window.total_seconds()
-mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
-# Built once, from the settings, when the agents are declared (Faust declares agents at import).
-rules = SyncRules.from_settings(settings, mapping)
+# Read once from the settings, when the agents are declared (Faust declares agents at import).
 window = EventWindow.from_settings(settings)
 wire = WireFormat.from_settings(settings)
+# Built from the mapping in force: see configure (stream.runtime.worker calls it at start-up).
+rules: SyncRules
 
 
 async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awaitable[Any]:
@@ -111,21 +99,23 @@ async def _dead_letter_input(message: Any, error_class: str, reason: str) -> Awa
     return stored
 
 
-# Input partition -> its end offset when the last replay ran (stream.ops.replay); set at start-up.
-replayed_until: dict[int, int] = {}
+# Input partition -> its end offset when the last replay ran (stream.ops.replay); see configure.
+replayed_until: Mapping[int, int] = {}
 # The generation of the contact versions mapped here (stream.domain.records.Version): the last
-# replay's; set at start-up.
+# replay's; see configure.
 version_generation = 0
 
+
+def configure(contact_mapping: ContactMapping, until: Mapping[int, int], generation: int) -> None:
+    """Set the rules of the mapping in force and the last replay's marks, before the worker runs."""
+    global rules, replayed_until, version_generation
+    rules = SyncRules.from_settings(settings, contact_mapping)
+    replayed_until = dict(until)
+    version_generation = generation
+
+
 skip_watch = SkipWatch()
-stall_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
-commit_watch = StallWatch(settings.kafka.stall_timeout.total_seconds())
-recovery_watch = RecoveryWatch(settings.kafka.stall_timeout.total_seconds())
 batch_progress = BatchProgress()
-# A rebalance completes within a session timeout or two (a dead member's session must end).
-blind_watch = BlindWatch(
-    (settings.kafka.stall_timeout + 2 * settings.kafka.session_timeout).total_seconds()
-)
 # Decoded profiles of recently folded customers, exactly as last written to the table: reading
 # and validating a profile from the store costs more than folding an event into it. Emptied on
 # every rebalance, when another worker may have written the keys.
@@ -148,226 +138,6 @@ positions_known = asyncio.Event()
 # Held while a batch folds and while the trigger scan (stream.runtime.scanner) handles a slice: both
 # read, change and write profiles across awaits, and neither may overwrite the other's write.
 profiles_lock = asyncio.Lock()
-
-
-# How long a stopping worker waits for the fold batch or scan slice in flight to store its writes.
-FINISH_WRITES_PATIENCE = 30.0
-
-
-@app.on_partitions_revoked.connect
-async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    # The partitions' next owner recovers their profiles from the changelog once this returns.
-    # A trigger-scan slice in flight (a timer: Faust does not wait for it) that wrote its
-    # changelog after that recovery would leave the next owner without its fired markers, and
-    # the same campaigns would fire twice. Holding the lock waits for it to store its writes.
-    async with profiles_lock:
-        positions_known.clear()
-
-
-@app.on_before_shutdown.connect
-async def _finish_writes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    # Stopping, Faust revokes nothing and cancels its timers only after the consumer has left
-    # the group: the slice in flight finishes here first, for the reason above.
-    try:
-        async with asyncio.timeout(FINISH_WRITES_PATIENCE), profiles_lock:
-            pass
-    except TimeoutError:
-        logger.warning("stopping with a profile write in flight; the next owner repeats it")
-
-
-@app.on_partitions_assigned.connect
-async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    global outbox_partitions, topic_limits
-    positions_known.clear()
-    try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(KafkaError),
-            stop=stop_after_delay(COMMITTED_OFFSETS_PATIENCE),
-            wait=wait_exponential(multiplier=0.2, max=2),
-            reraise=True,
-        ):
-            # Each attempt is bounded too: an admin request that never returns would leave
-            # positions_known unset, and with it the fold and the stall watch, for good.
-            with attempt:
-                async with asyncio.timeout(COMMITTED_OFFSETS_PATIENCE):
-                    committed = await committed_offsets(settings)
-                    outbox = await partition_ids(settings, settings.topics.outbox)
-                    limits = await message_limits(settings)
-                    await erasures.catch_up()
-    except (KafkaError, TimeoutError) as exc:
-        stop_before_commit(
-            "cannot read the group's committed offsets (to check for skips), the outbox's "
-            "partitions, the topics' max.message.bytes or the erasures",
-            exc,
-        )
-    except UnreadableErasure as exc:
-        stop_before_commit("the erasures topic holds a record this service did not write", exc)
-    outbox_partitions = len(outbox)
-    topic_limits = limits
-    skip_watch.reset(committed)
-    recent_profiles.clear()
-    stall_watch.reset()
-    commit_watch.reset()
-    positions_known.set()
-
-
-STALL_CHECK_EVERY = 10.0
-# The longest one stall check may take (its longest read: stream.runtime.reading.READ_TIMEOUT).
-CHECK_PATIENCE = 60.0
-
-
-async def watch_for_stalls() -> None:
-    """Run one stall check; a check that cannot finish counts as one that could not look.
-
-    Every read in a check has its own bound, and this one holds whatever the check awaits
-    (a client start, a stop): a watch blocked in an await would never stop the worker.
-    """
-    now = time.monotonic()
-    try:
-        async with asyncio.timeout(CHECK_PATIENCE):
-            await _check_for_stalls()
-    except TimeoutError:
-        logger.warning("a stall check did not finish within %.0fs", CHECK_PATIENCE)
-        _blind(now, "stall checks did not finish")
-
-
-async def _check_for_stalls() -> None:
-    """Stop the worker when an assigned events partition stalls (stream.runtime.skips.StallWatch).
-
-    Two stalls: records that stop arriving while more wait, and a group commit that stops
-    below records already folded (Faust's commit stuck behind an offset it never acked).
-    Nothing past either was committed, so the restart reads them again, and their effect on
-    state applies once. Whether records wait is judged by the consumer's position: offsets it
-    read past without delivering anything may be transaction markers or compacted away.
-    Neither is judged while a fold batch still moves (skips.BatchProgress): its records wait
-    on it, however long a slow mapping makes it.
-    """
-    now = time.monotonic()
-    _watch_recovery(now)
-    if app.in_recovery:
-        blind_watch.saw()  # the recovery watch looks meanwhile
-        return
-    if app.rebalancing or not positions_known.is_set():
-        _blind(now, "the group's rebalance has not completed")
-        return
-    if schema_registry is not None and schema_registry.problem is not None:
-        # The fold waits for the registry on purpose (readiness and /metrics say so): records
-        # wait, and no commit moves, until it answers; the clocks start again from then.
-        blind_watch.saw()
-        stall_watch.reset()
-        commit_watch.reset()
-        return
-    mine = [tp for tp in app.consumer.assignment() if tp.topic == settings.topics.events]
-    if not mine:
-        blind_watch.saw()
-        return
-    if batch_progress.moved():
-        # Records wait on a batch that is still folding or storing (skips.BatchProgress).
-        for tp in mine:
-            stall_watch.forget((tp.topic, tp.partition))
-            commit_watch.forget((tp.topic, tp.partition))
-        blind_watch.saw()
-        return
-    try:
-        async with asyncio.timeout(STALL_CHECK_EVERY):
-            ends = await app.consumer.highwaters(*mine)
-            committed = await committed_offsets(settings)
-    except (KafkaError, TimeoutError) as exc:
-        logger.warning("cannot read offsets to watch for stalls: %r", exc)
-        _blind(now, "the offsets could not be read")
-        return
-    blind_watch.saw()
-    now = time.monotonic()
-    for tp in mine:
-        key = (tp.topic, tp.partition)
-        seen = skip_watch.seen(key)
-        waited = stall_watch.stalled(key, seen, ends.get(tp, 0), now)
-        if waited is not None:
-            try:
-                if not await _records_wait(tp, seen, ends[tp]):
-                    stall_watch.settle(key, seen, ends[tp])
-                    waited = None
-                    logger.info(
-                        "%s[%s]: no record after offset %s below the end %s (transaction "
-                        "markers or compacted): nothing waits",
-                        tp.topic,
-                        tp.partition,
-                        seen,
-                        ends[tp],
-                    )
-            except (KafkaError, IncompleteRead, TimeoutError) as exc:
-                # Nothing is committed past a record that was not folded: judged next check.
-                logger.warning("cannot tell whether records wait on %s: %r", tp, exc)
-                waited = None
-        if waited is not None:
-            stop_before_commit(
-                f"{tp.topic}[{tp.partition}] delivered no record for {waited:.0f}s while "
-                f"offsets up to {ends[tp] - 1} wait (STREAM_KAFKA__STALL_TIMEOUT)"
-            )
-        # The commit's "seen" is the last committed offset; it should reach the folded ones.
-        at = committed.get(key)
-        folded_end = seen + 1 if seen is not None else 0
-        waited = commit_watch.stalled(key, at - 1 if at is not None else None, folded_end, now)
-        if waited is not None:
-            stop_before_commit(
-                f"{tp.topic}[{tp.partition}]: the group's committed offset stayed at {at} for "
-                f"{waited:.0f}s while records up to {folded_end - 1} were read "
-                "(STREAM_KAFKA__STALL_TIMEOUT)"
-            )
-
-
-def _blind(now: float, why: str) -> None:
-    waited = blind_watch.blind(now)
-    if waited is not None:
-        stop_before_commit(
-            f"no events partition could be watched for stalls for {waited:.0f}s: {why} "
-            "(STREAM_KAFKA__STALL_TIMEOUT plus twice STREAM_KAFKA__SESSION_TIMEOUT)"
-        )
-
-
-async def _records_wait(tp: Any, seen: int | None, end: int) -> bool:
-    """Whether records below `end` wait for the agent, past the last offset it saw.
-
-    The high watermark alone cannot tell: a partition whose last offset is a transaction's
-    commit marker, or whose last records compaction removed, has its end past every record
-    the consumer will ever deliver. Once the consumer's position reached the end, what it read
-    past is read back: no record there means nothing waits. A consumer short of the end has
-    itself stopped reading.
-    """
-    async with asyncio.timeout(STALL_CHECK_EVERY):
-        position = await app.consumer.position(tp)
-    if position is None or position < end:
-        return True
-    first = seen + 1 if seen is not None else 0
-    return await holds_records(settings, tp.topic, tp.partition, first, end)
-
-
-def _watch_recovery(now: float) -> None:
-    """Stop the worker when a table recovery reads nothing for too long (a restart recovers
-    again); see stream.runtime.skips.RecoveryWatch."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    remaining = recovery.active_remaining_total()
-    waited = recovery_watch.stalled(recovery.in_recovery, remaining, now)
-    if waited is not None:
-        stop_before_commit(
-            f"table recovery read no changelog record for {waited:.0f}s while {remaining} "
-            "remain (STREAM_KAFKA__STALL_TIMEOUT)"
-        )
-
-
-app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
-
-password_watch = password_file_watch(settings.kafka)
-
-
-async def watch_kafka_password() -> None:
-    """Stop cleanly once the Kafka password file changes (see stream.runtime.secret_watch)."""
-    if password_watch is not None:
-        password_watch.check()
-
-
-if password_watch is not None:
-    app.timer(PASSWORD_CHECK_EVERY)(watch_kafka_password)
 
 
 async def _read_skipped(message: Any, first_missing: int) -> list[Any]:

@@ -19,11 +19,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from stream import metrics
+from stream.domain.mapping import ContactMapping
 from stream.domain.profile import Profile
-from stream.domain.schedule import SCAN_SLICE, due, mark_fired
+from stream.domain.schedule import SCAN_SLICE, ScheduleConfig, due, mark_fired
 from stream.runtime import agents
 from stream.runtime.agents import (
-    mapping,
     positions_known,
     profiles_lock,
     recent_profiles,
@@ -42,11 +42,18 @@ from stream.settings import get_settings
 logger = logging.getLogger(__name__)
 
 settings = get_settings()
-config = replace(
-    mapping.schedule,
-    window=settings.schedule.window,
-    disabled=frozenset(settings.triggers.disabled),
-)
+# The mapping's schedule with the settings' window and disabled triggers: set at start-up.
+config: ScheduleConfig
+
+
+def configure(contact_mapping: ContactMapping) -> None:
+    """Set the schedule the scan follows from the mapping in force, before the worker runs."""
+    global config
+    config = replace(
+        contact_mapping.schedule,
+        window=settings.schedule.window,
+        disabled=frozenset(settings.triggers.disabled),
+    )
 
 
 def scan_clock() -> datetime:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from stream.runtime.agents import STALL_CHECK_EVERY
 from stream.runtime.topology import default_partition
+from stream.runtime.watchdogs import STALL_CHECK_EVERY
 from tests.integration.conftest import BOOTSTRAP, committed_to_the_end, envelope, poll, sandbox_get
 
 STALL_TIMEOUT = 10.0

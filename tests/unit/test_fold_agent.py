@@ -16,6 +16,7 @@ import pytest
 from faust.types import TP
 
 from stream import metrics
+from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
@@ -47,6 +48,13 @@ def dead_letters(monkeypatch):
     send = AsyncMock(side_effect=acknowledged)
     monkeypatch.setattr(agents.events_dead_letter_topic, "send", send)
     return send
+
+
+@pytest.fixture(autouse=True)
+def configured():
+    # Normally set at start-up (stream.runtime.worker.declare_worker), with no replay yet.
+    settings = agents.settings
+    agents.configure(load_mapping(settings.mapping.preset, settings.mapping.file), {}, 0)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from unittest.mock import AsyncMock
 
 import pytest
 
-from stream.runtime import agents, scanner, skips
+from stream.runtime import agents, scanner, skips, watchdogs
 
 
 @pytest.fixture(autouse=True)
@@ -55,12 +55,12 @@ async def waits_for_the_write_in_flight(hook) -> None:
 
 async def test_a_revocation_returns_only_once_the_write_in_flight_is_stored():
     agents.positions_known.set()
-    await waits_for_the_write_in_flight(agents._hold_checks)
+    await waits_for_the_write_in_flight(watchdogs._hold_checks)
     assert not agents.positions_known.is_set()
 
 
 async def test_a_stopping_worker_lets_the_write_in_flight_finish_first():
-    await waits_for_the_write_in_flight(agents._finish_writes)
+    await waits_for_the_write_in_flight(watchdogs._finish_writes)
 
 
 async def test_a_slice_that_waited_out_a_revocation_writes_nothing(monkeypatch):
@@ -91,40 +91,40 @@ def stops(monkeypatch):
     def stop(reason, exc=None):
         raise Stopped(reason)
 
-    monkeypatch.setattr(agents, "stop_before_commit", stop)
+    monkeypatch.setattr(watchdogs, "stop_before_commit", stop)
 
 
 async def test_an_assignment_whose_offset_reads_never_return_stops_the_worker(monkeypatch, stops):
     async def never(*args, **kwargs):
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(agents, "COMMITTED_OFFSETS_PATIENCE", 0.2)
-    monkeypatch.setattr(agents, "committed_offsets", never)
+    monkeypatch.setattr(watchdogs, "COMMITTED_OFFSETS_PATIENCE", 0.2)
+    monkeypatch.setattr(watchdogs, "committed_offsets", never)
     with pytest.raises(Stopped, match="cannot read the group's committed offsets"):
-        await asyncio.wait_for(agents._forget_positions(agents.app, signal=None), 10)
+        await asyncio.wait_for(watchdogs._forget_positions(agents.app, signal=None), 10)
     assert not agents.positions_known.is_set()
 
 
 async def test_a_rebalance_that_never_completes_stops_the_worker_once_past_its_patience(
     monkeypatch, stops
 ):
-    monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
+    monkeypatch.setattr(watchdogs, "_watch_recovery", lambda now: None)
     monkeypatch.setattr(agents.app, "rebalancing", True)
     monkeypatch.setattr(agents.app, "in_recovery", False)
-    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
-    await agents.watch_for_stalls()  # the first check that cannot look: patience starts
+    monkeypatch.setattr(watchdogs, "blind_watch", skips.BlindWatch(0.05))
+    await watchdogs.watch_for_stalls()  # the first check that cannot look: patience starts
     await asyncio.sleep(0.1)
     with pytest.raises(Stopped, match="rebalance has not completed"):
-        await agents.watch_for_stalls()
+        await watchdogs.watch_for_stalls()
 
 
 async def test_a_table_recovery_under_way_is_left_to_its_own_watch(monkeypatch, stops):
-    monkeypatch.setattr(agents, "_watch_recovery", lambda now: None)
+    monkeypatch.setattr(watchdogs, "_watch_recovery", lambda now: None)
     monkeypatch.setattr(agents.app, "rebalancing", True)
     monkeypatch.setattr(agents.app, "in_recovery", True)
-    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
+    monkeypatch.setattr(watchdogs, "blind_watch", skips.BlindWatch(0.05))
     for _ in range(3):
-        await agents.watch_for_stalls()
+        await watchdogs.watch_for_stalls()
         await asyncio.sleep(0.05)
 
 
@@ -134,9 +134,9 @@ async def test_a_stall_check_blocked_in_an_await_stops_the_worker_once_past_its_
     async def blocked():
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(agents, "_check_for_stalls", blocked)
-    monkeypatch.setattr(agents, "CHECK_PATIENCE", 0.05)
-    monkeypatch.setattr(agents, "blind_watch", skips.BlindWatch(0.05))
-    await agents.watch_for_stalls()  # times out: the patience starts
+    monkeypatch.setattr(watchdogs, "_check_for_stalls", blocked)
+    monkeypatch.setattr(watchdogs, "CHECK_PATIENCE", 0.05)
+    monkeypatch.setattr(watchdogs, "blind_watch", skips.BlindWatch(0.05))
+    await watchdogs.watch_for_stalls()  # times out: the patience starts
     with pytest.raises(Stopped, match="stall checks did not finish"):
-        await agents.watch_for_stalls()
+        await watchdogs.watch_for_stalls()
