@@ -22,7 +22,7 @@ from stream.domain.dlq import DeadLetter
 from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, SchemaNotResolved, admit
-from stream.domain.mapping import ContactMapping
+from stream.domain.mapping import MappingFile
 from stream.domain.profile import Profile
 from stream.domain.profile_cache import ProfileCache
 from stream.domain.records import with_version
@@ -106,10 +106,10 @@ replayed_until: Mapping[int, int] = {}
 version_generation = 0
 
 
-def configure(contact_mapping: ContactMapping, until: Mapping[int, int], generation: int) -> None:
+def configure(mapping_file: MappingFile, until: Mapping[int, int], generation: int) -> None:
     """Set the rules of the mapping in force and the last replay's marks, before the worker runs."""
     global rules, replayed_until, version_generation
-    rules = SyncRules.from_settings(settings, contact_mapping)
+    rules = SyncRules.from_settings(settings, mapping_file)
     replayed_until = dict(until)
     version_generation = generation
 

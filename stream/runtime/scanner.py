@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from stream import metrics
-from stream.domain.mapping import ContactMapping
+from stream.domain.mapping import MappingFile
 from stream.domain.profile import Profile
 from stream.domain.schedule import SCAN_SLICE, ScheduleConfig, due, mark_fired
 from stream.runtime import agents
@@ -46,11 +46,11 @@ settings = get_settings()
 config: ScheduleConfig
 
 
-def configure(contact_mapping: ContactMapping) -> None:
+def configure(mapping_file: MappingFile) -> None:
     """Set the schedule the scan follows from the mapping in force, before the worker runs."""
     global config
     config = replace(
-        contact_mapping.schedule,
+        mapping_file.schedule,
         window=settings.schedule.window,
         disabled=frozenset(settings.triggers.disabled),
     )
