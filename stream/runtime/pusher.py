@@ -45,18 +45,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord
 
 from stream import metrics
-from stream.domain.batching import Erasure, coalesce
-from stream.domain.dlq import DeadLetter
-from stream.domain.erasure import erased_id
-from stream.domain.records import decode
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.errors_watch import ErrorsWatch
@@ -64,15 +57,10 @@ from stream.ometria.pacing import Slots
 from stream.runtime import outbox_progress
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.outbox import occurred_at
+from stream.runtime.push_round import Round, RoundSender, entries
 from stream.runtime.pusher_versions import ContactVersionsStore, PusherStopped
 from stream.runtime.reading import group_less_consumer
-from stream.runtime.topology import (
-    KAFKA_MAX_MESSAGE_BYTES,
-    PRODUCER_MAX_REQUEST_BYTES,
-    admin_client,
-    message_limits,
-)
+from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES, admin_client
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,11 +68,6 @@ logger = logging.getLogger(__name__)
 # While a round is delivered the partitions are paused and polled this often, so that the group
 # keeps the pusher (aiokafka leaves the group after max_poll_interval without a poll).
 KEEPALIVE = 0.5
-UNUSABLE_ERASURE = "UnusableErasure"
-
-
-# The outbox records of one round, by partition, in offset order.
-Round = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -122,16 +105,9 @@ class Pusher:
         self._producer = AIOKafkaProducer(
             **options, acks="all", linger_ms=5, max_request_size=PRODUCER_MAX_REQUEST_BYTES
         )
-        # The outbox dead-letter topic's max.message.bytes, read at start.
-        self._dead_letter_limit = KAFKA_MAX_MESSAGE_BYTES
         self._reader = group_less_consumer(settings)
-        self.delivery = Delivery(
-            client,
-            max_requests_per_second=self._rate,
-            dead_letter=self._dead_letter,
-            auth_retry_interval=conf.auth_retry_interval.total_seconds(),
-        )
         self.versions = ContactVersionsStore(settings, self._producer, self._reader)
+        self.rounds = RoundSender(settings, client, self._producer, self.versions)
         self._committed: dict[TopicPartition, int] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -154,7 +130,7 @@ class Pusher:
     async def start(self) -> None:
         # Before joining the group: a pusher started while paused must not send a round first.
         await self.control.start()
-        self._dead_letter_limit = (await message_limits(self._settings)).outbox_dead_letter
+        await self.rounds.start()
         await self.versions.start()
         await self._producer.start()
         await self._reader.start()
@@ -180,6 +156,10 @@ class Pusher:
             except KafkaError as exc:  # closing anyway
                 logger.warning("closing a pusher client failed: %r", exc)
         self.versions.close()
+
+    @property
+    def delivery(self) -> Delivery:
+        return self.rounds.delivery
 
     @property
     def stopping(self) -> bool:
@@ -272,7 +252,7 @@ class Pusher:
 
     async def _round(self, batch: Round) -> None:
         consumer = self._consumer
-        task = asyncio.create_task(self._deliver(batch))
+        task = asyncio.create_task(self.rounds.deliver(batch))
         self._in_flight = task
         consumer.pause(*consumer.assignment())
         try:
@@ -312,41 +292,6 @@ class Pusher:
                 else:
                     self._consumer.seek(tp, committed)
 
-    async def _deliver(self, batch: Round) -> None:
-        entries: list[tuple[int, dict[str, Any]]] = []
-        for tp, messages in batch.items():
-            for message in messages:
-                try:
-                    records = decode(message.value or b"")
-                    entries.extend((tp.partition, record) for record in records)
-                except ValueError as exc:  # orjson.JSONDecodeError is one
-                    await self._dead_letter(_unreadable(message, exc))
-        plan = coalesce(entries, self.versions.delivered)
-        if plan.stale:
-            metrics.STALE_CONTACTS.inc(plan.stale)
-            logger.info("dropped %d contacts older than ones already delivered", plan.stale)
-        for record in plan.unusable:
-            metrics.DEAD_LETTERS.labels("push", UNUSABLE_ERASURE).inc()
-            await self._dead_letter(_unusable_erasure(record))
-        await self.delivery.deliver(plan.records)
-        await self._forget(plan.erasures, plan.erased)
-        await self.versions.remember(plan.versions)
-        _observe_latency(batch, datetime.now(UTC))
-
-    async def _forget(self, erasures: list[Erasure], dropped: int) -> None:
-        """Forget the erased customers' contact versions, before the outbox offsets move."""
-        await self.versions.forget(erasures)
-        for erasure in erasures:
-            metrics.ERASURES_APPLIED.inc()
-            # The hashed id only: the customer id is personal data.
-            logger.info(
-                "erased customer %s (outbox partition %d): nothing of them is sent after this",
-                erased_id(self._settings.erasure_hash_key, erasure.customer_id),
-                erasure.partition,
-            )
-        if dropped:
-            logger.info("dropped %d records of erased customers, never sent", dropped)
-
     async def _commit(self, batch: Round) -> None:
         mine = self._consumer.assignment()
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in mine}
@@ -360,17 +305,6 @@ class Pusher:
             return
         self._committed.update(offsets)
         await outbox_progress.record(self._producer, self._settings, offsets)
-
-    async def _dead_letter(self, letter: DeadLetter) -> None:
-        # A foreign message near the outbox's limit does not fit with the dlq.* headers.
-        letter = letter.fitted(self._dead_letter_limit)
-        await self._producer.send_and_wait(
-            self._settings.topics.outbox_dead_letter,
-            key=letter.key,
-            value=letter.value,
-            headers=letter.headers(),
-        )
-        logger.error("dead-lettered an Ometria record: %s", letter.reason)
 
     # --- rebalancing -------------------------------------------------------------------------
 
@@ -476,58 +410,3 @@ class Pusher:
             return "not yet assigned outbox partitions"
         blocked = self.delivery.blocked
         return None if blocked is None else blocked.reason
-
-
-def entries(record: ConsumerRecord[bytes, bytes]) -> int:
-    """The entries an outbox message carries: one customer's records of one fold batch each
-    (one occurred-at header per customer, stream.runtime.outbox), else one (a backfilled or
-    redriven record)."""
-    return max(1, len(occurred_at(record.headers)))
-
-
-def _observe_latency(batch: Round, now: datetime) -> None:
-    """Observe each customer's push latency; a header that is not a time with an offset (any
-    producer may write to the outbox) is left out: the round was delivered all the same."""
-    unreadable = 0
-    for records in batch.values():
-        for record in records:
-            for raw in occurred_at(record.headers):
-                occurred = _occurred(raw)
-                if occurred is not None:
-                    metrics.PUSH_LATENCY.observe(max(0.0, (now - occurred).total_seconds()))
-                elif raw:
-                    unreadable += 1
-    if unreadable:
-        logger.warning(
-            "%d of this round's occurred-at headers are not ISO 8601 times with an offset "
-            "(written by another producer?); their push latency is not observed",
-            unreadable,
-        )
-
-
-def _occurred(raw: bytes) -> datetime | None:
-    try:
-        occurred = datetime.fromisoformat(raw.decode())
-    except ValueError:  # UnicodeDecodeError is one
-        return None
-    return occurred if occurred.utcoffset() is not None else None
-
-
-def _unusable_erasure(record: dict[str, Any]) -> DeadLetter:
-    return DeadLetter.of_ometria_record(
-        record,
-        error_class=UNUSABLE_ERASURE,
-        reason="an erasure record in the outbox names no customer_id: nobody could be forgotten "
-        "(the worker writes stream.domain.erasure.erasure_record; redrive a fixed copy)",
-        failed_at=datetime.now(UTC),
-    )
-
-
-def _unreadable(message: ConsumerRecord[bytes, bytes], exc: Exception) -> DeadLetter:
-    return DeadLetter.of_record(
-        message,
-        stage="push",
-        error_class=type(exc).__name__,
-        reason=f"the outbox message is not a JSON record or list of records: {exc}",
-        failed_at=datetime.now(UTC),
-    )
