@@ -60,7 +60,7 @@ from stream.runtime.kafka_auth import client_options
 from stream.runtime.push_round import Round, RoundSender, entries
 from stream.runtime.pusher_versions import ContactVersionsStore, PusherStopped
 from stream.runtime.reading import group_less_consumer
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES, admin_client
+from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -352,14 +352,8 @@ class Pusher:
         )
 
     async def _start_where_delivery_stopped(self, assigned: set[TopicPartition]) -> None:
-        """Partitions this group has no committed offset for start at the offset last recorded
-        on the progress topic, else where the workers' group got to, else at the beginning.
-
-        The broker drops the offsets of a group left empty for a week (a deployment disabled
-        that long), and the progress topic keeps them (stream.runtime.outbox_progress). Before
-        the pusher had a group of its own, the workers' group consumed the outbox; an upgraded
-        deployment must neither re-send nor skip what it had reached.
-        """
+        """Partitions this group has no committed offset for start where delivery stopped
+        (stream.runtime.outbox_progress.where_delivery_stopped), else at the beginning."""
         fresh = []
         for tp in assigned:
             committed = await self._consumer.committed(tp)
@@ -369,19 +363,7 @@ class Pusher:
                 self._committed[tp] = committed
         if not fresh:
             return
-        recorded = await outbox_progress.recorded(
-            self._reader, self._settings, (tp.partition for tp in fresh)
-        )
-        offsets = {
-            TopicPartition(self._topic, partition): offset for partition, offset in recorded.items()
-        }
-        if len(offsets) < len(fresh):
-            async with admin_client(self._settings) as admin:
-                workers = await admin.list_consumer_group_offsets(self._settings.app_id)
-            for tp in fresh:
-                at = workers.get(tp)
-                if tp not in offsets and at is not None and at.offset >= 0:
-                    offsets[tp] = at.offset
+        offsets = await outbox_progress.where_delivery_stopped(self._reader, self._settings, fresh)
         for tp in fresh:
             if tp in offsets:
                 self._consumer.seek(tp, offsets[tp])
