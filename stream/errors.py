@@ -16,7 +16,7 @@ LoyaltyStreamError
 │   │   └── Misdirected       3xx, 404, 405, 407: the base URL or a proxy
 │   └── Permanent             any other 4xx
 ├── IncompleteRead            records read back after a skip are missing (stream.runtime.reading)
-├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher)
+├── PusherStopped             the pusher cannot go on safely (stream.runtime.pusher_versions)
 ├── UnreadableProgress        a progress record is not an offset (stream.runtime.outbox_progress)
 ├── UnreadableControlRecord   a control-topic record is malformed (stream.runtime.control)
 └── ReplayRefused             a replay cannot run now (stream.ops.replay)

@@ -72,6 +72,7 @@ def _push(_: argparse.Namespace) -> int:
             "STREAM_OMETRIA__ENABLED=false holds the outbox: set it to true to push"
         )
     settings.ometria.require_api_key()
+    from stream.ops.probes import pusher_probes
     from stream.runtime.push_service import run_alone
     from stream.runtime.topology import ensure_topics
 
@@ -82,7 +83,7 @@ def _push(_: argparse.Namespace) -> int:
         for warning in report.over_erasure_deadline:
             print(f"push: {warning}", file=sys.stderr)
         tune_collector()
-        return await run_alone(settings, settings.web_port)
+        return await run_alone(settings, settings.web_port, pusher_probes)
 
     return asyncio.run(push())
 

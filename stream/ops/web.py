@@ -1,4 +1,5 @@
-"""HTTP views on the Faust web server: liveness, readiness, metrics and profile look-ups."""
+"""HTTP views on the Faust web server: the worker's readiness and metrics (served as the probes
+of stream.ops.probes) and profile look-ups."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from typing import Any
 import httpx
 import orjson
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from stream import metrics
-from stream.metrics import REGISTRY
+from stream.ops import probes
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
 from stream.runtime.app import app
 from stream.runtime.faust_context import get_in_partition
@@ -27,21 +27,6 @@ from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)
 FORWARD_TIMEOUT = 10.0
-
-
-@app.page("/healthz")
-async def healthz(self: View, request: Request) -> Response:
-    """Alive: the process answers."""
-    return self.json({"status": "ok"})
-
-
-@app.page("/readyz")
-async def readyz(self: View, request: Request) -> Response:
-    """Ready once the tables are recovered, the group is not rebalancing, the Schema Registry
-    (when set) answers, and the pusher (when it runs in this worker) delivers: a refused API
-    key makes the worker not ready."""
-    body = _readiness()
-    return self.json(body, status=200 if body["ready"] else 503)
 
 
 def _readiness() -> dict[str, object]:
@@ -57,10 +42,8 @@ def _readiness() -> dict[str, object]:
         and delivery is None
         and registry is None
     )
-    # Prometheus scrapes /metrics, not /readyz: the gauge lets an alert see what the probe sees.
-    metrics.READY.set(1 if ready else 0)
     return {
-        "ready": ready,
+        "ready": probes.observed(ready),
         "recovered": recovered,
         "rebalancing": bool(app.rebalancing),
         "delivery": delivery or "ok",
@@ -90,15 +73,6 @@ def _delivery_problem() -> str | None:
     return "the pusher has not started" if pusher is None else pusher.not_ready()
 
 
-@app.page("/metrics")
-async def metrics_view(self: View, request: Request) -> Response:
-    """Prometheus exposition of the worker's metrics."""
-    _measure_lag()
-    _readiness()
-    # aiohttp refuses a content_type with parameters; Prometheus' has version and charset.
-    return self.bytes(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def _measure_lag() -> None:
     # Faust's monitor keeps the end and committed offsets of the partitions this worker owns.
     monitor = app.monitor
@@ -112,6 +86,9 @@ def _measure_lag() -> None:
         metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
     if pusher_service is not None and pusher_service.pusher is not None:
         pusher_service.pusher.measure()
+
+
+probes.serve_worker_probes(app, _readiness, _measure_lag)
 
 
 def _authorised(request: Request, token: str) -> bool:

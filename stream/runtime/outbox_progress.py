@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.errors import LoyaltyStreamError
 from stream.runtime.reading import partition_batches
+from stream.runtime.topology import admin_client
 from stream.settings import Settings
 
 READ_TIMEOUT = 60.0
@@ -101,4 +102,32 @@ async def recorded(
                 "workers' group got to, else at its beginning), or a record with the offset to "
                 "start from, then restart the pusher"
             ) from exc
+    return offsets
+
+
+async def where_delivery_stopped(
+    reader: AIOKafkaConsumer, settings: Settings, fresh: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Where these outbox partitions, which the pusher group has no committed offset for,
+    start: the offset last recorded on the progress topic, else where the workers' group got
+    to (neither: left out).
+
+    The broker drops the offsets of a group left empty for a week (a deployment disabled that
+    long), and the progress topic keeps them. Before the pusher had a group of its own, the
+    workers' group consumed the outbox; an upgraded deployment must neither re-send nor skip
+    what it had reached.
+
+    Raises:
+        UnreadableProgress, TimeoutError: as `recorded`.
+    """
+    found = await recorded(reader, settings, (tp.partition for tp in fresh))
+    outbox = settings.topics.outbox
+    offsets = {TopicPartition(outbox, partition): offset for partition, offset in found.items()}
+    if len(offsets) < len(fresh):
+        async with admin_client(settings) as admin:
+            workers = await admin.list_consumer_group_offsets(settings.app_id)
+        for tp in fresh:
+            at = workers.get(tp)
+            if tp not in offsets and at is not None and at.offset >= 0:
+                offsets[tp] = at.offset
     return offsets

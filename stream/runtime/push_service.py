@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import mode
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream import metrics
-from stream.metrics import REGISTRY
 from stream.ometria.client import OmetriaClient
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.pusher import Pusher
@@ -74,11 +72,13 @@ async def _stop(pusher: Pusher | None, task: asyncio.Task[None] | None) -> None:
         await asyncio.wait({task})
 
 
-async def run_alone(settings: Settings, port: int) -> int:
-    """`python -m stream push`: the pusher with /healthz, /readyz and /metrics on `port`."""
+async def run_alone(
+    settings: Settings, port: int, probes: Callable[[Pusher], web.Application]
+) -> int:
+    """`python -m stream push`: the pusher, with the web app `probes` makes for it on `port`."""
     async with _client(settings) as client:
         pusher = Pusher(settings, client)
-        runner = web.AppRunner(_web_app(pusher), access_log=None)
+        runner = web.AppRunner(probes(pusher), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104 - probes come from outside
         await site.start()
@@ -114,33 +114,3 @@ async def _watch_password(settings: Settings) -> None:
         await asyncio.sleep(PASSWORD_CHECK_EVERY)
         if watch.check():
             return
-
-
-def _readiness(pusher: Pusher) -> str | None:
-    """Why the pusher is not ready (None when it is), kept in the gauge Prometheus scrapes."""
-    why = pusher.not_ready()
-    metrics.READY.set(1 if why is None else 0)
-    return why
-
-
-def _web_app(pusher: Pusher) -> web.Application:
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        why = _readiness(pusher)
-        body = {"ready": why is None, "reason": why}
-        return web.json_response(body, status=200 if why is None else 503)
-
-    async def metrics(request: web.Request) -> web.Response:
-        pusher.measure()
-        _readiness(pusher)
-        response = web.Response(body=generate_latest(REGISTRY))
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app

@@ -26,10 +26,10 @@ from kustomize import render
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 
-import stream.ops.web
-
 # The modules that serve /metrics (the worker's Faust web views and `python -m stream push`),
 # imported so that every metric registered on the way to serving them is in the registry.
+import stream.ops.probes
+import stream.ops.web
 import stream.runtime.push_service
 from stream.metrics import REGISTRY
 from stream.settings import ENV_PREFIX
@@ -89,7 +89,7 @@ def test_exposed_names_follow_the_exposition_format():
     assert "loyalty_events_total" in EXPOSED
     assert "loyalty_events" not in EXPOSED
     assert "ometria_push_latency_seconds_bucket" in EXPOSED
-    assert stream.runtime.push_service.REGISTRY is REGISTRY
+    assert stream.ops.probes.REGISTRY is REGISTRY
 
 
 # --- PromQL -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from stream.runtime.groups import outbox_backlog
 from stream.runtime.outbox_progress import UnreadableProgress
-from stream.runtime.pusher import PusherStopped
+from stream.runtime.pusher_versions import PusherStopped
 from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     BOOTSTRAP,

@@ -21,7 +21,8 @@ from stream.domain.mapping import load_preset
 from stream.ometria.client import OmetriaClient
 from stream.ops.backfill import backfill
 from stream.ops.redrive import Filters, redrive
-from stream.runtime.pusher import Pusher, PusherStopped
+from stream.runtime.pusher import Pusher
+from stream.runtime.pusher_versions import PusherStopped
 from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     BOOTSTRAP,

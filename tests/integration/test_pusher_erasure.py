@@ -74,7 +74,7 @@ async def test_pusher_erasure_sends_nothing_of_the_erased_customer_and_deletes_t
     )
     before = erasures_applied()
 
-    with caplog.at_level(logging.INFO, logger="stream.runtime.pusher"):
+    with caplog.at_level(logging.INFO, logger="stream.runtime.push_round"):
         async with running_pusher(settings, sandbox):
             await outbox_delivered(names)
 

@@ -49,17 +49,17 @@ async def test_a_restarted_pusher_reads_only_the_versions_written_since_it_stopp
 
     async with running_pusher(settings, sandbox) as (pusher, _):
         await joined(pusher)
-        assert pusher.versions_read == 30
-        assert pusher._delivered_version(1, "c-7") == Version(0, 107)
+        assert pusher.versions.read == 30
+        assert pusher.versions.delivered(1, "c-7") == Version(0, 107)
 
     await write_versions(producer, names, {"c-7": 500, "c-new": 9}, partition=1)
 
     async with running_pusher(settings, sandbox) as (pusher, _):
         await joined(pusher)
-        assert pusher.versions_read == 2, "only the tail since the store's checkpoint"
-        assert pusher._delivered_version(1, "c-7") == Version(0, 500)
-        assert pusher._delivered_version(1, "c-new") == Version(0, 9)
-        assert pusher._delivered_version(1, "c-8") == Version(0, 108)
+        assert pusher.versions.read == 2, "only the tail since the store's checkpoint"
+        assert pusher.versions.delivered(1, "c-7") == Version(0, 500)
+        assert pusher.versions.delivered(1, "c-new") == Version(0, 9)
+        assert pusher.versions.delivered(1, "c-8") == Version(0, 108)
 
 
 async def test_a_pusher_taking_a_partition_back_drops_a_contact_another_delivered_newer(
@@ -70,12 +70,12 @@ async def test_a_pusher_taking_a_partition_back_drops_a_contact_another_delivere
     await write_versions(producer, names, {"t-1": 10}, partition=2)
     async with running_pusher(pod_a, sandbox) as (pusher, _):
         await joined(pusher)
-        assert pusher._delivered_version(2, "t-1") == Version(0, 10)
+        assert pusher.versions.delivered(2, "t-1") == Version(0, 10)
 
     # Meanwhile pod B owns the partition, delivers t-1 at version 20 and writes that version.
     async with running_pusher(pod_b, sandbox) as (pusher, _):
         await joined(pusher)
-        assert pusher._delivered_version(2, "t-1") == Version(0, 10)
+        assert pusher.versions.delivered(2, "t-1") == Version(0, 10)
     await write_versions(producer, names, {"t-1": 20}, partition=2)
 
     stale_before = metrics.REGISTRY.get_sample_value("ometria_stale_contacts_total") or 0.0
@@ -83,7 +83,7 @@ async def test_a_pusher_taking_a_partition_back_drops_a_contact_another_delivere
     await producer.send_and_wait(names.outbox, key=b"t-1", value=orjson.dumps([older]), partition=2)
     async with running_pusher(pod_a, sandbox) as (pusher, _):
         await joined(pusher)
-        assert pusher._delivered_version(2, "t-1") == Version(0, 20), "caught up, not stale"
+        assert pusher.versions.delivered(2, "t-1") == Version(0, 20), "caught up, not stale"
         await outbox_delivered(names)
 
     assert (await sandbox_get(sandbox, "/_sandbox/contacts"))["contacts"] == []

@@ -25,7 +25,7 @@ from stream.ometria.errors import (
 from stream.ops.replay import ReplayRefused
 from stream.runtime.control import UnreadableControlRecord
 from stream.runtime.outbox_progress import UnreadableProgress
-from stream.runtime.pusher import PusherStopped
+from stream.runtime.pusher_versions import PusherStopped
 from stream.runtime.reading import IncompleteRead
 from stream.settings import SettingsError, load_settings
 

@@ -127,7 +127,7 @@ def test_the_pusher_observes_push_latency_once_per_customer_of_a_message():
     from aiokafka.structs import ConsumerRecord
 
     from stream import metrics
-    from stream.runtime.pusher import _observe_latency
+    from stream.runtime.push_round import observe_latency
 
     batch = OutboxBatch(1)
     batch.add("c-1", _records("c-1", 1), T0)
@@ -142,7 +142,7 @@ def test_the_pusher_observes_push_latency_once_per_customer_of_a_message():
         ]
 
     count, total = observed()
-    _observe_latency({TopicPartition("outbox", 0): [record]}, T0 + timedelta(seconds=60))
+    observe_latency({TopicPartition("outbox", 0): [record]}, T0 + timedelta(seconds=60))
     after_count, after_total = observed()
     assert after_count - count == 2
     assert after_total - total == 60 + 30
@@ -176,7 +176,8 @@ class _Backlog:
 async def test_a_backlog_round_reads_about_coalesce_records_entries_however_they_are_packed():
     import types
 
-    from stream.runtime.pusher import Pusher, entries
+    from stream.runtime.push_round import entries
+    from stream.runtime.pusher import Pusher
 
     for per_message in (1, 7, 300):
         # The round's state only: a real Pusher opens Kafka clients.

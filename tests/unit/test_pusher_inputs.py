@@ -78,8 +78,8 @@ async def test_round_foreign_message_with_bad_occurred_at_header_is_delivered_wi
     message = outbox_message([(OCCURRED_AT_HEADER, raw), (OCCURRED_AT_HEADER, good)])
     before = latency_count()
 
-    with caplog.at_level(logging.WARNING, logger="stream.runtime.pusher"):
-        await pusher._deliver({TopicPartition("outbox", 0): [message]})
+    with caplog.at_level(logging.WARNING, logger="stream.runtime.push_round"):
+        await pusher.rounds.deliver({TopicPartition("outbox", 0): [message]})
 
     assert received == [[EVENT]]
     assert latency_count() - before == 1, "the readable header is still observed"
@@ -95,12 +95,12 @@ async def test_round_erasure_record_naming_no_customer_is_dead_lettered_never_se
     async def dead_letter(letter: Any) -> None:
         letters.append(letter)
 
-    pusher._dead_letter = dead_letter  # no broker here: the dead-letter topic is its stand-in
+    pusher.rounds.dead_letter = dead_letter  # no broker here: the dead-letter topic is its stand-in
     broken = {"@type": "@erasure", "customer_id": None, "contact_id": "c9"}
     value = orjson.dumps([broken, EVENT])
     message = ConsumerRecord("outbox", 0, 7, 0, 0, None, value, None, 0, len(value), [])
 
-    await pusher._deliver({TopicPartition("outbox", 0): [message]})
+    await pusher.rounds.deliver({TopicPartition("outbox", 0): [message]})
 
     assert received == [[EVENT]]
     (letter,) = letters
