@@ -32,3 +32,25 @@ cmd_down() {
   fi
   rm -f "$PIDFILE"
 }
+
+# Wait until the command $2 succeeds, for the process $1 just started ($3 names it in errors);
+# stop with the log's tail if the process exits or START_TIMEOUT seconds pass. The caller sets
+# LOG and START_TIMEOUT and defines die().
+await_start() {
+  local pid=$1 answers=$2 what=$3
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until "$answers"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$PIDFILE"
+      echo "--- last lines of $LOG ---" >&2
+      tail -n 40 "$LOG" >&2
+      die "$what exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      echo "--- last lines of $LOG ---" >&2
+      tail -n 40 "$LOG" >&2
+      die "$what did not answer within ${START_TIMEOUT}s (pid $pid still running; '$0 down' stops it)"
+    fi
+    sleep 0.5
+  done
+}

@@ -348,21 +348,7 @@ cmd_up() {
   nohup java "${JVM_ARGS[@]}" kafka.Kafka "$PROPS" >>"$LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until broker_answers; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$PIDFILE"
-      echo "--- last lines of $LOG ---" >&2
-      tail -n 40 "$LOG" >&2
-      die "broker exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      echo "--- last lines of $LOG ---" >&2
-      tail -n 40 "$LOG" >&2
-      die "broker did not answer on $HOST:$PORT within ${START_TIMEOUT}s (pid $pid still running; '$0 down' stops it)"
-    fi
-    sleep 0.5
-  done
+  await_start "$pid" broker_answers "the broker on $HOST:$PORT"
   sasl_ready
   say "started Apache Kafka $(kafka_version) on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT as '$SASL_USER' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) (pid $pid, log $REL_LOG)"
 }

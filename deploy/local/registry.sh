@@ -118,21 +118,7 @@ cmd_up() {
     -jar "$(run_jar)" >>"$LOG" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
-  local deadline=$((SECONDS + START_TIMEOUT))
-  until api_answers; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$PIDFILE"
-      echo "--- last lines of $LOG ---" >&2
-      tail -n 40 "$LOG" >&2
-      die "the registry exited during startup"
-    fi
-    if ((SECONDS >= deadline)); then
-      echo "--- last lines of $LOG ---" >&2
-      tail -n 40 "$LOG" >&2
-      die "$URL did not answer within ${START_TIMEOUT}s (pid $pid still running; '$0 down' stops it)"
-    fi
-    sleep 0.5
-  done
+  await_start "$pid" api_answers "the registry at $URL"
   say "started Apicurio Registry $(apicurio_version) at $URL (pid $pid, log $REL_LOG)"
 }
 
