@@ -9,6 +9,11 @@ pid_from_file() {
   if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
 }
 
+# The major version a java binary reports (17 for "17.0.15").
+java_major() {
+  "$1" -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p'
+}
+
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # SIGTERM, then SIGKILL after 30 s; idempotent.

@@ -79,7 +79,6 @@ listener_pid() {
   if [[ "$line" =~ pid=([0-9]+) ]]; then echo "${BASH_REMATCH[1]}"; else echo "?"; fi
 }
 
-
 kafka_version() {
   local jars=("$LIBS"/kafka_2.13-*.jar) jar
   jar="${jars[0]##*/kafka_2.13-}"
@@ -335,7 +334,7 @@ cmd_up() {
   rm -f "$PIDFILE"
   command -v java >/dev/null || die "java not found (Kafka 4.x needs Java 17+)"
   local jv
-  jv="$(java -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p')"
+  jv="$(java_major java)"
   if ! [[ "$jv" =~ ^[0-9]+$ ]] || ((jv < 17)); then
     die "Kafka 4.x needs Java 17+, found: $(java -version 2>&1 | head -n1)"
   fi
@@ -352,7 +351,6 @@ cmd_up() {
   sasl_ready
   say "started Apache Kafka $(kafka_version) on $HOST:$PORT, SASL_PLAINTEXT on $HOST:$SASL_PORT as '$SASL_USER' (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) (pid $pid, log $REL_LOG)"
 }
-
 
 cmd_reset() {
   cmd_down

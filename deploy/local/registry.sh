@@ -42,14 +42,8 @@ source "$HERE/daemon.sh"
 apicurio_version() { sed -nE 's:.*<apicurio.version>([^<]+)</apicurio.version>.*:\1:p' "$POM"; }
 APP="$CACHE/apicurio-registry-$(apicurio_version)"
 
-
-
 # The API answers as a Confluent-compatible registry (an empty one answers []).
 api_answers() { curl -sf -m 3 -o /dev/null "$URL/subjects"; }
-
-java_major() {
-  "$1" -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p'
-}
 
 find_java() {
   local candidate major
@@ -121,7 +115,6 @@ cmd_up() {
   await_start "$pid" api_answers "the registry at $URL"
   say "started Apicurio Registry $(apicurio_version) at $URL (pid $pid, log $REL_LOG)"
 }
-
 
 cmd_status() {
   local pid
