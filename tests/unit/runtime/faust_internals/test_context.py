@@ -1,4 +1,5 @@
-"""The trigger scan's walk over a RocksDB partition, slice by slice (faust_context.key_slices)."""
+"""The trigger scan's walk over a RocksDB partition, slice by slice
+(stream.runtime.faust_internals.context.key_slices)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import rocksdict
 from faust.stores import rocksdb as faust_rocksdb
 
-from stream.runtime.faust_context import key_slices
+from stream.runtime.faust_internals.context import key_slices
 
 
 @pytest.fixture
