@@ -5,7 +5,8 @@ View/Request/Response, `aiokafka.AIOKafkaConsumer`/`AIOKafkaProducer`/`TopicPart
 reaches the internals through these modules; an import-linter contract in pyproject.toml keeps
 faust's and aiokafka's internal modules out of every other module. faust-streaming is pinned
 < 0.16 and aiokafka < 0.15: an upgrade that changes one of the assumptions below fails its test
-in tests/unit/runtime/faust_internals/ (one file per module here).
+in tests/unit/runtime/faust_internals/ (test_<module>.py; test_recovery_bulk.py for the bulk
+recovery's three modules).
 
 What is relied on (module here: the assumption, where in faust-streaming 0.15.3):
 
