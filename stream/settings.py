@@ -426,8 +426,9 @@ class FoldSettings(_Section):
 
 class RocksDBSettings(_Section):
     """Memory of the table's RocksDB (`STREAM_STORE=rocksdb://`): every partition's database a
-    worker holds, active or standby, shares these two budgets (stream.runtime.faust_rocksdb);
-    the data itself stays on disk, so the worker's memory does not grow with customers."""
+    worker holds, active or standby, shares these two budgets
+    (stream.runtime.faust_internals.rocksdb); the data itself stays on disk, so the worker's
+    memory does not grow with customers."""
 
     # Profiles are read at random: at a million customers a larger cache hardly hits, and most
     # of what it holds then are the SST files' index and filter partitions.

@@ -7,7 +7,6 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any
 
 import httpx
 import orjson
@@ -18,8 +17,8 @@ from stream import metrics
 from stream.ops import probes
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign, verify
 from stream.runtime.app import app
-from stream.runtime.faust_context import get_in_partition
-from stream.runtime.faust_recovery import progress_of
+from stream.runtime.faust_internals.context import get_in_partition
+from stream.runtime.faust_internals.recovery_status import RecoveryStatus, recovery_status
 from stream.runtime.ometria_jobs import pusher_service
 from stream.runtime.schema_registry import schema_registry
 from stream.runtime.tables import customer_to_profile
@@ -30,9 +29,8 @@ FORWARD_TIMEOUT = 10.0
 
 
 def _readiness() -> dict[str, object]:
-    # TableManagerT does not declare the recovery service the TableManager has.
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    recovered = recovery.completed.is_set()
+    recovery = recovery_status(app)
+    recovered = recovery.finished
     delivery = _delivery_problem()
     registry = schema_registry.problem if schema_registry is not None else None
     ready = (
@@ -52,17 +50,17 @@ def _readiness() -> dict[str, object]:
     }
 
 
-def _recovery_progress(recovery: Any) -> dict[str, object]:
+def _recovery_progress(recovery: RecoveryStatus) -> dict[str, object]:
     """How far the table recovery is: changelog records still to apply on this worker's active
     partitions, those the bulk reader applied and at what rate, and the records this worker's
     standby copies lack of what their changelog held when they were assigned (counts only)."""
-    remaining = int(recovery.active_remaining_total()) if recovery.in_recovery else 0
-    body: dict[str, object] = {"in_progress": bool(recovery.in_recovery), "remaining": remaining}
-    progress = progress_of(recovery)
+    remaining = recovery.active_remaining if recovery.running else 0
+    body: dict[str, object] = {"in_progress": recovery.running, "remaining": remaining}
+    progress = recovery.bulk
     if progress is not None:
         body["applied"] = progress.applied
         body["per_second"] = round(progress.rate(time.monotonic()))
-    body["standby_remaining"] = int(recovery.standby_remaining_total())
+    body["standby_remaining"] = recovery.standby_remaining
     return body
 
 

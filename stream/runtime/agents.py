@@ -37,8 +37,8 @@ from stream.runtime.erasures import (
     pending_value,
 )
 from stream.runtime.failstop import stop_before_commit
-from stream.runtime.faust_context import get_in, write_through_changelog
-from stream.runtime.faust_feed import Fetched, RecordFeed
+from stream.runtime.faust_internals.context import get_in, write_through_changelog
+from stream.runtime.faust_internals.feed import Fetched, RecordFeed
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.reading import read_range
 from stream.runtime.schema_registry import schema_registry
@@ -455,7 +455,7 @@ async def _refuse(stream: faust.StreamT[bytes]) -> None:
         stop_before_commit(
             f"{event.message.topic}[{event.message.partition}] offset {event.message.offset} "
             "reached Faust's per-record path, which nothing acknowledges (see "
-            "stream.runtime.faust_feed: has faust-streaming changed?)"
+            "stream.runtime.faust_internals.feed: has faust-streaming changed?)"
         )
 
 
@@ -464,7 +464,7 @@ async def sync_loyalty_profiles(stream: faust.StreamT[bytes]) -> None:
     """Fold loyalty events into their customers' profiles and queue the Ometria records.
 
     Faust subscribes a topic once a stream iterates it, so this agent's stream does; the
-    records themselves reach the fold through the feed (stream.runtime.faust_feed).
+    records themselves reach the fold through the feed (stream.runtime.faust_internals.feed).
     """
     refusing = asyncio.ensure_future(_refuse(stream))
     try:

@@ -5,48 +5,21 @@ from __future__ import annotations
 import socket
 from typing import cast
 
-import faust
-from faust.types import ConsumerT
-from faust.web import Web
-from faust.web.base import BlueprintManager
-from faust.web.drivers import by_url
-
-from stream.runtime.faust_feed import FeedingConsumer, RecordFeed
+from stream.runtime.faust_internals.app import FeedingApp
+from stream.runtime.faust_internals.feed import FeedingConsumer, RecordFeed
 from stream.runtime.kafka_auth import faust_credentials
 from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings, get_settings
 
 
-class LoyaltyApp(faust.App):
+class LoyaltyApp(FeedingApp):
     """A Faust app whose web server serves only the views this project declares.
 
     Faust's built-in views answer without authentication: `/table/...` reads any table key (a
     customer's whole profile), `/router/...` shows the cluster, `/` and the debug views show
     internals. The settings below turn the flagged ones off; the production index at `/` has no
-    flag, so the web driver is built without it.
+    flag, so the web driver is built without it (FeedingApp).
     """
-
-    # The events topic's records, diverted from Faust's per-record path to the fold agent.
-    events_feed: RecordFeed | None = None
-
-    def _new_consumer(self) -> ConsumerT:
-        # Faust's own construction (App._new_consumer), with the consumer that feeds the fold.
-        consumer = FeedingConsumer(
-            self.transport,
-            callback=self.topics.on_message,
-            loop=self.transport.loop,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-        )
-        consumer.feed = self.events_feed
-        return consumer
-
-    def _new_web(self) -> Web:
-        web: Web = by_url(self.conf.web)(self)
-        # Every blueprint Faust enables by default is one of its own views; ours are pages.
-        web.blueprints = BlueprintManager()
-        return web
 
 
 def create_app(settings: Settings) -> LoyaltyApp:

@@ -30,11 +30,12 @@ from stream.runtime.agents import (
     send_outbox,
 )
 from stream.runtime.app import app
-from stream.runtime.faust_context import (
+from stream.runtime.faust_internals.context import (
     get_in_partition,
     key_slices,
     write_through_changelog,
 )
+from stream.runtime.faust_internals.recovery_status import recovery_finished
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.tables import customer_to_profile
 from stream.settings import get_settings
@@ -68,12 +69,11 @@ def _assigned() -> set[int]:
 def _settled() -> bool:
     """No rebalance or table recovery under way: a profile read now is the latest written,
     fired markers included (mid-recovery a key may still hold an older value)."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
     return (
         not app.should_stop
         and not app.rebalancing
         and not app.in_recovery
-        and recovery.completed.is_set()
+        and recovery_finished(app)
         and positions_known.is_set()
     )
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import faust
 
-from stream.runtime import faust_rocksdb
 from stream.runtime.app import app
-from stream.runtime.faust_recovery import install as install_bulk_recovery
+from stream.runtime.faust_internals import rocksdb as faust_rocksdb
+from stream.runtime.faust_internals.recovery import install as install_bulk_recovery
 from stream.runtime.kafka_auth import client_options
 from stream.settings import get_settings
 

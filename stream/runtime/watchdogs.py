@@ -20,6 +20,7 @@ from stream.runtime import agents
 from stream.runtime.app import app
 from stream.runtime.erasures import UnreadableErasure
 from stream.runtime.failstop import stop_before_commit
+from stream.runtime.faust_internals.recovery_status import recovery_status
 from stream.runtime.reading import IncompleteRead, holds_records
 from stream.runtime.schema_registry import schema_registry
 from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
@@ -249,9 +250,9 @@ async def _records_wait(tp: Any, seen: int | None, end: int) -> bool:
 def _watch_recovery(now: float) -> None:
     """Stop the worker when a table recovery reads nothing for too long (a restart recovers
     again); see stream.runtime.skips.RecoveryWatch."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]
-    remaining = recovery.active_remaining_total()
-    waited = recovery_watch.stalled(recovery.in_recovery, remaining, now)
+    recovery = recovery_status(app)
+    remaining = recovery.active_remaining
+    waited = recovery_watch.stalled(recovery.running, remaining, now)
     if waited is not None:
         stop_before_commit(
             f"table recovery read no changelog record for {waited:.0f}s while {remaining} "

@@ -1,7 +1,7 @@
 """The fold at its seam: `fold_batch` takes fetched record lists as the feed hands them over
-(stream.runtime.faust_feed), with one AsyncMock per outside dependency (the producer that writes
-the outbox and the changelog, and the dead-letter topic). The real broker is exercised by
-tests/integration."""
+(stream.runtime.faust_internals.feed), with one AsyncMock per outside dependency (the producer
+that writes the outbox and the changelog, and the dead-letter topic). The real broker is
+exercised by tests/integration."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
-from stream.runtime.faust_feed import Fetched
+from stream.runtime.faust_internals.feed import Fetched
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topology import default_partition
 

@@ -11,8 +11,11 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 from stream.ops.web import _recovery_progress
-from stream.runtime import faust_recovery
-from stream.runtime.faust_recovery import RecoveryProgress
+from stream.runtime.faust_internals.recovery_status import (
+    RecoveryProgress,
+    start_progress,
+    status_of,
+)
 
 TOPIC = "t-customer_to_profile-changelog"
 
@@ -29,10 +32,10 @@ def _recovery(name: str) -> Recovery:
 def test_a_running_recovery_reports_the_records_left_and_the_rate_so_far():
     recovery = _recovery("t-ready-running")
     recovery.in_recovery = True
-    faust_recovery._progress[recovery] = RecoveryProgress(
-        started_at=time.monotonic() - 1.0, applied=700, running=True
+    start_progress(
+        recovery, RecoveryProgress(started_at=time.monotonic() - 1.0, applied=700, running=True)
     )
-    body = _recovery_progress(recovery)
+    body = _recovery_progress(status_of(recovery))
     assert body["in_progress"] is True
     assert body["remaining"] == 800
     assert body["applied"] == 700
@@ -43,8 +46,8 @@ def test_after_recovery_nothing_remains_and_the_rate_is_the_finished_runs():
     recovery = _recovery("t-ready-done")
     recovery.in_recovery = False
     done = RecoveryProgress(started_at=10.0, applied=30_000, finished_at=11.0)
-    faust_recovery._progress[recovery] = done
-    assert _recovery_progress(recovery) == {
+    start_progress(recovery, done)
+    assert _recovery_progress(status_of(recovery)) == {
         "in_progress": False,
         "remaining": 0,
         "applied": 30_000,
@@ -56,7 +59,7 @@ def test_after_recovery_nothing_remains_and_the_rate_is_the_finished_runs():
 def test_without_a_bulk_run_only_faust_counts_are_reported():
     recovery = _recovery("t-ready-none")
     recovery.in_recovery = True
-    assert _recovery_progress(recovery) == {
+    assert _recovery_progress(status_of(recovery)) == {
         "in_progress": True,
         "remaining": 800,
         "standby_remaining": 0,
@@ -68,4 +71,4 @@ def test_a_standby_behind_its_changelog_reports_the_records_it_lacks():
     recovery.in_recovery = False
     recovery.standby_highwaters[TP(TOPIC, 2)] = 4_999
     recovery.standby_offsets[TP(TOPIC, 2)] = 999
-    assert _recovery_progress(recovery)["standby_remaining"] == 4_000
+    assert _recovery_progress(status_of(recovery))["standby_remaining"] == 4_000

@@ -13,7 +13,7 @@ holds the partitions in use.
 
 Relies on faust-streaming 0.15 opening each database with `RocksDBOptions.as_options()` and,
 with rocksdict, building a block-based table factory there (checked by
-tests/unit/test_faust_rocksdb.py).
+tests/unit/runtime/faust_internals/test_rocksdb.py).
 """
 
 from __future__ import annotations

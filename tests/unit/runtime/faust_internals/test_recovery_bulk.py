@@ -1,5 +1,5 @@
-"""What stream.runtime.faust_recovery assumes about faust-streaming 0.15.3, one test each:
-an upgrade that changes any of it fails here."""
+"""What stream.runtime.faust_internals.recovery and its changelog reader assume about
+faust-streaming 0.15.3, one test each: an upgrade that changes any of it fails here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from stream.runtime.faust_recovery import _Event, _Message, install
+from stream.runtime.faust_internals.changelog_events import ChangelogEvent, ChangelogMessage
+from stream.runtime.faust_internals.recovery import install
 
 TOPIC = "t-customer_to_profile-changelog"
 
@@ -87,13 +88,13 @@ def test_a_tables_per_event_callback_is_held_where_the_bulk_reader_looks():
     assert table._on_changelog_event is callback
 
 
-def _events(app: faust.App, table: object) -> list[_Event]:
+def _events(app: faust.App, table: object) -> list[ChangelogEvent]:
     schema = table.changelog_topic.schema  # type: ignore[attr-defined]
 
-    def key(message: _Message) -> object:
+    def key(message: ChangelogMessage) -> object:
         return schema.loads_key(app, message)
 
-    def value(message: _Message) -> object:
+    def value(message: ChangelogMessage) -> object:
         return schema.loads_value(app, message)
 
     records = [
@@ -102,7 +103,9 @@ def _events(app: faust.App, table: object) -> list[_Event]:
         (2, b'"a"', b"a2"),
         (3, b'"b"', None),
     ]
-    return [_Event(_Message(TP(TOPIC, 0), o, k, v), key, value) for o, k, v in records]
+    return [
+        ChangelogEvent(ChangelogMessage(TP(TOPIC, 0), o, k, v), key, value) for o, k, v in records
+    ]
 
 
 def _app(name: str, store: str, tmp_path: Path) -> tuple[faust.App, object]:
@@ -178,7 +181,7 @@ def test_faust_applies_a_changelog_record_only_past_the_offset_already_applied()
 
 
 async def test_install_catches_standbys_up_in_bulk_before_faust_seeks_them(monkeypatch):
-    from stream.runtime import faust_recovery
+    from stream.runtime.faust_internals import recovery as faust_recovery
 
     calls: list[str] = []
 

@@ -10,7 +10,8 @@ its offsets are entered as acknowledged in one step. Every other topic's records
 of standby partitions, Faust's own) take Faust's path unchanged. Faust keeps the group, the
 assignor's co-partitioning, tables, recovery, standbys, commits and the web server.
 
-What this relies on in faust-streaming 0.15 (each checked by tests/unit/test_faust_feed.py):
+What this relies on in faust-streaming 0.15 (each checked by
+tests/unit/runtime/faust_internals/test_feed.py):
 - The fetcher (`Consumer._drain_messages`) iterates `self.getmany(timeout=...)` on each fetch:
   records it is not given are never delivered to a stream, nor acked.
 - `Consumer._wait_next_records(timeout)` returns the fetched records by partition and the

@@ -1,5 +1,5 @@
 """The table's RocksDB memory is one budget set by the settings, not Faust's per-partition
-defaults (stream.runtime.faust_rocksdb)."""
+defaults (stream.runtime.faust_internals.rocksdb)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
 
 from stream import metrics
-from stream.runtime import faust_rocksdb, tables  # noqa: F401 -- installs the shared budget
+from stream.runtime import tables  # noqa: F401 -- installs the shared budget
+from stream.runtime.faust_internals import rocksdb as faust_rocksdb
 from stream.settings import load_settings
 
 MIB = 1024 * 1024

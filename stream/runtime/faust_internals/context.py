@@ -2,9 +2,9 @@
 
 A Faust table sends each write to the changelog partition of the *current event* (the one the
 stream is iterating), and a RocksDB store reads and writes the current event's partition; the
-fold reads its records without Faust events (stream.runtime.faust_feed), a batch at a time, of
-several partitions. Making a stand-in for the key's partition current keeps the changelog and
-the store co-partitioned with the input. This leans
+fold reads its records without Faust events (stream.runtime.faust_internals.feed), a batch at a
+time, of several partitions. Making a stand-in for the key's partition current keeps the
+changelog and the store co-partitioned with the input. This leans
 on `faust.streams._current_event`, the context variable `faust.current_event()` reads, and on
 the table's store, changelog topic and codecs; revisit it when upgrading faust-streaming
 (pinned < 0.16).

@@ -1,4 +1,4 @@
-"""The feed between Faust's fetcher and the fold (stream.runtime.faust_feed), and every
+"""The feed between Faust's fetcher and the fold (stream.runtime.faust_internals.feed), and every
 faust-streaming behaviour it relies on: an upgrade that changes one fails here."""
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from stream.runtime.app import app
-from stream.runtime.faust_feed import FETCH_MAX_WAIT_MS, FeedingConsumer, Fetched, RecordFeed
+from stream.runtime.faust_internals.feed import (
+    FETCH_MAX_WAIT_MS,
+    FeedingConsumer,
+    Fetched,
+    RecordFeed,
+)
 
 EVENTS = app.conf.id + "-events-under-test"
 OTHER = "another-topic"
