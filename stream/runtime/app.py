@@ -13,7 +13,7 @@ from faust.web.drivers import by_url
 
 from stream.runtime.faust_feed import FeedingConsumer, RecordFeed
 from stream.runtime.kafka_auth import faust_credentials
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
+from stream.runtime.topic_configs import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings, get_settings
 
 

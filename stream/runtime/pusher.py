@@ -60,7 +60,7 @@ from stream.runtime.kafka_auth import client_options
 from stream.runtime.push_round import Round, RoundSender, entries
 from stream.runtime.pusher_versions import ContactVersionsStore, PusherStopped
 from stream.runtime.reading import group_less_consumer
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
+from stream.runtime.topic_configs import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
