@@ -88,6 +88,48 @@ def _customer(record: dict[str, Any]) -> Any:
     return record.get("customer_id")
 
 
+def _erase(
+    latest: dict[tuple[str, str, str], tuple[int, dict[str, Any]]],
+    partition: int,
+    customer_id: str,
+    contact_id: Any,
+) -> tuple[Erasure, int]:
+    """Drop the customer's records held so far in the round from `latest`; return the erasure
+    (with every contact id whose version may be stored for them) and how many were dropped."""
+    gone = [key for key, (_, held) in latest.items() if _customer(held) == customer_id]
+    if isinstance(contact_id, str) and contact_id:
+        gone.extend(key for key in latest if key[0] == "contact" and key[2] == contact_id)
+    contact_ids = {contact_id} if isinstance(contact_id, str) and contact_id else set()
+    dropped = 0
+    for key in dict.fromkeys(gone):
+        del latest[key]
+        dropped += 1
+        if key[0] == "contact":
+            contact_ids.add(key[2])
+    return Erasure(partition, customer_id, tuple(sorted(contact_ids))), dropped
+
+
+def _hold(
+    latest: dict[tuple[str, str, str], tuple[int, dict[str, Any]]],
+    identity: tuple[str, str, str],
+    partition: int,
+    record: dict[str, Any],
+    version: Version | None,
+) -> bool:
+    """Hold `record` for its identity in `latest`, unless the one held is newer (which then
+    takes the record's lists); return whether one was held already."""
+    held = latest.get(identity)
+    if held is None:
+        latest[identity] = (partition, record)
+        return False
+    held_version = version_of(held[1])
+    if version is not None and held_version is not None and version < held_version:
+        latest[identity] = (held[0], carry_lists(record, held[1]))
+    else:
+        latest[identity] = (partition, carry_lists(held[1], record))
+    return True
+
+
 def coalesce(
     entries: Iterable[tuple[int, dict[str, Any]]],
     delivered: Callable[[int, str], Version | None],
@@ -109,21 +151,14 @@ def coalesce(
     forgotten: set[tuple[int, str]] = set()
     for partition, record in entries:
         if record.get("@type") == ERASURE_RECORD:
-            customer_id, contact_id = record.get("customer_id"), record.get("contact_id")
+            customer_id = record.get("customer_id")
             if not isinstance(customer_id, str) or not customer_id:
                 unusable.append(record)
                 continue
-            gone = [key for key, (_, held) in latest.items() if _customer(held) == customer_id]
-            if isinstance(contact_id, str) and contact_id:
-                gone.extend(key for key in latest if key[0] == "contact" and key[2] == contact_id)
-            contact_ids = {contact_id} if isinstance(contact_id, str) and contact_id else set()
-            for key in dict.fromkeys(gone):
-                del latest[key]
-                erased += 1
-                if key[0] == "contact":
-                    contact_ids.add(key[2])
-            forgotten.update((partition, cid) for cid in contact_ids)
-            erasures.append(Erasure(partition, customer_id, tuple(sorted(contact_ids))))
+            erasure, dropped = _erase(latest, partition, customer_id, record.get("contact_id"))
+            erased += dropped
+            forgotten.update((partition, cid) for cid in erasure.contact_ids)
+            erasures.append(erasure)
             continue
         identity = _identity(record)
         version = version_of(record)
@@ -132,15 +167,8 @@ def coalesce(
             if known is not None and version < known:
                 stale += 1
                 continue
-        held = latest.get(identity)
-        if held is not None:
+        if _hold(latest, identity, partition, record, version):
             superseded += 1
-            held_version = version_of(held[1])
-            if version is not None and held_version is not None and version < held_version:
-                latest[identity] = (held[0], carry_lists(record, held[1]))
-                continue
-            record = carry_lists(held[1], record)
-        latest[identity] = (partition, record)
     versions = {
         (partition, identity[2]): version
         for identity, (partition, record) in latest.items()

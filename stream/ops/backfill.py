@@ -22,10 +22,10 @@ from stream.domain.contact_mapping import ContactMapping, map_contact
 from stream.domain.profile import Profile
 from stream.domain.records import encode, with_version
 from stream.runtime import control
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import partition_batches
 from stream.runtime.replay_mark import REPLAY, generation_of
-from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
 

@@ -92,7 +92,8 @@ def _worker(_: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.ometria.enabled:
         settings.ometria.require_api_key()
-    from stream.runtime.topology import ensure_committed_offsets, ensure_topics
+    from stream.runtime.topology import ensure_topics
+    from stream.runtime.worker_offsets import ensure_committed_offsets
 
     # Faust runs on this loop too; asyncio.run() would close it before the worker starts.
     loop = asyncio.new_event_loop()

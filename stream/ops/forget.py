@@ -25,8 +25,8 @@ from stream.domain.intake import EventWindow, admit
 from stream.domain.wire import WireFormat
 from stream.errors import LoyaltyStreamError
 from stream.runtime.erasures import confirm_in_ometria, pending_in_ometria
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
 SOURCE = "loyalty-stream forget"

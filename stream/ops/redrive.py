@@ -38,10 +38,11 @@ from stream.domain.intake import EventWindow, admit
 from stream.domain.records import encode
 from stream.domain.wire import WireFormat, schema_ids
 from stream.runtime.erasures import ErasureIndex
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import read_to_end
 from stream.runtime.schema_registry import SchemaRegistry
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES, partition_ids
+from stream.runtime.topic_configs import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings
 
 Which = Literal["events", "outbox"]

@@ -45,9 +45,9 @@ from stream.errors import LoyaltyStreamError
 from stream.ops.backfill import changelog_topic
 from stream.runtime import control
 from stream.runtime.groups import describe_group
+from stream.runtime.kafka_admin import admin_client, partition_ids
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.replay_mark import REPLAY, ReplayMark, contact_generation, current_mark
-from stream.runtime.topology import admin_client, partition_ids
 from stream.settings import Settings
 
 DELETE_PATIENCE = 60.0

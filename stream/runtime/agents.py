@@ -47,10 +47,8 @@ from stream.runtime.skips import (
     SkipWatch,
 )
 from stream.runtime.tables import customer_to_profile
+from stream.runtime.topic_configs import MessageLimits
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
-from stream.runtime.topology import (
-    MessageLimits,
-)
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)

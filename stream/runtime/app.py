@@ -8,7 +8,7 @@ from typing import cast
 from stream.runtime.faust_internals.app import FeedingApp
 from stream.runtime.faust_internals.feed import FeedingConsumer, RecordFeed
 from stream.runtime.kafka_auth import faust_credentials
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
+from stream.runtime.topic_configs import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings, get_settings
 
 

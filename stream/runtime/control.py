@@ -28,9 +28,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, NonNegativeInt, Valid
 
 from stream import metrics
 from stream.errors import LoyaltyStreamError
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import group_less_consumer, latest_values
-from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)

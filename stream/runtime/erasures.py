@@ -27,6 +27,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 from stream.domain.erasure import erased_id
 from stream.errors import LoyaltyStreamError
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.reading import (
     READ_TIMEOUT,
@@ -34,7 +35,6 @@ from stream.runtime.reading import (
     latest_values,
     partition_batches,
 )
-from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
 _ERASED = "erased"

@@ -9,8 +9,8 @@ from aiokafka.errors import for_code
 from aiokafka.structs import OffsetAndMetadata
 
 from stream.runtime import outbox_progress
+from stream.runtime.kafka_admin import admin_client, partition_ids
 from stream.runtime.reading import group_less_consumer
-from stream.runtime.topology import admin_client, partition_ids
 from stream.settings import Settings
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from stream.domain.records import encode
 from stream.domain.sizes import RECORD_OVERHEAD, header_size
-from stream.runtime.topology import KAFKA_MAX_MESSAGE_BYTES, default_partition
+from stream.runtime.topic_configs import KAFKA_MAX_MESSAGE_BYTES
+from stream.runtime.topology import default_partition
 
 OCCURRED_AT_HEADER = "loyalty.occurred_at"
 # A message's bound, record overhead and headers included, unless the outbox topic's own

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.errors import LoyaltyStreamError
+from stream.runtime.kafka_admin import admin_client
 from stream.runtime.reading import partition_batches
-from stream.runtime.topology import admin_client
 from stream.settings import Settings
 
 READ_TIMEOUT = 60.0

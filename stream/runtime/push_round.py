@@ -20,7 +20,7 @@ from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.runtime.outbox import occurred_at
 from stream.runtime.pusher_versions import ContactVersionsStore
-from stream.runtime.topology import KAFKA_MAX_MESSAGE_BYTES, message_limits
+from stream.runtime.topic_configs import KAFKA_MAX_MESSAGE_BYTES, message_limits
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -29,12 +29,14 @@ custom event, deliver in full requests, remember the contact versions delivered,
   partitions stay assigned and uncommitted, so the outbox holds the backlog; resuming reads it
   from the committed offsets in full rounds, coalesced. A round in flight when the pause
   arrives finishes first.
-- **Its place outlives the group's offsets.** After each commit the offsets also go to the
-  compacted progress topic (stream.runtime.outbox_progress), and a partition the group has no
-  committed offset for starts there: the broker drops an empty group's offsets after a week,
-  and a deployment disabled or stopped that long must re-send nothing it had delivered.
-- **A rebalance cancels the round in flight**: the records go to their new owner from the last
-  committed offset, so an old batch is never retried by a pusher that no longer owns it.
+- **Its place outlives the group's offsets** (stream.runtime.pusher_offsets). After each commit
+  the offsets also go to the compacted progress topic (stream.runtime.outbox_progress), and a
+  partition the group has no committed offset for starts there: the broker drops an empty
+  group's offsets after a week, and a deployment disabled or stopped that long must re-send
+  nothing it had delivered.
+- **A rebalance cancels the round in flight** (stream.runtime.pusher_assignment): the records
+  go to their new owner from the last committed offset, so an old batch is never retried by a
+  pusher that no longer owns it.
 - **Ometria's errors list** is account-wide: the pusher that owns outbox partition 0 reads it
   every `errors_poll_interval`, in one of its own request slots, and reports new entries.
 """
@@ -46,21 +48,21 @@ import contextlib
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from stream import metrics
 from stream.ometria.client import OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.errors_watch import ErrorsWatch
-from stream.ometria.pacing import Slots
-from stream.runtime import outbox_progress
 from stream.runtime.control import ControlWatch
 from stream.runtime.kafka_auth import client_options
 from stream.runtime.push_round import Round, RoundSender, entries
+from stream.runtime.pusher_assignment import Assignment
+from stream.runtime.pusher_offsets import OutboxOffsets
 from stream.runtime.pusher_versions import ContactVersionsStore, PusherStopped
 from stream.runtime.reading import group_less_consumer
-from stream.runtime.topology import PRODUCER_MAX_REQUEST_BYTES
+from stream.runtime.topic_configs import PRODUCER_MAX_REQUEST_BYTES
 from stream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -70,25 +72,12 @@ logger = logging.getLogger(__name__)
 KEEPALIVE = 0.5
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, pusher: Pusher) -> None:
-        self._pusher = pusher
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._pusher.revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._pusher.assigned(assigned)
-
-
 class Pusher:
     """Delivers the outbox partitions the pusher group assigns to this process."""
 
     def __init__(self, settings: Settings, client: OmetriaClient) -> None:
-        self._settings = settings
         self._topic = settings.topics.outbox
         conf = settings.ometria
-        self._rate = conf.max_requests_per_second
         self._flush = conf.flush_interval.total_seconds()
         self._max_records = conf.coalesce_records
         options = client_options(settings.kafka)
@@ -108,19 +97,12 @@ class Pusher:
         self._reader = group_less_consumer(settings)
         self.versions = ContactVersionsStore(settings, self._producer, self._reader)
         self.rounds = RoundSender(settings, client, self._producer, self.versions)
-        self._committed: dict[TopicPartition, int] = {}
-        self._in_flight: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
+        self.offsets = OutboxOffsets(settings, self._consumer, self._producer, self._reader)
+        self._assignment = Assignment(
+            settings, self._consumer, self.offsets, self.versions, self.rounds.delivery
+        )
         self._stopping = False
-        self.joined = asyncio.Event()
-        # aiokafka fetches for a new assignment while `assigned` still reads the versions: no
-        # round starts before that is done, and a round read across a rebalance is dropped.
-        self._settled = asyncio.Event()
-        self._generation = 0
         self.control = ControlWatch(settings)
-        # End offsets read while paused: paused partitions are not fetched, so their highwater
-        # marks stand still while the backlog grows.
-        self._ends: dict[TopicPartition, int] = {}
         self._errors_every = conf.errors_poll_interval.total_seconds()
         self._errors_watch = ErrorsWatch()
         self._errors_task: asyncio.Task[None] | None = None
@@ -134,7 +116,7 @@ class Pusher:
         await self.versions.start()
         await self._producer.start()
         await self._reader.start()
-        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        self._consumer.subscribe([self._topic], listener=self._assignment)
         await self._consumer.start()
         metrics.PUSH_RATE.set(0.0)
         if self._errors_every > 0:
@@ -162,6 +144,11 @@ class Pusher:
         return self.rounds.delivery
 
     @property
+    def joined(self) -> asyncio.Event:
+        """Set once the pusher was first assigned outbox partitions and ready to deliver them."""
+        return self._assignment.joined
+
+    @property
     def stopping(self) -> bool:
         return self._stopping
 
@@ -171,23 +158,24 @@ class Pusher:
 
     async def run(self) -> None:
         """Deliver rounds until `stop_soon`; raises PusherStopped when it cannot go on safely."""
+        assignment = self._assignment
         while not self._stopping:
-            if self._failure is not None:
-                raise PusherStopped(str(self._failure)) from self._failure
-            if not self._settled.is_set():
+            if assignment.failure is not None:
+                raise PusherStopped(str(assignment.failure)) from assignment.failure
+            if not assignment.settled.is_set():
                 with contextlib.suppress(TimeoutError):  # look at stop and failure again
-                    await asyncio.wait_for(self._settled.wait(), timeout=1.0)
+                    await asyncio.wait_for(assignment.settled.wait(), timeout=1.0)
                 continue
             if self.control.paused:
                 await self._hold()
                 continue
-            generation = self._generation
+            generation = assignment.generation
             batch = await self._gather()
-            current = generation == self._generation and self._settled.is_set()
+            current = generation == assignment.generation and assignment.settled.is_set()
             if batch and current and not self.control.paused:
                 await self._round(batch)
             elif batch:
-                await self._rewind(batch)
+                await self.offsets.rewind(batch)
             self.measure()
 
     async def _hold(self) -> None:
@@ -197,10 +185,8 @@ class Pusher:
         try:
             await self.control.wait_for_change(KEEPALIVE)
             # Records of partitions a rebalance assigned meanwhile: read again after resuming.
-            await self._rewind(await consumer.getmany(timeout_ms=0))
-            mine = list(consumer.assignment())
-            if mine:
-                self._ends = await consumer.end_offsets(mine)
+            await self.offsets.rewind(await consumer.getmany(timeout_ms=0))
+            await self.offsets.read_ends()
         except KafkaError as exc:  # only the backlog figure is missing; try again next time
             logger.warning("cannot read the outbox end offsets while paused: %r", exc)
         finally:
@@ -213,7 +199,7 @@ class Pusher:
         first = TopicPartition(self._topic, 0)
         while True:
             await asyncio.sleep(self._errors_every)
-            if self._settled.is_set() and first in self._consumer.assignment():
+            if self._assignment.settled.is_set() and first in self._consumer.assignment():
                 await self._errors_watch.poll(self.delivery.errors)
 
     # --- one round ---------------------------------------------------------------------------
@@ -232,7 +218,7 @@ class Pusher:
             got = await self._consumer.getmany(
                 timeout_ms=int(wait * 1000), max_records=self._max_records - count
             )
-            if self._failure is not None:
+            if self._assignment.failure is not None:
                 return {}
             for tp, records in got.items():
                 for record in records:
@@ -253,18 +239,18 @@ class Pusher:
     async def _round(self, batch: Round) -> None:
         consumer = self._consumer
         task = asyncio.create_task(self.rounds.deliver(batch))
-        self._in_flight = task
+        self._assignment.in_flight = task
         consumer.pause(*consumer.assignment())
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=KEEPALIVE)
                 # Records of partitions a rebalance assigned meanwhile: read again next round.
-                await self._rewind(await consumer.getmany(timeout_ms=0))
+                await self.offsets.rewind(await consumer.getmany(timeout_ms=0))
         except asyncio.CancelledError:
             task.cancel()  # stopped from outside: nothing of this round is committed
             raise
         finally:
-            self._in_flight = None
+            self._assignment.in_flight = None
             consumer.resume(*consumer.assignment())
         if task.cancelled():
             logger.info("outbox round cancelled by a rebalance; its new owner delivers it")
@@ -272,122 +258,18 @@ class Pusher:
         error = task.exception()
         if error is not None:
             raise PusherStopped(f"an outbox round failed: {error!r}") from error
-        await self._commit(batch)
-
-    async def _rewind(self, batch: Round) -> None:
-        """Records read across a rebalance: their partitions start again from their commits."""
-        mine = self._consumer.assignment()
-        for tp, records in batch.items():
-            if tp not in mine or not records:
-                continue
-            # Not aiokafka's seek_to_committed: it leaves a partition without a commit where it is.
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                committed = self._committed.get(tp)
-            # Another rebalance may have taken the partition during the await: its new owner
-            # starts from the commit anyway.
-            with contextlib.suppress(IllegalStateError):
-                if committed is None:
-                    await self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-
-    async def _commit(self, batch: Round) -> None:
-        mine = self._consumer.assignment()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if tp in mine}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The partitions moved meanwhile: their new owner re-sends from the last commit.
-            logger.info("outbox offsets not committed (%r); the new owner re-sends them", exc)
-            return
-        self._committed.update(offsets)
-        await outbox_progress.record(self._producer, self._settings, offsets)
-
-    # --- rebalancing -------------------------------------------------------------------------
-
-    async def revoked(self, revoked: set[TopicPartition]) -> None:
-        self._settled.clear()
-        self._generation += 1
-        task = self._in_flight
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-        for tp in revoked:
-            self.versions.drop(tp.partition)
-            self._committed.pop(tp, None)
-            self._ends.pop(tp, None)
-            with contextlib.suppress(KeyError):  # never measured
-                metrics.OUTBOX_LAG.remove(str(tp.partition))
-
-    async def assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            await self._start_where_delivery_stopped(assigned)
-            await self.versions.load({tp.partition for tp in assigned})
-        except (
-            KafkaError,
-            TimeoutError,
-            PusherStopped,
-            outbox_progress.UnreadableProgress,
-        ) as exc:
-            # Sending without the versions could put an older contact back, and starting
-            # without the recorded offsets re-send what was delivered: stop instead.
-            self._failure = exc
-            self._settled.set()  # run() sees the failure
-            return
-        total = len(self._consumer.partitions_for_topic(self._topic) or ()) or len(assigned)
-        slots = Slots(self._rate, total, frozenset(tp.partition for tp in assigned))
-        self.delivery.pacer.use_slots(slots)
-        metrics.PUSH_RATE.set(slots.share())
-        self.joined.set()
-        self._settled.set()
-        logger.info(
-            "pushing outbox partitions %s at %.2f requests/s (%d of %d partitions)",
-            sorted(slots.owned),
-            slots.share(),
-            len(assigned),
-            total,
-        )
-
-    async def _start_where_delivery_stopped(self, assigned: set[TopicPartition]) -> None:
-        """Partitions this group has no committed offset for start where delivery stopped
-        (stream.runtime.outbox_progress.where_delivery_stopped), else at the beginning."""
-        fresh = []
-        for tp in assigned:
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                fresh.append(tp)
-            else:
-                self._committed[tp] = committed
-        if not fresh:
-            return
-        offsets = await outbox_progress.where_delivery_stopped(self._reader, self._settings, fresh)
-        for tp in fresh:
-            if tp in offsets:
-                self._consumer.seek(tp, offsets[tp])
-                self._committed[tp] = offsets[tp]
+        await self.offsets.commit(batch)
 
     # --- observation -------------------------------------------------------------------------
 
     def measure(self) -> None:
         """Outbox lag per owned partition, and the backlog they add up to."""
-        backlog = 0
-        for tp in self._consumer.assignment():
-            fetched, read = self._consumer.highwater(tp), self._ends.get(tp)
-            if fetched is None and read is None:
-                continue
-            end = max(fetched or 0, read or 0)
-            lag = max(0, end - self._committed.get(tp, 0))
-            metrics.OUTBOX_LAG.labels(str(tp.partition)).set(lag)
-            backlog += lag
-        metrics.OUTBOX_BACKLOG.set(backlog)
+        self.offsets.measure()
 
     def not_ready(self) -> str | None:
         """Why the pusher is not delivering now, or None."""
-        if self._failure is not None:
-            return f"stopped: {self._failure!r}"
+        if self._assignment.failure is not None:
+            return f"stopped: {self._assignment.failure!r}"
         if not self.joined.is_set():
             return "not yet assigned outbox partitions"
         blocked = self.delivery.blocked

@@ -28,7 +28,7 @@ from stream.runtime.contact_versions import (
     version_record,
 )
 from stream.runtime.reading import partition_batches, topic_ends
-from stream.runtime.topology import delete_retention
+from stream.runtime.topic_configs import delete_retention
 from stream.runtime.version_store import Checkpoint, PartitionVersions, store_path
 from stream.settings import Settings
 

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from stream.errors import LoyaltyStreamError
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.topology import partition_ids
 from stream.settings import Settings
 
 READ_TIMEOUT = 30.0

@@ -1,34 +1,20 @@
-"""Create the topics the worker writes to and check the ones it reads (auto-creation is off)."""
+"""Declare the topics the worker uses and create the missing ones (auto-creation is off); report
+what an existing events, outbox or dead-letter topic's retention means for replays and erasures."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import (
-    KafkaError,
-    TopicAlreadyExistsError,
-    UnknownTopicOrPartitionError,
-    for_code,
-)
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError, for_code
 from aiokafka.partitioner import murmur2
-from aiokafka.structs import OffsetAndMetadata
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from stream.runtime.kafka_auth import client_options
+from stream.runtime.kafka_admin import admin_client
+from stream.runtime.topic_configs import Retention, topic_retention
 from stream.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
@@ -91,87 +77,6 @@ def topic_specs(settings: Settings, partitions: int) -> list[TopicSpec]:
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long a topic keeps records by time and by size; None = unbounded."""
-
-    period: timedelta | None
-    bytes_per_partition: int | None
-
-
-async def _topic_configs(
-    admin: AIOKafkaAdminClient, topics: list[str]
-) -> dict[str, dict[str, str]]:
-    """The effective configuration of existing topics (their own or the broker's defaults)."""
-    resources = [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
-    (response,) = await admin.describe_configs(resources)
-    configs = {}
-    for result in response.resources:
-        error_code, error_message, _type, name, entries = result[:5]
-        if error_code:
-            raise for_code(error_code)(f"cannot read the configuration of {name}: {error_message}")
-        configs[name] = {entry[0]: entry[1] for entry in entries}
-    return configs
-
-
-async def topic_retention(admin: AIOKafkaAdminClient, topic: str) -> Retention:
-    """The effective retention of an existing topic (its own or the broker's default)."""
-    values = (await _topic_configs(admin, [topic]))[topic]
-    millis = int(values.get("retention.ms") or -1)
-    size = int(values.get("retention.bytes") or -1)
-    return Retention(
-        None if millis < 0 else timedelta(milliseconds=millis), None if size < 0 else size
-    )
-
-
-# Kafka's default delete.retention.ms: how long a compacted topic keeps a tombstone at least.
-KAFKA_DELETE_RETENTION = timedelta(days=1)
-
-
-async def delete_retention(settings: Settings, topic: str) -> timedelta:
-    """How long the compacted `topic` keeps a tombstone at least (delete.retention.ms)."""
-    async with admin_client(settings) as admin:
-        values = (await _topic_configs(admin, [topic]))[topic]
-    millis = values.get("delete.retention.ms")
-    return KAFKA_DELETE_RETENTION if not millis else timedelta(milliseconds=int(millis))
-
-
-# Kafka's default message.max.bytes, for a topic whose limit is not known (yet).
-KAFKA_MAX_MESSAGE_BYTES = 1_048_588
-# The producers' own bound on one record: the broker's default socket.request.max.bytes, the
-# largest request it reads at all. The topics' max.message.bytes are the limits that matter
-# (MessageLimits); a producer's default (Faust's 1,000,000, aiokafka's 1,048,576) is below the
-# broker's default message.max.bytes, so a record the broker takes could not even be sent.
-PRODUCER_MAX_REQUEST_BYTES = 104_857_600
-
-
-@dataclass(frozen=True, slots=True)
-class MessageLimits:
-    """The largest record (max.message.bytes) of each topic that may get a large one.
-
-    A record over its topic's limit is refused by the broker; refused, the batch that wrote it
-    stops the worker, which then reads the same input again: a crash loop. Outbox messages are
-    split under the outbox's limit and dead letters cut to their topic's.
-    """
-
-    outbox: int = KAFKA_MAX_MESSAGE_BYTES
-    dead_letter: int = KAFKA_MAX_MESSAGE_BYTES
-    outbox_dead_letter: int = KAFKA_MAX_MESSAGE_BYTES
-
-
-async def message_limits(settings: Settings) -> MessageLimits:
-    """The topics' max.message.bytes as the broker applies them (the broker's own default
-    message.max.bytes where a topic sets none)."""
-    topics = settings.topics
-    names = [topics.outbox, topics.dead_letter, topics.outbox_dead_letter]
-    async with admin_client(settings) as admin:
-        configs = await _topic_configs(admin, names)
-    outbox, dead_letter, outbox_dead_letter = (
-        int(configs[name].get("max.message.bytes") or KAFKA_MAX_MESSAGE_BYTES) for name in names
-    )
-    return MessageLimits(outbox, dead_letter, outbox_dead_letter)
-
-
 def replay_reach(topic: str, retention: Retention) -> str | None:
     """A sentence on how far back a replay of `topic` can go, when its retention is finite."""
     limits = []
@@ -205,19 +110,6 @@ def over_erasure_deadline(topic: str, retention: Retention) -> str | None:
 def _human(period: timedelta) -> str:
     days = period.total_seconds() / 86400
     return f"{days:g} days" if days >= 1 else f"{period.total_seconds() / 3600:g} hours"
-
-
-@asynccontextmanager
-async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client for the configured cluster, closed afterwards."""
-    admin = AIOKafkaAdminClient(
-        **client_options(settings.kafka), client_id=f"{settings.app_id}-admin"
-    )
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
 
 
 async def ensure_topics(settings: Settings) -> TopicsReport:
@@ -320,72 +212,3 @@ def default_partition(key: bytes, partitions: int) -> int:
     the producers' for a customer's events, and the outbox's for their Ometria records."""
     hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
-
-
-async def partition_ids(settings: Settings, topic: str) -> list[int]:
-    """The partitions of a topic (none if it does not exist)."""
-    async with admin_client(settings) as admin:
-        if topic not in set(await admin.list_topics()):
-            return []
-        (described,) = await admin.describe_topics([topic])
-        return sorted(p["partition"] for p in described["partitions"])
-
-
-async def ensure_committed_offsets(settings: Settings) -> int:
-    """Give every events partition a committed offset (its earliest) if it has none.
-
-    Faust seeks to the committed offsets after recovering its tables, while its streams may
-    already be running; for a partition with no committed offset that seek drops the records
-    fetched so far without moving back, so they are skipped until the next restart. A worker
-    killed before its first commit leaves exactly that behind. Committing the earliest offsets
-    up front, while the group is empty, closes the gap. Returns how many were committed.
-
-    A fresh cluster may need a moment before it has a group coordinator, so retriable errors are
-    retried for a while; a running group (whose members commit for themselves) is left alone.
-    """
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(lambda exc: isinstance(exc, KafkaError) and exc.retriable),
-        stop=stop_after_delay(60),
-        wait=wait_exponential(multiplier=0.2, max=2),
-        reraise=True,
-    )
-    try:
-        async for attempt in retrying:
-            with attempt:
-                return await _commit_earliest(settings)
-    except KafkaError as exc:
-        logger.info("initial offsets not committed (%r); the group is active", exc)
-    return 0
-
-
-async def _commit_earliest(settings: Settings) -> int:
-    topics = [settings.topics.events]
-    committed = await committed_offsets(settings)
-    wanted = [
-        TopicPartition(topic, partition)
-        for topic in topics
-        for partition in await partition_ids(settings, topic)
-        if (topic, partition) not in committed
-    ]
-    if not wanted:
-        return 0
-    consumer = AIOKafkaConsumer(
-        **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        consumer.assign(wanted)
-        earliest = await consumer.beginning_offsets(wanted)
-        await consumer.commit(
-            {tp: OffsetAndMetadata(offset, "") for tp, offset in earliest.items()}
-        )
-    finally:
-        await consumer.stop()
-    return len(wanted)
-
-
-async def committed_offsets(settings: Settings) -> dict[Hashable, int]:
-    """The worker group's committed offsets, keyed by (topic, partition)."""
-    async with admin_client(settings) as admin:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
-    return {(tp.topic, tp.partition): at.offset for tp, at in offsets.items() if at.offset >= 0}

@@ -21,12 +21,14 @@ from stream.runtime.app import app
 from stream.runtime.erasures import UnreadableErasure
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_internals.recovery_status import recovery_status
+from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.reading import IncompleteRead, holds_records
 from stream.runtime.schema_registry import schema_registry
 from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
 from stream.runtime.secret_watch import password_file_watch
 from stream.runtime.skips import BlindWatch, RecoveryWatch, StallWatch
-from stream.runtime.topology import committed_offsets, message_limits, partition_ids
+from stream.runtime.topic_configs import message_limits
+from stream.runtime.worker_offsets import committed_offsets
 from stream.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.domain.erasure import erased_id
 from stream.runtime.erasures import ometria_key, pending_in_ometria, pending_value
-from stream.runtime.topology import ensure_topics, partition_ids
+from stream.runtime.kafka_admin import partition_ids
+from stream.runtime.topology import ensure_topics
 from tests.integration.conftest import (
     BOOTSTRAP,
     command_env,

@@ -52,8 +52,10 @@ from confluent_kafka.admin import (
 from confluent_kafka.admin import NewTopic as AdminNewTopic
 
 from stream.domain.dlq import DeadLetter
+from stream.runtime.kafka_admin import admin_client
 from stream.runtime.kafka_auth import client_options
-from stream.runtime.topology import admin_client, topic_retention, topic_specs
+from stream.runtime.topic_configs import topic_retention
+from stream.runtime.topology import topic_specs
 from stream.settings import Settings, load_settings
 from tests.integration.conftest import (
     BOOTSTRAP,

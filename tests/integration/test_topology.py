@@ -74,7 +74,8 @@ async def test_ensure_topics_conflicting_partition_setting_names_the_fix(names):
 
 
 async def test_created_topics_have_their_retention_on_the_broker(names):
-    from stream.runtime.topology import admin_client, topic_retention
+    from stream.runtime.kafka_admin import admin_client
+    from stream.runtime.topic_configs import topic_retention
 
     settings = names_settings(names, partitions=3, outbox_retention="20d")
     report = await ensure_topics(settings)

@@ -184,7 +184,7 @@ async def test_a_backlog_round_reads_about_coalesce_records_entries_however_they
         state = types.SimpleNamespace(
             _max_records=1000,
             _stopping=False,
-            _failure=None,
+            _assignment=types.SimpleNamespace(failure=None),
             _flush=0.01,
             _consumer=_Backlog(messages=10_000, per_message=per_message),
         )

@@ -128,6 +128,6 @@ async def test_records_read_across_two_rebalances_are_left_to_their_new_owner(pu
                 raise IllegalStateError(f"No current assignment for partition {partition}")
             sought.append((partition, offset))
 
-    monkeypatch.setattr(pusher, "_consumer", Consumer())
-    await pusher._rewind({tp: [outbox_message([])]})
+    monkeypatch.setattr(pusher.offsets, "_consumer", Consumer())
+    await pusher.offsets.rewind({tp: [outbox_message([])]})
     assert sought == []

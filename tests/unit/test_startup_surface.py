@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from stream.ops.cli import prepare_data_dir
-from stream.runtime.topology import Retention, over_erasure_deadline, replay_reach, topic_specs
+from stream.runtime.topic_configs import Retention
+from stream.runtime.topology import over_erasure_deadline, replay_reach, topic_specs
 from stream.settings import SettingsError, load_settings
 
 
