@@ -20,6 +20,7 @@ import orjson
 from aiokafka.errors import KafkaError
 
 import stream
+from stream.domain.durations import duration_text
 from stream.errors import MappingError
 from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
@@ -408,9 +409,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _since(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "an unknown time"
-    seconds = int((now - moment).total_seconds())
-    hours, rest = divmod(max(seconds, 0), 3600)
-    return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
+    return f"{moment.isoformat(timespec='seconds')} ({duration_text(now - moment)} ago)"
 
 
 async def _outbox_backlog(settings: Settings) -> Any:
