@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -72,6 +72,35 @@ def _contact(
     return None if contact is None else with_version(contact, profile.input_offset, generation)
 
 
+@dataclass(slots=True)
+class _Tally:
+    """A run's counts as it goes, reported to `progress` after each batch read."""
+
+    total: int
+    progress: Progress | None
+    done: int = 0
+    profiles: int = 0
+    contacts: int = 0
+    changed: int = 0
+    found: set[str] = field(default_factory=set)  # only with --customer: a full run keeps no ids
+
+    def read(self, records: int) -> None:
+        self.done += records
+        if self.progress is not None:
+            self.progress(self.done, self.total, self.contacts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every partition's second pass maps and where it queues."""
+
+    settings: Settings
+    mapping: ContactMapping
+    generation: int
+    customers: frozenset[str] | None
+    producer: AIOKafkaProducer | None
+
+
 async def backfill(
     settings: Settings,
     mapping: ContactMapping,
@@ -88,23 +117,14 @@ async def backfill(
     of a whole partition nor more than ACK_EVERY unacknowledged sends. `customers` limits it to
     those ids.
     """
-    # The stored profiles were mapped in the last replay's generation (a state reset rebuilds
-    # them all), so their contacts carry it, as the workers' do.
-    generation = generation_of((await control.read(settings)).get(REPLAY))
-    if generation is None:
-        raise control.UnreadableControlRecord(
-            "the replay record of the control topic is not JSON, so the contact version "
-            "generation is unknown and every contact could be dropped as stale: run `replay` "
-            "(it writes a good record) before a backfill"
-        )
+    generation = await _stored_generation(settings)
     topic = changelog_topic(settings)
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
-    profiles = contacts = changed = 0
-    found: set[str] = set()
     producer = None if dry_run else AIOKafkaProducer(**client_options(settings.kafka), acks="all")
     consumer = AIOKafkaConsumer(
         **client_options(settings.kafka), enable_auto_commit=False, auto_offset_reset="earliest"
     )
+    job = _Job(settings, mapping, generation, customers, producer)
     await consumer.start()
     if producer is not None:
         await producer.start()
@@ -112,68 +132,96 @@ async def backfill(
         starts = await consumer.beginning_offsets(partitions) if partitions else {}
         ends = await consumer.end_offsets(partitions) if partitions else {}
         # Two passes over every partition.
-        total = 2 * sum(ends[tp] - starts[tp] for tp in partitions)
-        done = 0
+        tally = _Tally(2 * sum(ends[tp] - starts[tp] for tp in partitions), progress)
         for tp in partitions:
-            # Pass 1: the offset of each customer's latest stored profile (a deletion removes it).
-            latest: dict[bytes, int] = {}
-            async for records in partition_batches(consumer, tp, ends[tp]):
-                for record in records:
-                    if record.key is None:
-                        continue
-                    if record.value is None:
-                        latest.pop(record.key, None)
-                    else:
-                        latest[record.key] = record.offset
-                done += len(records)
-                if progress is not None:
-                    progress(done, total, contacts)
-            # Pass 2: map and queue exactly those profiles, as they come.
-            queued: list[asyncio.Future[Any]] = []
-            async for records in partition_batches(consumer, tp, ends[tp]):
-                for record in records:
-                    if record.key is None or latest.get(record.key) != record.offset:
-                        continue
-                    del latest[record.key]
-                    customer = changelog_key(record.key)
-                    if customers is not None:
-                        if customer not in customers:
-                            continue
-                        found.add(customer)  # only with --customer: a full run keeps no ids
-                    profiles += 1
-                    assert record.value is not None  # pass 1 keeps no deletion
-                    contact = _contact(customer, record.value, mapping, settings, generation)
-                    if contact is None:
-                        continue
-                    contacts += 1
-                    if producer is not None:
-                        key, value = customer.encode(), encode(contact)
-                        queued.append(
-                            await producer.send(settings.topics.outbox, key=key, value=value)
-                        )
-                    if len(queued) >= ACK_EVERY:
-                        # Every send must be acknowledged: a failed one raises here.
-                        await asyncio.gather(*queued)
-                        queued = []
-                done += len(records)
-                if progress is not None:
-                    progress(done, total, contacts)
-            await asyncio.gather(*queued)
-            # Left: compacted away between the passes, so a newer profile of theirs was stored
-            # meanwhile and its contact queued by the workers.
-            left = [changelog_key(key) for key in latest]
-            if customers is not None:
-                left = [customer for customer in left if customer in customers]
-                found.update(left)
-            changed += len(left)
+            latest = await _latest_offsets(consumer, tp, ends[tp], tally)
+            await _queue_latest(consumer, tp, ends[tp], latest, job, tally)
     finally:
         await consumer.stop()
         if producer is not None:
             await producer.stop()
     return BackfillReport(
-        profiles=profiles,
-        contacts=contacts,
-        without_email=profiles - contacts,
-        missing=tuple(sorted((customers or frozenset()) - found)),
-        changed_meanwhile=changed,
+        profiles=tally.profiles,
+        contacts=tally.contacts,
+        without_email=tally.profiles - tally.contacts,
+        missing=tuple(sorted((customers or frozenset()) - tally.found)),
+        changed_meanwhile=tally.changed,
     )
+
+
+async def _stored_generation(settings: Settings) -> int:
+    """The contact version generation the stored profiles were mapped in.
+
+    The last replay's (a state reset rebuilds them all), so their contacts carry it, as the
+    workers' do.
+    """
+    generation = generation_of((await control.read(settings)).get(REPLAY))
+    if generation is None:
+        raise control.UnreadableControlRecord(
+            "the replay record of the control topic is not JSON, so the contact version "
+            "generation is unknown and every contact could be dropped as stale: run `replay` "
+            "(it writes a good record) before a backfill"
+        )
+    return generation
+
+
+async def _latest_offsets(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, end: int, tally: _Tally
+) -> dict[bytes, int]:
+    """Pass 1: the offset of each customer's latest stored profile (a deletion removes it)."""
+    latest: dict[bytes, int] = {}
+    async for records in partition_batches(consumer, tp, end):
+        for record in records:
+            if record.key is None:
+                continue
+            if record.value is None:
+                latest.pop(record.key, None)
+            else:
+                latest[record.key] = record.offset
+        tally.read(len(records))
+    return latest
+
+
+async def _queue_latest(
+    consumer: AIOKafkaConsumer,
+    tp: TopicPartition,
+    end: int,
+    latest: dict[bytes, int],
+    job: _Job,
+    tally: _Tally,
+) -> None:
+    """Pass 2: map and queue exactly the profiles at `latest`'s offsets, as they come."""
+    queued: list[asyncio.Future[Any]] = []
+    async for records in partition_batches(consumer, tp, end):
+        for record in records:
+            if record.key is None or latest.get(record.key) != record.offset:
+                continue
+            del latest[record.key]
+            customer = changelog_key(record.key)
+            if job.customers is not None:
+                if customer not in job.customers:
+                    continue
+                tally.found.add(customer)
+            tally.profiles += 1
+            assert record.value is not None  # pass 1 keeps no deletion
+            contact = _contact(customer, record.value, job.mapping, job.settings, job.generation)
+            if contact is None:
+                continue
+            tally.contacts += 1
+            if job.producer is not None:
+                key, value = customer.encode(), encode(contact)
+                outbox = job.settings.topics.outbox
+                queued.append(await job.producer.send(outbox, key=key, value=value))
+            if len(queued) >= ACK_EVERY:
+                # Every send must be acknowledged: a failed one raises here.
+                await asyncio.gather(*queued)
+                queued = []
+        tally.read(len(records))
+    await asyncio.gather(*queued)
+    # Left: compacted away between the passes, so a newer profile of theirs was stored
+    # meanwhile and its contact queued by the workers.
+    left = [changelog_key(key) for key in latest]
+    if job.customers is not None:
+        left = [customer for customer in left if customer in job.customers]
+        tally.found.update(left)
+    tally.changed += len(left)

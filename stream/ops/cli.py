@@ -11,19 +11,29 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 import orjson
 from aiokafka.errors import KafkaError
 
 import stream
+from stream.domain.durations import duration_text
 from stream.errors import MappingError
 from stream.ops.exit_codes import ExitCode
 from stream.runtime.heap import tune_collector
 from stream.settings import Settings, SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from stream.domain.contact_mapping import ContactMapping
+    from stream.ops.backfill import BackfillReport
+    from stream.runtime.control import PauseState, UnreadableControlRecord
+    from stream.runtime.erasures import Pending
+    from stream.runtime.groups import Backlog, GroupState
+    from stream.runtime.replay_mark import ReplayMark
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -106,29 +116,7 @@ def _worker(_: argparse.Namespace) -> int:
         print(f"worker: {report.replay_reach}", file=sys.stderr)
     for warning in report.over_erasure_deadline:
         print(f"worker: {warning}", file=sys.stderr)
-    from stream.runtime import control
-    from stream.runtime.replay_mark import REPLAY, generation_of, last_replay
-
-    records = loop.run_until_complete(control.read(settings))
-    try:
-        replayed = loop.run_until_complete(last_replay(settings, records))
-        generation: int | None = replayed.generation if replayed is not None else 0
-    except control.UnreadableControlRecord as exc:
-        generation = generation_of(records.get(REPLAY))
-        # Stopping every worker over it would halt the stream for a record that only holds
-        # back campaigns the horizon mostly holds back too; a new `replay` writes a good one.
-        known = (
-            f"contacts keep its generation {generation}"
-            if generation is not None
-            else "its contact version generation is unknown (0 is used: contacts may be "
-            "dropped as stale)"
-        )
-        print(
-            f"worker: {exc}; starting without it: campaign events of replayed records younger "
-            f"than the horizon may fire again, no table reset is applied, and {known}",
-            file=sys.stderr,
-        )
-        replayed = None
+    replayed, generation = loop.run_until_complete(_last_replay(settings))
     if settings.topics.partitions != report.partitions:
         topics = settings.topics.model_copy(update={"partitions": report.partitions})
         settings = settings.model_copy(update={"topics": topics})
@@ -156,6 +144,34 @@ def _worker(_: argparse.Namespace) -> int:
     worker.spinner = None
     worker.execute_from_commandline()
     return ExitCode.OK  # pragma: no cover - execute_from_commandline exits
+
+
+async def _last_replay(settings: Settings) -> tuple[ReplayMark | None, int | None]:
+    """The last replay's mark for the worker to start from, and its contact version generation
+    (None: unknown)."""
+    from stream.runtime import control
+    from stream.runtime.replay_mark import REPLAY, generation_of, last_replay
+
+    records = await control.read(settings)
+    try:
+        replayed = await last_replay(settings, records)
+    except control.UnreadableControlRecord as exc:
+        generation = generation_of(records.get(REPLAY))
+        # Stopping every worker over it would halt the stream for a record that only holds
+        # back campaigns the horizon mostly holds back too; a new `replay` writes a good one.
+        known = (
+            f"contacts keep its generation {generation}"
+            if generation is not None
+            else "its contact version generation is unknown (0 is used: contacts may be "
+            "dropped as stale)"
+        )
+        print(
+            f"worker: {exc}; starting without it: campaign events of replayed records younger "
+            f"than the horizon may fire again, no table reset is applied, and {known}",
+            file=sys.stderr,
+        )
+        return None, generation
+    return replayed, replayed.generation if replayed is not None else 0
 
 
 def _sandbox(argv: list[str]) -> int:
@@ -254,11 +270,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     from stream.domain.mapping import load_mapping
-    from stream.ops.backfill import backfill, changelog_topic
-    from stream.ops.progress import ProgressView
     from stream.runtime import control
-    from stream.runtime.backfill_cooldown import cooldown_refusal
-    from stream.runtime.topology import ensure_topics
 
     settings = get_settings()
     mapping = load_mapping(settings.mapping.preset, settings.mapping.file).contact
@@ -267,62 +279,90 @@ def _backfill(args: argparse.Namespace) -> int:
     # the hourly "Sync Customers".
     full = customers is None
     now = datetime.now(UTC)
-    cooldown = settings.backfill_cooldown
-
-    previous: bytes | None = None
-
-    async def cooldown_check() -> str | None:
-        """Why a full backfill must wait (None: it may run now)."""
-        nonlocal previous
-        await ensure_topics(settings)
-        if not full:
-            return None
-        latest = await control.read(settings)
-        previous = latest.get(control.BACKFILL)
-        refusal = cooldown_refusal(previous, now, cooldown)
-        if refusal is not None:
-            return refusal
-        if not args.dry_run:
-            # Recorded at the start: a second run started meanwhile is refused too.
-            await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
-        return None
-
-    wait = asyncio.run(cooldown_check())
+    wait, previous = asyncio.run(
+        _backfill_cooldown(settings, full=full, dry_run=args.dry_run, now=now)
+    )
     if wait is not None and not (args.force or args.dry_run):
         print(f"backfill: refused: {wait}; --force runs it anyway", file=sys.stderr)
         return ExitCode.REFUSED
     if wait is not None and args.force and not args.dry_run:
         asyncio.run(control.write(settings, control.BACKFILL, control.backfill_record(now, None)))
-    source = changelog_topic(settings)
+    report = _run_backfill(settings, mapping, args, customers, previous)
+    if report is None:
+        return ExitCode.REFUSED
+    if full and not args.dry_run:
+        record = control.backfill_record(now, report.contacts)
+        asyncio.run(control.write(settings, control.BACKFILL, record))
+    return _show_backfill(settings, report, args)
+
+
+async def _backfill_cooldown(
+    settings: Settings, *, full: bool, dry_run: bool, now: datetime
+) -> tuple[str | None, bytes | None]:
+    """Why a full backfill must wait (None: it may run now), and the last run's control record
+    (put back should this run fail)."""
+    from stream.runtime import control
+    from stream.runtime.backfill_cooldown import cooldown_refusal
+    from stream.runtime.topology import ensure_topics
+
+    await ensure_topics(settings)
+    if not full:
+        return None, None
+    latest = await control.read(settings)
+    previous = latest.get(control.BACKFILL)
+    refusal = cooldown_refusal(previous, now, settings.backfill_cooldown)
+    if refusal is not None:
+        return refusal, previous
+    if not dry_run:
+        # Recorded at the start: a second run started meanwhile is refused too.
+        await control.write(settings, control.BACKFILL, control.backfill_record(now, None))
+    return None, previous
+
+
+def _run_backfill(
+    settings: Settings,
+    mapping: ContactMapping,
+    args: argparse.Namespace,
+    customers: frozenset[str] | None,
+    previous: bytes | None,
+) -> BackfillReport | None:
+    """Queue the contacts, showing progress; None when refused (the reason printed)."""
+    from stream.ops.backfill import backfill, changelog_topic
+    from stream.ops.progress import ProgressView
+    from stream.runtime import control
+
     # With --json, stdout carries the one document only.
     progress_out = sys.stderr if args.json else sys.stdout
-    with ProgressView(f"backfill {source}", unit="records", out=progress_out) as view:
+    label = f"backfill {changelog_topic(settings)}"
+    with ProgressView(label, unit="records", out=progress_out) as view:
 
         def advance(done: int, total: int, queued: int) -> None:
             verb = "to queue (dry run)" if args.dry_run else "queued"
             view.update(done, total, f"{queued:,} contacts {verb}")
 
         try:
-            report = asyncio.run(
+            return asyncio.run(
                 backfill(
                     settings, mapping, dry_run=args.dry_run, customers=customers, progress=advance
                 )
             )
         except BaseException as exc:
-            if full and not args.dry_run:
+            if customers is None and not args.dry_run:
                 # A failed run does not hold the next one (the Job's retry) back.
                 asyncio.run(control.write(settings, control.BACKFILL, previous))
             if isinstance(exc, control.UnreadableControlRecord):
                 print(f"backfill: refused: {exc}", file=sys.stderr)
-                return ExitCode.REFUSED
+                return None
             raise
-    if full and not args.dry_run:
-        record = control.backfill_record(now, report.contacts)
-        asyncio.run(control.write(settings, control.BACKFILL, record))
+
+
+def _show_backfill(settings: Settings, report: BackfillReport, args: argparse.Namespace) -> int:
+    from stream.ops.backfill import changelog_topic
+
     if args.json:
         from stream.ops.reports import backfill_document, dumps
 
-        print(dumps(backfill_document(report, source=source)))
+        print(dumps(backfill_document(report, source=changelog_topic(settings))))
     else:
         verb = "would queue" if args.dry_run else f"queued on {settings.topics.outbox}"
         print(
@@ -341,8 +381,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from stream.ops.progress import ProgressView
-    from stream.ops.replay import ReplayRefused, parse_from, replay, replay_progress
+    from stream.ops.replay import ReplayRefused, parse_from, replay
 
     settings = get_settings()
     try:
@@ -377,14 +416,21 @@ def _replay(args: argparse.Namespace) -> int:
         )
         print(dumps(document))
         return ExitCode.OK
-    verb = "would rewind" if args.dry_run else "rewound"
+    _show_replay(settings, mark, dry_run=args.dry_run)
+    if args.follow and not args.dry_run:
+        _follow_replay(settings, mark)
+    return ExitCode.OK
+
+
+def _show_replay(settings: Settings, mark: ReplayMark, *, dry_run: bool) -> None:
+    verb = "would rewind" if dry_run else "rewound"
     print(
         f"replay: {verb} group {settings.app_id} on {settings.topics.events} to {mark.source}: "
         f"{mark.records()} records to fold again "
         f"({', '.join(f'{p}: {mark.start[p]}..{mark.until[p]}' for p in sorted(mark.until))})"
     )
-    if args.dry_run:
-        return ExitCode.OK
+    if dry_run:
+        return
     if mark.reset:
         print(
             "replay: table state discarded (changelog deleted; each worker removes its local "
@@ -395,23 +441,26 @@ def _replay(args: argparse.Namespace) -> int:
         "replay: campaign events are not fired again for these records; contacts are re-sent "
         "(each customer's newest state last). Start the workers now."
     )
-    if args.follow:
-        total = mark.records()
-        with ProgressView("replay", unit="records", every=10.0) as view:
-            done = 0
-            while done < total:
-                done = asyncio.run(replay_progress(settings, mark))
-                view.update(done, total, "folded again (committed by the workers)")
-                time.sleep(1.0)  # polling the group's commits, which the workers make
-    return ExitCode.OK
+
+
+def _follow_replay(settings: Settings, mark: ReplayMark) -> None:
+    """Show the workers' progress through the replayed records until they are all folded."""
+    from stream.ops.progress import ProgressView
+    from stream.ops.replay import replay_progress
+
+    total = mark.records()
+    with ProgressView("replay", unit="records", every=10.0) as view:
+        done = 0
+        while done < total:
+            done = asyncio.run(replay_progress(settings, mark))
+            view.update(done, total, "folded again (committed by the workers)")
+            time.sleep(1.0)  # polling the group's commits, which the workers make
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "an unknown time"
-    seconds = int((now - moment).total_seconds())
-    hours, rest = divmod(max(seconds, 0), 3600)
-    return f"{moment.isoformat(timespec='seconds')} ({hours}h{rest // 60:02d}m{rest % 60:02d}s ago)"
+    return f"{moment.isoformat(timespec='seconds')} ({duration_text(now - moment)} ago)"
 
 
 async def _outbox_backlog(settings: Settings) -> Any:
@@ -458,96 +507,116 @@ def _set_pause(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+@dataclass(frozen=True, slots=True)
+class _StatusFacts:
+    """What `status` reports, read from the control topic, the groups and the outbox."""
+
+    pause: PauseState
+    # A malformed record is reported in its line; the rest of the status still shows.
+    last_backfill: datetime | UnreadableControlRecord | None
+    mark: ReplayMark | UnreadableControlRecord | None
+    folded: int | None
+    backlog: Backlog
+    groups: list[GroupState]
+    unscoped: list[str]
+    pending: list[Pending]
+
+
 def _status(args: argparse.Namespace) -> int:
-    from stream.ops.replay import replay_progress
-    from stream.runtime import control
-    from stream.runtime.erasures import pending_in_ometria
-    from stream.runtime.groups import describe_group
-    from stream.runtime.replay_mark import REPLAY, ReplayMark, last_replay
-
     settings = get_settings()
-
-    async def gather() -> tuple[Any, ...]:
-        latest = await control.read(settings)
-        unscoped = [n.decode() for n in (control.PAUSE, control.BACKFILL) if latest.unscoped(n)]
-        pause = control.PauseState.from_bytes(latest.get(control.PAUSE))
-        # A malformed record is reported in its line; the rest of the status still shows.
-        last_backfill: datetime | control.UnreadableControlRecord | None
-        mark: ReplayMark | control.UnreadableControlRecord | None
-        try:
-            last_backfill = control.backfill_time(latest.get(control.BACKFILL))
-        except control.UnreadableControlRecord as exc:
-            last_backfill = exc
-        try:
-            mark = await last_replay(settings, latest)
-        except control.UnreadableControlRecord as exc:
-            mark = exc
-        if mark is not None and latest.unscoped(REPLAY):
-            unscoped.append(REPLAY.decode())
-        groups = [
-            await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)
-        ]
-        folded = await replay_progress(settings, mark) if isinstance(mark, ReplayMark) else None
-        backlog = await _outbox_backlog(settings)
-        pending = await pending_in_ometria(settings)
-        return pause, last_backfill, backlog, groups, mark, folded, unscoped, pending
-
-    pause, last_backfill, waiting, groups, mark, folded, unscoped, pending = asyncio.run(gather())
+    facts = asyncio.run(_gather_status(settings))
     if args.json:
         from stream.ops.reports import dumps, status_document
 
         document = status_document(
             app_id=settings.app_id,
             ometria_enabled=settings.ometria.enabled,
-            pause=pause,
-            backlog=waiting,
-            groups=groups,
-            last_backfill=last_backfill,
-            last_replay=mark,
-            replay_folded=folded,
-            unscoped=unscoped,
-            pending=pending,
+            pause=facts.pause,
+            backlog=facts.backlog,
+            groups=facts.groups,
+            last_backfill=facts.last_backfill,
+            last_replay=facts.mark,
+            replay_folded=facts.folded,
+            unscoped=facts.unscoped,
+            pending=facts.pending,
         )
         print(dumps(document))
         return ExitCode.OK
-    now = datetime.now(UTC)
-    if pause.paused:
-        print(f"status: paused since {_since(pause.since, now)}")
+    _show_status(settings, facts, datetime.now(UTC))
+    return ExitCode.OK
+
+
+async def _gather_status(settings: Settings) -> _StatusFacts:
+    from stream.ops.replay import replay_progress
+    from stream.runtime import control
+    from stream.runtime.erasures import pending_in_ometria
+    from stream.runtime.groups import describe_group
+    from stream.runtime.replay_mark import REPLAY, ReplayMark, last_replay
+
+    latest = await control.read(settings)
+    unscoped = [n.decode() for n in (control.PAUSE, control.BACKFILL) if latest.unscoped(n)]
+    pause = control.PauseState.from_bytes(latest.get(control.PAUSE))
+    last_backfill: datetime | control.UnreadableControlRecord | None
+    mark: ReplayMark | control.UnreadableControlRecord | None
+    try:
+        last_backfill = control.backfill_time(latest.get(control.BACKFILL))
+    except control.UnreadableControlRecord as exc:
+        last_backfill = exc
+    try:
+        mark = await last_replay(settings, latest)
+    except control.UnreadableControlRecord as exc:
+        mark = exc
+    if mark is not None and latest.unscoped(REPLAY):
+        unscoped.append(REPLAY.decode())
+    groups = [await describe_group(settings, g) for g in (settings.app_id, settings.pusher_group)]
+    folded = await replay_progress(settings, mark) if isinstance(mark, ReplayMark) else None
+    backlog = await _outbox_backlog(settings)
+    pending = await pending_in_ometria(settings)
+    return _StatusFacts(pause, last_backfill, mark, folded, backlog, groups, unscoped, pending)
+
+
+def _show_status(settings: Settings, facts: _StatusFacts, now: datetime) -> None:
+    from stream.runtime.control import UnreadableControlRecord
+
+    if facts.pause.paused:
+        print(f"status: paused since {_since(facts.pause.since, now)}")
     else:
         print("status: pushing (not paused)")
     if not settings.ometria.enabled:
         print("status: STREAM_OMETRIA__ENABLED=false here: workers started so push nothing")
-    parts = ", ".join(f"{p}: {n}" for p, n in sorted(waiting.per_partition.items()))
-    print(f"status: outbox backlog {waiting.total} records ({parts or 'no outbox topic yet'})")
-    for group in groups:
+    parts = ", ".join(f"{p}: {n}" for p, n in sorted(facts.backlog.per_partition.items()))
+    print(
+        f"status: outbox backlog {facts.backlog.total} records ({parts or 'no outbox topic yet'})"
+    )
+    for group in facts.groups:
         print(f"status: group {group.group} {group.state}, {len(group.members)} members")
-    if isinstance(last_backfill, control.UnreadableControlRecord):
+    if isinstance(facts.last_backfill, UnreadableControlRecord):
         print(
-            f"status: last backfill unknown: {last_backfill}; a full backfill is refused until "
-            "one runs with --force"
+            f"status: last backfill unknown: {facts.last_backfill}; a full backfill is refused "
+            "until one runs with --force"
         )
-    elif last_backfill is not None:
-        print(f"status: last backfill {_since(last_backfill, now)}")
-    if isinstance(mark, control.UnreadableControlRecord):
+    elif facts.last_backfill is not None:
+        print(f"status: last backfill {_since(facts.last_backfill, now)}")
+    mark = facts.mark
+    if isinstance(mark, UnreadableControlRecord):
         print(f"status: last replay unknown: {mark}; workers start without it")
     elif mark is not None:
         reset = ", table reset" if mark.reset else ""
         print(
             f"status: last replay {_since(mark.at, now)} from {mark.source}{reset}: "
-            f"{folded:,} of {mark.records():,} records folded again"
+            f"{facts.folded:,} of {mark.records():,} records folded again"
         )
-    if unscoped:
+    if facts.unscoped:
         print(
-            f"status: {', '.join(unscoped)} read from records without an app id (written before "
-            f"records named the deployment), which every deployment on {settings.topics.control} "
-            f"without its own obeys; `pause`, `resume` and a full `backfill` or `replay` write "
-            f"{settings.app_id}'s own"
+            f"status: {', '.join(facts.unscoped)} read from records without an app id (written "
+            f"before records named the deployment), which every deployment on "
+            f"{settings.topics.control} without its own obeys; `pause`, `resume` and a full "
+            f"`backfill` or `replay` write {settings.app_id}'s own"
         )
-    _show_pending_in_ometria(pending)
-    return ExitCode.OK
+    _show_pending_in_ometria(facts.pending)
 
 
-def _show_pending_in_ometria(pending: list[Any]) -> None:
+def _show_pending_in_ometria(pending: list[Pending]) -> None:
     """The erasures still to do in Ometria: the operator needs each id to erase it there (on
     their own terminal; never logged)."""
     if not pending:
@@ -660,6 +729,10 @@ def _json_flag(command: argparse.ArgumentParser) -> None:
     )
 
 
+# The subcommands of `python -m stream`, as argparse types them.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stream",
@@ -685,6 +758,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--timeout", type=float, default=60.0)
     sample.set_defaults(run=_send_sample)
+    _add_redrive(commands)
+    _add_backfill(commands)
+    for name, doc in (
+        ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
+        ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
+    ):
+        commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
+    status = commands.add_parser(
+        "status",
+        help="paused or not since when, outbox backlog, groups, last backfill, erasures to do "
+        "in Ometria",
+    )
+    status.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead (counts, no customer ids)",
+    )
+    status.set_defaults(run=_status)
+    _add_forget(commands)
+    _add_replay(commands)
+    schemas = commands.add_parser(
+        "schemas", help="regenerate the event JSON Schemas and Avro schemas"
+    )
+    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    schemas.set_defaults(run=_schemas)
+    return parser
+
+
+def _add_redrive(commands: Commands) -> None:
     redrive = commands.add_parser(
         "redrive", help="re-publish dead letters after a fix (see --help for filters)"
     )
@@ -704,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish letters an earlier run published too (points may then count twice)",
     )
     redrive.set_defaults(run=_redrive)
+
+
+def _add_backfill(commands: Commands) -> None:
     backfill = commands.add_parser(
         "backfill", help="queue every known customer's contact for Ometria (Sync Customers)"
     )
@@ -719,22 +824,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this customer (repeatable); not held by the cooldown",
     )
     backfill.set_defaults(run=_backfill)
-    for name, doc in (
-        ("pause", "pause pushing to Ometria on every worker (state keeps folding)"),
-        ("resume", "resume pushing to Ometria; the outbox backlog drains coalesced"),
-    ):
-        commands.add_parser(name, help=doc).set_defaults(run=_set_pause)
-    status = commands.add_parser(
-        "status",
-        help="paused or not since when, outbox backlog, groups, last backfill, erasures to do "
-        "in Ometria",
-    )
-    status.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object instead (counts, no customer ids)",
-    )
-    status.set_defaults(run=_status)
+
+
+def _add_forget(commands: Commands) -> None:
     forget = commands.add_parser(
         "forget",
         help="erase customers (GDPR): publish customer.erased to every events partition",
@@ -753,6 +845,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: record that these customers are erased in Ometria too",
     )
     forget.set_defaults(run=_forget)
+
+
+def _add_replay(commands: Commands) -> None:
     replay = commands.add_parser(
         "replay",
         help="rewind the workers to a point of the events topic (workers stopped), optionally "
@@ -776,12 +871,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="then show the workers' progress until done"
     )
     replay.set_defaults(run=_replay)
-    schemas = commands.add_parser(
-        "schemas", help="regenerate the event JSON Schemas and Avro schemas"
-    )
-    schemas.add_argument("--out", default="schemas", help="directory (default: schemas)")
-    schemas.set_defaults(run=_schemas)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import timedelta
 from types import TracebackType
 from typing import TextIO
 
@@ -24,17 +25,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from stream.domain.durations import duration_text
+
 
 class _Rate(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         return Text("?/s" if speed is None else f"{speed:,.0f}/s")
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class ProgressView:
@@ -97,9 +94,9 @@ class ProgressView:
         rate = count / elapsed
         share = f"{100 * count / total:.0f}%" if total else "-"
         if done:
-            when = f"in {_duration(elapsed)}"
+            when = f"in {duration_text(timedelta(seconds=elapsed))}"
         elif rate > 0 and total:
-            when = f"ETA {_duration((total - count) / rate)}"
+            when = f"ETA {duration_text(timedelta(seconds=(total - count) / rate))}"
         else:
             when = "ETA ?"
         tail = f", {note}" if note else ""

@@ -24,6 +24,7 @@ kept, and so is an Ometria record of a customer with any erasure on record.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +98,115 @@ async def redriven(settings: Settings) -> set[str]:
     }
 
 
+Kept = Literal["erased", "cut", "still_invalid"]
+
+
+@dataclass(frozen=True, slots=True)
+class _LetterChecks:
+    """What a matching letter must pass to be published: its customer not erased since, its
+    record whole, and (input letters) admitted as the workers admit input."""
+
+    which: Which
+    erasures: ErasureIndex
+    events_partitions: list[int]
+    window: EventWindow
+    wire: WireFormat
+    registry: SchemaRegistry | None
+    now: datetime
+
+    async def kept(
+        self, record: Any, letter: dict[str, str], where: str
+    ) -> tuple[Kept, str] | None:
+        """Why the letter stays unpublished, and the line that says so (None: publish it)."""
+        if self.which == "events":
+            gone = _erased_since(self.erasures, self.events_partitions, record.key, letter)
+        else:
+            customers = _customers(record.key, record.value)
+            gone = _any_erased(self.erasures, self.events_partitions, customers)
+        if gone:
+            return "erased", f"keep {where}: its customer was erased (never published again)"
+        if letter.get("value_truncated") == "true":
+            return "cut", (
+                f"keep {where}: cut to fit the dead-letter topic "
+                f"({letter.get('value_size', '?')} bytes); the whole record is at "
+                f"{letter.get('source.topic')}/{letter.get('source.partition')}/"
+                f"{letter.get('source.offset')}"
+            )
+        if self.which == "events":
+            registry = self.registry
+            ids = schema_ids([record.value]) if registry is not None else set()
+            schemas = await registry.resolve(ids) if registry is not None and ids else {}
+            wire = self.wire.with_schemas(schemas)
+            try:
+                admit(record.value, record.key, self.now, self.window, wire)
+            except InvalidEvent as exc:
+                why = f"keep {where}: still invalid: {exc.error_class}: {exc.reason[:200]}"
+                return "still_invalid", why
+        return None
+
+
+class _Publisher:
+    """Publishes letters back to their targets and records each in the redrive topic; its
+    producer exists only for a real run and starts at the first letter."""
+
+    def __init__(self, settings: Settings, which: Which, *, dry_run: bool, now: datetime) -> None:
+        self._settings = settings
+        self._which = which
+        self._now = now
+        self._started = False
+        # Created only to publish: an unstarted client would still warn when collected.
+        self._producer = (
+            None
+            if dry_run
+            else AIOKafkaProducer(
+                **client_options(settings.kafka),
+                acks="all",
+                # A letter may be as large as its source topic took.
+                max_request_size=PRODUCER_MAX_REQUEST_BYTES,
+            )
+        )
+
+    def target(self, letter: dict[str, str]) -> str:
+        """Where the letter's record goes back to: its source topic, or the outbox."""
+        topics = self._settings.topics
+        if self._which == "events":
+            return letter.get("source.topic") or topics.events
+        return topics.outbox
+
+    async def publish(self, record: Any, letter: dict[str, str], where: str, target: str) -> bool:
+        """Publish the letter's record to `target`; False on a dry run."""
+        producer = self._producer
+        if producer is None:
+            return False
+        if not self._started:
+            await producer.start()
+            self._started = True
+        kept = [
+            (k, v)
+            for k, v in record.headers or ()
+            if not k.startswith(HEADER_PREFIX) and k != REDRIVEN_FROM_HEADER
+        ]
+        stored = await producer.send_and_wait(
+            target,
+            key=record.key,
+            value=record.value,
+            partition=await _source_partition(producer, target, letter)
+            if self._which == "events"
+            else None,
+            headers=[*kept, (REDRIVEN_FROM_HEADER, where.encode())],
+        )
+        await producer.send_and_wait(
+            self._settings.topics.redriven,
+            key=where.encode(),
+            value=encode(_marker(target, stored, self._now)),
+        )
+        return True
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+
 async def redrive(
     settings: Settings,
     which: Which,
@@ -114,104 +224,49 @@ async def redrive(
     erasures = ErasureIndex(settings)
     await erasures.catch_up()
     events_partitions = await partition_ids(settings, topics.events)
-    # Created only to publish: an unstarted client would still warn when collected.
-    producer = (
-        None
-        if dry_run
-        else AIOKafkaProducer(
-            **client_options(settings.kafka),
-            acks="all",
-            # A letter may be as large as its source topic took.
-            max_request_size=PRODUCER_MAX_REQUEST_BYTES,
-        )
-    )
-    started = False
-    scanned = matched = published = still_invalid = already = cut = erased = 0
-    window = EventWindow.from_settings(settings)
-    wire = WireFormat.from_settings(settings)
-    registry = SchemaRegistry(settings.registry) if settings.registry.url is not None else None
     now = datetime.now(UTC)
+    publisher = _Publisher(settings, which, dry_run=dry_run, now=now)
+    scanned = matched = published = already = 0
+    kept: Counter[Kept] = Counter()
+    checks = _LetterChecks(
+        which,
+        erasures,
+        events_partitions,
+        EventWindow.from_settings(settings),
+        WireFormat.from_settings(settings),
+        SchemaRegistry(settings.registry) if settings.registry.url is not None else None,
+        now,
+    )
     try:
         async for record in read_to_end(settings, source):
             scanned += 1
-            headers = list(record.headers or ())
-            letter = read_headers(headers)
-            if filters.limit is not None and matched >= filters.limit:
-                continue
-            if not filters.match(record.key, letter):
+            letter = read_headers(list(record.headers or ()))
+            full = filters.limit is not None and matched >= filters.limit
+            if full or not filters.match(record.key, letter):
                 continue
             where = letter_id(source, record.partition, record.offset)
             if where in done:
                 already += 1
                 continue
             matched += 1
-            if which == "events":
-                gone = _erased_since(erasures, events_partitions, record.key, letter)
-            else:
-                customers = _customers(record.key, record.value)
-                gone = _any_erased(erasures, events_partitions, customers)
-            if gone:
-                erased += 1
-                show(f"keep {where}: its customer was erased (never published again)")
+            why = await checks.kept(record, letter, where)
+            if why is not None:
+                kept[why[0]] += 1
+                show(why[1])
                 continue
-            target = (
-                (letter.get("source.topic") or topics.events)
-                if which == "events"
-                else topics.outbox
-            )
-            if letter.get("value_truncated") == "true":
-                cut += 1
-                show(
-                    f"keep {where}: cut to fit the dead-letter topic "
-                    f"({letter.get('value_size', '?')} bytes); the whole record is at "
-                    f"{letter.get('source.topic')}/{letter.get('source.partition')}/"
-                    f"{letter.get('source.offset')}"
-                )
-                continue
-            if which == "events":
-                ids = schema_ids([record.value]) if registry is not None else set()
-                schemas = await registry.resolve(ids) if registry is not None and ids else {}
-                try:
-                    admit(record.value, record.key, now, window, wire.with_schemas(schemas))
-                except InvalidEvent as exc:
-                    still_invalid += 1
-                    show(f"keep {where}: still invalid: {exc.error_class}: {exc.reason[:200]}")
-                    continue
+            target = publisher.target(letter)
             show(
                 f"{'would publish' if dry_run else 'publish'} {where} → {target}: "
                 f"{letter.get('error_class', '?')}: {letter.get('reason', '')[:200]}"
             )
-            if producer is None:
-                continue
-            if not started:
-                await producer.start()
-                started = True
-            kept = [
-                (k, v)
-                for k, v in headers
-                if not k.startswith(HEADER_PREFIX) and k != REDRIVEN_FROM_HEADER
-            ]
-            stored = await producer.send_and_wait(
-                target,
-                key=record.key,
-                value=record.value,
-                partition=await _source_partition(producer, target, letter)
-                if which == "events"
-                else None,
-                headers=[*kept, (REDRIVEN_FROM_HEADER, where.encode())],
-            )
-            published += 1
-            await producer.send_and_wait(
-                topics.redriven,
-                key=where.encode(),
-                value=encode(_marker(target, stored, now)),
-            )
+            if await publisher.publish(record, letter, where, target):
+                published += 1
     finally:
-        if producer is not None:
-            await producer.stop()
-        if registry is not None:
-            await registry.aclose()
-    return Report(source, scanned, matched, published, still_invalid, already, cut, erased)
+        await publisher.stop()
+        if checks.registry is not None:
+            await checks.registry.aclose()
+    counts = (kept["still_invalid"], already, kept["cut"], kept["erased"])
+    return Report(source, scanned, matched, published, *counts)
 
 
 def _erased_since(

@@ -95,13 +95,7 @@ async def replay(
     partitions = [TopicPartition(topic, p) for p in await partition_ids(settings, topic)]
     if not partitions:
         raise ReplayRefused(f"topic {topic} does not exist: nothing to replay")
-    try:
-        generation = contact_generation(await current_mark(settings), reset_state=reset_state)
-    except control.UnreadableControlRecord as exc:
-        # The generation the last mark held is unknown; the replay's time in seconds is above
-        # any generation counted one by one, so no contact mapped from now on is stale.
-        logger.warning("%s; the contact version generation starts again from the time", exc)
-        generation = int(now.timestamp())
+    generation = await _next_generation(settings, reset_state=reset_state, now=now)
     consumer = AIOKafkaConsumer(
         **client_options(settings.kafka), group_id=settings.app_id, enable_auto_commit=False
     )
@@ -134,6 +128,17 @@ async def replay(
     if reset_state:
         await _delete_topic(settings, changelog_topic(settings))
     return mark
+
+
+async def _next_generation(settings: Settings, *, reset_state: bool, now: datetime) -> int:
+    """The contact version generation the replayed contacts are stamped with."""
+    try:
+        return contact_generation(await current_mark(settings), reset_state=reset_state)
+    except control.UnreadableControlRecord as exc:
+        # The generation the last mark held is unknown; the replay's time in seconds is above
+        # any generation counted one by one, so no contact mapped from now on is stale.
+        logger.warning("%s; the contact version generation starts again from the time", exc)
+        return int(now.timestamp())
 
 
 async def _delete_topic(settings: Settings, topic: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from stream.domain.durations import duration_text
 from stream.runtime.control import UnreadableControlRecord, backfill_time
 
 
@@ -30,15 +31,6 @@ def cooldown_refusal(record: bytes | None, now: datetime, cooldown: timedelta) -
     if left is None:
         return None
     return (
-        f"a backfill ran less than {_human(cooldown)} ago (STREAM_BACKFILL_COOLDOWN); "
-        f"the next is allowed in {_human(left)}"
+        f"a backfill ran less than {duration_text(cooldown)} ago (STREAM_BACKFILL_COOLDOWN); "
+        f"the next is allowed in {duration_text(left)}"
     )
-
-
-def _human(period: timedelta) -> str:
-    seconds = max(int(period.total_seconds()), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -13,6 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionErro
 from aiokafka.partitioner import murmur2
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from stream.domain.durations import duration_text
 from stream.runtime.kafka_admin import admin_client
 from stream.runtime.topic_configs import Retention, topic_retention
 from stream.settings import Settings, SettingsError
@@ -81,7 +82,9 @@ def replay_reach(topic: str, retention: Retention) -> str | None:
     """A sentence on how far back a replay of `topic` can go, when its retention is finite."""
     limits = []
     if retention.period is not None:
-        limits.append(f"events older than {_human(retention.period)} are deleted (retention.ms)")
+        limits.append(
+            f"events older than {duration_text(retention.period)} are deleted (retention.ms)"
+        )
     if retention.bytes_per_partition is not None:
         size = retention.bytes_per_partition / 2**20
         limits.append(f"each partition keeps at most {size:,.0f} MiB (retention.bytes)")
@@ -98,18 +101,14 @@ def over_erasure_deadline(topic: str, retention: Retention) -> str | None:
     erasure deadline (or for ever)."""
     if retention.period is not None and retention.period <= ERASURE_DEADLINE:
         return None
-    kept = "for ever" if retention.period is None else f"for {_human(retention.period)}"
+    kept = "for ever" if retention.period is None else f"for {duration_text(retention.period)}"
     return (
         f"topic {topic} keeps records {kept} (retention.ms), longer than the "
-        f"{_human(ERASURE_DEADLINE)} erasure deadline: an erased customer's data stays there "
-        f"that long; set retention.ms to at most {int(ERASURE_DEADLINE.total_seconds() * 1000)} "
-        "on it (see docs/privacy.md in the loyalty-stream repository)"
+        f"{duration_text(ERASURE_DEADLINE)} erasure deadline: an erased customer's data "
+        "stays there that long; set retention.ms to at most "
+        f"{int(ERASURE_DEADLINE.total_seconds() * 1000)} on it (see docs/privacy.md in the "
+        "loyalty-stream repository)"
     )
-
-
-def _human(period: timedelta) -> str:
-    days = period.total_seconds() / 86400
-    return f"{days:g} days" if days >= 1 else f"{period.total_seconds() / 3600:g} hours"
 
 
 async def ensure_topics(settings: Settings) -> TopicsReport:

@@ -27,8 +27,8 @@ def test_cooldown_refusal_within_the_cooldown_says_how_long_to_wait():
     record = backfill_record(NOW - timedelta(minutes=20), 3)
 
     assert cooldown_refusal(record, NOW, HOUR) == (
-        "a backfill ran less than 1h00m ago (STREAM_BACKFILL_COOLDOWN); "
-        "the next is allowed in 40m00s"
+        "a backfill ran less than 1 hour ago (STREAM_BACKFILL_COOLDOWN); "
+        "the next is allowed in 40 minutes"
     )
 
 
