@@ -14,8 +14,8 @@ from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, SchemaNotResolved, admit
 from stream.domain.wire import WireFormat, WriterSchema, schema_id_of, schema_ids
 from stream.settings import load_settings
-from tests.conftest import event_doc
 from tests.support import paths
+from tests.support.events import event_doc
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 AVSC = paths.SCHEMAS / "points.earned.avsc"

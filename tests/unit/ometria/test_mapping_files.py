@@ -16,7 +16,7 @@ from stream.domain.profile import LastReward, PointsState, Profile, TierState
 from stream.domain.sync import SyncRules, sync_event
 from stream.domain.triggers import TriggerConfig, TriggerOptions
 from stream.errors import MappingError
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 EMAIL = "sarah@example.com"
 PLUS_TWO = timezone(timedelta(hours=2))
