@@ -17,18 +17,9 @@ import orjson
 from confluent_kafka import Producer
 
 from stream.runtime.topology import default_partition, ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    Names,
-    Worker,
-    envelope,
-    names_settings,
-    poll,
-    read_topic,
-    sandbox_get,
-    second_worker,
-    start_ready,
-)
+from tests.support.kafka import BOOTSTRAP, Names, envelope, names_settings, read_topic
+from tests.support.processes import Worker, second_worker, start_ready
+from tests.support.waiting import poll, sandbox_get
 
 CUSTOMERS = [f"crc-{n}" for n in range(24)]
 TOKEN = "it-profile-token-crc"

@@ -11,62 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import time
 
-import orjson
-
-from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    Worker,
-    committed_to_the_end,
-    keep_running,
-    names_settings,
-    poll,
-    sandbox_get,
-    second_worker,
-    start_ready,
-)
-from tests.integration.test_catalogue_stream import arrival_balances, differing_contacts, generate
+from tests.support.catalogue import arrival_balances, generate
+from tests.support.processes import second_worker, start_ready
+from tests.support.scenarios import produce_all
+from tests.support.waiting import poll, sandbox_get, settle
 
 CUSTOMERS = 400
 KILLS = 10
-
-
-async def produce_all(producer, names, events) -> None:
-    """Create the topics as the worker would (auto-creation is off), then send every event."""
-    await ensure_topics(names_settings(names, partitions=3))
-    for event in events:
-        key = event["customer"]["id"].encode()
-        await producer.send(names.events, key=key, value=orjson.dumps(event))
-    await producer.flush()
-
-
-async def settle(sandbox: str, names, expected, *workers: Worker, timeout: float = 240) -> None:
-    """Wait (restarting stopped workers) for the reference contacts, and for the events and the
-    outbox committed to their ends."""
-    deadline = time.monotonic() + timeout
-    body = await sandbox_get(sandbox, "/_sandbox/contacts")
-    while differing_contacts(body, expected) and time.monotonic() < deadline:
-        keep_running(*workers)
-        await asyncio.sleep(0.5)  # polling the stand-in with a deadline
-        body = await sandbox_get(sandbox, "/_sandbox/contacts")
-    bad = differing_contacts(body, expected)
-    assert bad == [], f"{len(bad)} contacts differ from the reference, e.g. {bad[:3]}"
-    assert {c["id"] for c in body["contacts"]} == set(expected)
-
-    async def offsets():
-        keep_running(*workers)
-        return {
-            (topic, partition): positions
-            for topic, group in ((names.events, names.app_id), (names.outbox, names.pusher_group))
-            for partition, positions in (await committed_to_the_end(group, topic)).items()
-        }
-
-    positions = await poll(
-        offsets, lambda got: all(c == end for c, end in got.values()), timeout=120
-    )
-    stalled = {p: ce for p, ce in positions.items() if ce[0] != ce[1]}
-    assert stalled == {}, f"partitions not committed to their end: {stalled}"
 
 
 async def test_sigkill_ten_times_at_random_moments_ends_in_the_reference_contacts(

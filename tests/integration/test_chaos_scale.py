@@ -20,19 +20,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream.domain.profile import Profile
 from stream.runtime.failstop import EXIT_STOPPED_BEFORE_COMMIT
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    Worker,
-    committed_to_the_end,
-    poll,
-    sandbox_get,
-    second_worker,
-    start_ready,
-    web_get,
-)
-from tests.integration.test_catalogue_stream import generate
-from tests.integration.test_chaos import produce_all, settle
-from tests.integration.test_delivery_faults import set_faults
+from tests.support.catalogue import generate
+from tests.support.kafka import BOOTSTRAP, committed_to_the_end
+from tests.support.processes import Worker, second_worker, start_ready, web_get
+from tests.support.scenarios import produce_all, set_faults
+from tests.support.waiting import poll, sandbox_get, settle
 
 # About 20,000 events (duplicates included): one full fold batch.
 BATCH_CUSTOMERS = 3300

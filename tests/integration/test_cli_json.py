@@ -11,7 +11,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.ops.backfill import changelog_topic
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import BOOTSTRAP, REPO, Names, command_env, names_settings
+from tests.support.kafka import BOOTSTRAP, Names, names_settings
+from tests.support.paths import REPO
+from tests.support.processes import command_env
 
 pytestmark = pytest.mark.integration
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -14,52 +11,13 @@ from stream.runtime import control
 from stream.runtime.outbox import OCCURRED_AT_HEADER
 from stream.runtime.replay_mark import REPLAY
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    REPO,
-    names_settings,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
-    second_worker,
-    start_ready,
-    web_get,
-)
-from tests.integration.test_delivery_faults import all_delivered, produce, story
-from tests.integration.test_pusher import metric
+from tests.support.kafka import names_settings, read_topic
+from tests.support.processes import metric, run_cli, second_worker, start_ready, web_get
+from tests.support.scenarios import event, produce, story, without_counts
+from tests.support.waiting import all_delivered, outbox_delivered, poll, sandbox_get
 
 # How long nothing may reach the stand-in while paused, once the held records are folded.
 QUIET_FOR = 6.0
-
-
-async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """`python -m stream <args>` as the operator runs it; (exit code, stdout + stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "stream",
-        *args,
-        env=env,
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode()
-
-
-def event(cid: str, kind: str, n: int, data: dict[str, object]) -> dict[str, object]:
-    customer: dict[str, object] = {"id": cid}
-    if kind == "customer.enrolled":
-        customer["email"] = f"{cid}@example.com"
-    return {
-        "event_id": f"{cid}-{kind}-{n}",
-        "type": kind,
-        "occurred_at": (datetime.now(UTC) + timedelta(seconds=n)).isoformat(),
-        "customer": customer,
-        "data": data,
-    }
 
 
 async def outbox_contents(topic: str, at_least: int) -> tuple[int, int]:
@@ -158,10 +116,6 @@ async def pause_scenario(names, sandbox, producer, worker, *others) -> None:
     processes = (worker, *others)
     assert [process.process.pid for process in processes] == pids, "no restart"
     assert all(process.process.poll() is None for process in processes)
-
-
-def without_counts(contacts: list[dict[str, object]]) -> dict[object, dict[str, object]]:
-    return {c["id"]: {k: v for k, v in c.items() if k != "received"} for c in contacts}
 
 
 async def test_backfill_restores_every_contact_exactly_after_a_wipe_once_per_cooldown(

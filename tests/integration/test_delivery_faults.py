@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import httpx
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.domain.dlq import read_headers
 from stream.ops.redrive import Filters, redrive
-from tests.integration.conftest import BOOTSTRAP, names_settings, poll, read_topic, sandbox_get
-
-API_KEY = "it-secret-key-7f3a"
-
-
-def story(customers: int, prefix: str):
-    """Each customer enrols and earns twice, now: (events, expected balances, event ids)."""
-    now = datetime.now(UTC)
-    events, balances, custom_ids = [], {}, set()
-    for n in range(customers):
-        cid = f"{prefix}{n}"
-        events.append(
-            {
-                "event_id": f"{cid}-enrol",
-                "type": "customer.enrolled",
-                "occurred_at": now.isoformat(),
-                "customer": {"id": cid, "email": f"{cid}@example.com"},
-                "data": {},
-            }
-        )
-        for k, points in enumerate((10 + n, 5)):
-            event_id = f"{cid}-earn-{k}"
-            events.append(
-                {
-                    "event_id": event_id,
-                    "type": "points.earned",
-                    "occurred_at": (now + timedelta(seconds=k + 1)).isoformat(),
-                    "customer": {"id": cid},
-                    "data": {"points": points},
-                }
-            )
-            custom_ids.add(f"{cid}:{event_id}:loyalty_points_earned")
-        balances[cid] = 15 + n
-    return events, balances, custom_ids
-
-
-async def produce(producer, topic, events):
-    for event in events:
-        key = event["customer"]["id"].encode()
-        await producer.send(topic, key=key, value=orjson.dumps(event))
-    await producer.flush()
+from tests.support.kafka import BOOTSTRAP, names_settings, read_topic
+from tests.support.scenarios import API_KEY, clear_faults, produce, set_faults, story
+from tests.support.waiting import all_delivered, poll, sandbox_get
 
 
 async def outbox_committed(names) -> int:
@@ -63,24 +24,6 @@ async def outbox_committed(names) -> int:
     finally:
         await admin.close()
     return sum(at.offset for tp, at in offsets.items() if tp.topic == names.outbox)
-
-
-async def set_faults(sandbox: str, **faults) -> None:
-    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
-        (await http.put("/_sandbox/faults", json=faults)).raise_for_status()
-
-
-async def clear_faults(sandbox: str) -> None:
-    async with httpx.AsyncClient(base_url=sandbox, timeout=10) as http:
-        (await http.delete("/_sandbox/faults")).raise_for_status()
-
-
-def all_delivered(balances):
-    def check(body):
-        got = {c["id"]: c["properties"].get("rivoPointsBalance") for c in body["contacts"]}
-        return all(got.get(cid) == balance for cid, balance in balances.items())
-
-    return check
 
 
 async def assert_everything_delivered_once_per_id(sandbox, balances, custom_ids):

@@ -12,21 +12,17 @@ from aiokafka import AIOKafkaProducer
 from stream.ops.sandbox import SandboxConfig, running_sandbox
 from stream.runtime.control import ControlWatch, PauseState
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    Names,
-    Worker,
-    free_port,
-    names_settings,
+from tests.support.kafka import BOOTSTRAP, Names, names_settings
+from tests.support.processes import Worker, free_port, metric, run_cli, start_ready
+from tests.support.scenarios import produce, story
+from tests.support.waiting import (
+    all_delivered,
+    folded_to_the_end,
     outbox_delivered,
     poll,
+    replay_when_stopped,
     sandbox_get,
-    start_ready,
 )
-from tests.integration.test_control import run_cli
-from tests.integration.test_delivery_faults import all_delivered, produce, story
-from tests.integration.test_pusher import metric
-from tests.integration.test_replay import folded_to_the_end, replay_when_stopped
 
 
 @pytest.fixture

@@ -9,16 +9,10 @@ from stream.runtime.groups import outbox_backlog
 from stream.runtime.outbox_progress import UnreadableProgress
 from stream.runtime.pusher_versions import PusherStopped
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    committed_to_the_end,
-    names_settings,
-    outbox_delivered,
-    poll,
-    sandbox_get,
-)
-from tests.integration.test_delivery_faults import all_delivered, produce, story
-from tests.integration.test_pusher import pusher_outcome
+from tests.support.kafka import BOOTSTRAP, committed_to_the_end, names_settings
+from tests.support.processes import pusher_outcome
+from tests.support.scenarios import produce, story
+from tests.support.waiting import all_delivered, outbox_delivered, poll, sandbox_get
 
 GROUP_NOT_EMPTY = 68
 

@@ -14,14 +14,8 @@ from stream.domain.records import decode
 from stream.ops.backfill import backfill
 from stream.runtime.topology import default_partition
 from stream.settings import load_settings
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    envelope,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
-)
+from tests.support.kafka import BOOTSTRAP, envelope, read_topic
+from tests.support.waiting import outbox_delivered, poll, sandbox_get
 
 CUSTOMERS_WITH_EMAIL = 24
 CUSTOMERS_WITHOUT_EMAIL = 4

@@ -15,17 +15,17 @@ import orjson
 
 from stream.domain.erasure import ERASURE_RECORD, erased_id
 from stream.domain.records import decode
-from tests.integration.conftest import (
-    committed_to_the_end,
-    names_settings,
+from tests.support.kafka import committed_to_the_end, names_settings, read_topic
+from tests.support.processes import run_cli
+from tests.support.scenarios import event, produce
+from tests.support.waiting import (
+    events_counted,
+    folded_to_the_end,
     outbox_delivered,
     poll,
-    read_topic,
+    replay_when_stopped,
     sandbox_get,
 )
-from tests.integration.test_control import event, run_cli
-from tests.integration.test_delivery_faults import produce
-from tests.integration.test_replay import events_counted, folded_to_the_end, replay_when_stopped
 
 TOKEN = "it-profile-token"
 KEPT = ["er1", "er2", "er3", "er4"]

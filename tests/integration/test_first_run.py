@@ -12,16 +12,10 @@ import httpx
 import orjson
 
 from stream.ops.peer_auth import PEER_SIGNATURE_HEADER, sign
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    REPO,
-    Worker,
-    envelope,
-    free_port,
-    poll,
-    sandbox_get,
-    second_worker,
-)
+from tests.support.kafka import BOOTSTRAP, envelope
+from tests.support.paths import REPO
+from tests.support.processes import Worker, free_port, second_worker
+from tests.support.waiting import poll, sandbox_get
 
 # Faust's built-in views (tables, router, stats, graph, performance, index): none checks a
 # token, and /table/... answers a customer's whole profile. Every one must be gone.

@@ -12,13 +12,8 @@ from stream.domain.erasure import erased_id
 from stream.runtime.erasures import ometria_key, pending_in_ometria, pending_value
 from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    command_env,
-    names_settings,
-    read_topic,
-)
-from tests.integration.test_control import run_cli
+from tests.support.kafka import BOOTSTRAP, names_settings, read_topic
+from tests.support.processes import command_env, run_cli
 
 
 async def _end_offsets(topic: str) -> dict[int, int]:

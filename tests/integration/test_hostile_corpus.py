@@ -17,16 +17,9 @@ import orjson
 
 from stream.domain.dlq import read_headers
 from stream.ops.redrive import Filters, redrive
-from tests.integration.conftest import (
-    committed_to_the_end,
-    envelope,
-    names_settings,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
-    web_get,
-)
+from tests.support.kafka import committed_to_the_end, envelope, names_settings, read_topic
+from tests.support.processes import web_get
+from tests.support.waiting import outbox_delivered, poll, sandbox_get
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaProducer
 
 from stream.runtime.topology import default_partition
 from stream.runtime.watchdogs import STALL_CHECK_EVERY
-from tests.integration.conftest import BOOTSTRAP, committed_to_the_end, envelope, poll, sandbox_get
+from tests.support.kafka import BOOTSTRAP, committed_to_the_end, envelope
+from tests.support.waiting import poll, sandbox_get
 
 STALL_TIMEOUT = 10.0
 PARTITIONS = 3  # the worker fixture's STREAM_TOPICS__PARTITIONS

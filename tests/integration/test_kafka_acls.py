@@ -57,19 +57,10 @@ from stream.runtime.kafka_auth import client_options
 from stream.runtime.topic_configs import topic_retention
 from stream.runtime.topology import topic_specs
 from stream.settings import Settings, load_settings
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    REPO,
-    Names,
-    Worker,
-    command_env,
-    envelope,
-    free_port,
-    names_settings,
-    poll,
-    sandbox_get,
-)
-from tests.integration.test_control import run_cli
+from tests.support.kafka import BOOTSTRAP, Names, envelope, names_settings
+from tests.support.paths import REPO
+from tests.support.processes import Worker, command_env, free_port, run_cli
+from tests.support.waiting import poll, sandbox_get
 
 KAFKA_USER = REPO / "deploy" / "k8s" / "components" / "strimzi" / "kafkauser.yaml"
 BASE_CONFIG = REPO / "deploy" / "k8s" / "base" / "config.env"

@@ -34,15 +34,9 @@ from confluent_kafka.admin import (
 
 from stream.runtime.kafka_auth import client_options
 from stream.settings import Settings, load_settings
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    READY,
-    READY_LINES,
-    envelope,
-    poll,
-    sandbox_get,
-    web_get,
-)
+from tests.support.kafka import BOOTSTRAP, envelope
+from tests.support.processes import READY, READY_LINES, web_get
+from tests.support.waiting import poll, sandbox_get
 
 SASL_HOST = BOOTSTRAP.split(",")[0].strip().rsplit(":", 1)[0]
 SASL_PORT = int(os.environ.get("KAFKA_SASL_PORT", "9094"))

@@ -2,49 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pydantic import SecretStr
 
 from stream.domain.mapping import load_preset
-from stream.ometria.client import OmetriaClient
 from stream.ops.backfill import backfill
 from stream.ops.redrive import Filters, redrive
-from stream.runtime.pusher import Pusher
 from stream.runtime.pusher_versions import PusherStopped
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
+from tests.support.kafka import BOOTSTRAP, names_settings, read_topic
+from tests.support.processes import (
     keep_running,
-    names_settings,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
+    metric,
+    pusher_outcome,
+    running_pusher,
     second_worker,
     start_ready,
     web_get,
 )
-from tests.integration.test_delivery_faults import (
-    API_KEY,
-    all_delivered,
-    clear_faults,
-    produce,
-    set_faults,
-    story,
-)
-from tests.unit.test_delivery import contact
+from tests.support.records import contact
+from tests.support.scenarios import API_KEY, clear_faults, produce, set_faults, story
+from tests.support.waiting import all_delivered, outbox_delivered, poll, sandbox_get
 
 
 def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, object]:
@@ -58,12 +44,6 @@ def earn(cid: str, points: int, n: int, email: str | None = None) -> dict[str, o
         "customer": customer,
         "data": {"points": points},
     }
-
-
-async def metric(worker, name: str) -> float:
-    text = (await web_get(worker, "/metrics")).text
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
-    return sum(values)
 
 
 async def test_a_redriven_old_contact_never_replaces_the_newer_one_delivered(
@@ -301,32 +281,6 @@ async def _all_arrive_once_the_window_ends(
     stats = await sandbox_get(sandbox, "/_sandbox/stats")
     assert stats["by_status"].get(status, 0) > 0, "the window was real"
     assert await read_topic(names.outbox_dead_letter, expected=1, timeout=3) == []
-
-
-@contextlib.asynccontextmanager
-async def running_pusher(settings, sandbox) -> AsyncIterator[tuple[Pusher, asyncio.Task[None]]]:
-    """A pusher of the test's deployment running in this process, and its `run` task."""
-    async with OmetriaClient(sandbox, SecretStr(API_KEY)) as client:
-        pusher = Pusher(settings, client)
-        await pusher.start()
-        task = asyncio.ensure_future(pusher.run())
-        try:
-            yield pusher, task
-        finally:
-            pusher.stop_soon()
-            await asyncio.wait({task}, timeout=10)
-            await pusher.close()
-
-
-async def pusher_outcome(names, sandbox) -> tuple[BaseException | None, str | None]:
-    """Run a pusher until it joins the group or stops (a minute at most): what it raised
-    (None if nothing), and why it was not ready then."""
-    async with running_pusher(names_settings(names, partitions=3), sandbox) as (pusher, task):
-        joined = asyncio.ensure_future(pusher.joined.wait())
-        await asyncio.wait({task, joined}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        joined.cancel()
-        why = pusher.not_ready()
-    return (task.exception() if task.done() else None), why
 
 
 async def test_a_version_that_is_not_a_number_stops_the_pusher_saying_where_it_is(

@@ -12,15 +12,10 @@ from stream.domain.erasure import erased_id, erasure_record
 from stream.domain.records import with_version
 from stream.runtime.contact_versions import version_record
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    names_settings,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
-)
-from tests.integration.test_pusher import running_pusher
-from tests.unit.test_delivery import contact
+from tests.support.kafka import names_settings, read_topic
+from tests.support.processes import running_pusher
+from tests.support.records import contact
+from tests.support.waiting import outbox_delivered, poll, sandbox_get
 
 PARTITION = 1
 

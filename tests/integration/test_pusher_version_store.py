@@ -12,9 +12,10 @@ from stream import metrics
 from stream.domain.records import Version, encode_version, with_version
 from stream.runtime.contact_versions import version_record
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import names_settings, outbox_delivered, sandbox_get
-from tests.integration.test_pusher import running_pusher
-from tests.unit.test_delivery import contact
+from tests.support.kafka import names_settings
+from tests.support.processes import running_pusher
+from tests.support.records import contact
+from tests.support.waiting import outbox_delivered, sandbox_get
 
 
 def on_disk(names, data_dir: Path):

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from stream.runtime import control
 from stream.runtime.reading import IncompleteRead, holds_records, read_range, read_to_end
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import BOOTSTRAP, names_settings
+from tests.support.kafka import BOOTSTRAP, names_settings
 
 
 @pytest.fixture

@@ -17,14 +17,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from stream.domain.dlq import read_headers
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    envelope,
-    names_settings,
-    poll,
-    read_topic,
-    sandbox_get,
-)
+from tests.support.kafka import BOOTSTRAP, envelope, names_settings, read_topic
+from tests.support.waiting import poll, sandbox_get
 
 
 async def _max_message_bytes(topic: str) -> int:

@@ -10,7 +10,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.domain.profile import Profile
-from tests.integration.conftest import BOOTSTRAP, Worker, web_get
+from tests.support.kafka import BOOTSTRAP
+from tests.support.processes import Worker, web_get
 
 TOKEN = "it-recovery-token"
 PARTITIONS = 3

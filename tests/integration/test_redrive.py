@@ -14,7 +14,8 @@ from stream.domain.erasure import erased_id
 from stream.ops.redrive import REDRIVEN_FROM_HEADER, Filters, redrive
 from stream.runtime.erasures import erased_key, erased_value
 from stream.runtime.topology import default_partition, ensure_topics
-from tests.integration.conftest import command_env, envelope, names_settings, read_topic
+from tests.support.kafka import envelope, names_settings, read_topic
+from tests.support.processes import command_env
 
 
 def _letter(names, key: str, value: bytes, source_partition: int, offset: int) -> DeadLetter:

@@ -7,55 +7,24 @@ from datetime import UTC, datetime
 from stream.ops.replay import replay
 from stream.runtime.replay_mark import current_mark
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    committed_to_the_end,
-    names_settings,
+from tests.support.kafka import names_settings, read_topic
+from tests.support.processes import metric, run_cli
+from tests.support.scenarios import event, produce, story, without_counts
+from tests.support.waiting import (
+    all_delivered,
+    events_counted,
+    folded_to_the_end,
     outbox_delivered,
     poll,
-    read_topic,
+    replay_when_stopped,
     sandbox_get,
-    web_get,
 )
-from tests.integration.test_control import event, run_cli, without_counts
-from tests.integration.test_delivery_faults import all_delivered, produce, story
-from tests.integration.test_pusher import metric
-
-
-async def events_counted(worker, outcome: str) -> float:
-    """loyalty_events_total of one outcome, all event types together."""
-    text = (await web_get(worker, "/metrics")).text
-    return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith("loyalty_events_total{") and f'outcome="{outcome}"' in line
-    )
 
 
 async def latest_profiles(names, expected: int) -> dict[bytes, bytes]:
     """The table's changelog as a map: the latest stored profile per customer."""
     records = await read_topic(f"{names.app_id}-customer_to_profile-changelog", expected)
     return {record.key: record.value for record in records}
-
-
-async def folded_to_the_end(names) -> None:
-    positions = await poll(
-        lambda: committed_to_the_end(names.app_id, names.events),
-        lambda got: all(c == end for c, end in got.values()),
-    )
-    assert all(c == end for c, end in positions.values()), positions
-
-
-async def replay_when_stopped(env, *args: str) -> str:
-    """Run replay until the group has no members left (a stopped worker leaves it)."""
-    result = await poll(
-        lambda: run_cli(env, "replay", *args),
-        lambda got: "running" not in got[1],
-        timeout=60,
-        interval=1,
-    )
-    code, out = result
-    assert code == 0, out
-    return out
 
 
 async def test_replay_from_earliest_with_reset_rebuilds_state_and_contacts_without_refiring(

@@ -13,19 +13,9 @@ import orjson
 import pytest
 
 from stream.domain.records import decode
-from tests.integration.conftest import (
-    Names,
-    Worker,
-    committed_to_the_end,
-    envelope,
-    outbox_delivered,
-    poll,
-    read_topic,
-    sandbox_get,
-    second_worker,
-    start_ready,
-    web_get,
-)
+from tests.support.kafka import Names, committed_to_the_end, envelope, read_topic
+from tests.support.processes import Worker, second_worker, start_ready, web_get
+from tests.support.waiting import outbox_delivered, poll, sandbox_get
 
 MAPPING = """
 extends = "rivo"

@@ -28,17 +28,9 @@ from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from stream.runtime.topology import ensure_topics
-from tests.integration.conftest import (
-    BOOTSTRAP,
-    Names,
-    Worker,
-    envelope,
-    names_settings,
-    poll,
-    read_topic,
-    sandbox_get,
-    web_get,
-)
+from tests.support.kafka import BOOTSTRAP, Names, envelope, names_settings, read_topic
+from tests.support.processes import Worker, web_get
+from tests.support.waiting import poll, sandbox_get
 
 REGISTRY = os.environ.get("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7")
 SCHEMAS = Path(__file__).parents[2] / "schemas"

@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.runtime.topology import ensure_topics
 from stream.settings import SettingsError
-from tests.integration.conftest import BOOTSTRAP, names_settings
+from tests.support.kafka import BOOTSTRAP, names_settings
 
 
 async def _partitions(topic: str) -> int:

@@ -16,7 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from stream.domain.events import EVENT_TYPES, InvalidEvent, _describe, check_key, parse_event
 from stream.domain.intake import EventWindow, admit
-from tests.conftest import event_doc, make_event
+from tests.support.events import event_doc, make_event
 
 PHONE = "+44 7700 900123"
 BIRTH = "1987-06-05"

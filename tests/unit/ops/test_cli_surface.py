@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -27,8 +26,9 @@ from stream.runtime.erasures import Pending
 from stream.runtime.failstop import EXIT_STOPPED_BEFORE_COMMIT
 from stream.runtime.groups import Backlog, GroupState
 from stream.runtime.replay_mark import ReplayMark
+from tests.support import paths
 
-OPERATING = Path(__file__).resolve().parents[2] / "docs" / "operating.md"
+OPERATING = paths.DOCS / "operating.md"
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 

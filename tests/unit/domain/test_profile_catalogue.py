@@ -9,7 +9,7 @@ import pytest
 
 from stream.domain.events import parse_event
 from stream.domain.profile import Profile, fold
-from tests.conftest import event_doc, make_event
+from tests.support.events import event_doc, make_event
 
 ENDS = "2026-12-21T10:00:00Z"
 

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from stream.domain.events import InvalidEvent, check_key, parse_event
-from tests.conftest import event_doc, make_event
+from tests.support.events import event_doc, make_event
 
 
 def _raw(doc) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -17,8 +16,9 @@ from stream.domain.profile import Profile, fold
 from stream.domain.schedule import ScheduleConfig, ScheduleRule, due, mark_fired
 from stream.errors import MappingError
 from stream.settings import load_settings
+from tests.support import paths
 
-GOLDEN = Path(__file__).parents[1] / "golden" / "schedule"
+GOLDEN = paths.GOLDEN / "schedule"
 CASES = sorted(GOLDEN.glob("*.json"))
 
 
@@ -149,7 +149,7 @@ def test_schedule_mistakes_stop_start_up_naming_the_rule(entry, message):
 
 
 def test_the_campaigns_guide_example_mapping_for_the_crm_team_is_valid():
-    guide = (Path(__file__).parents[2] / "docs" / "campaigns.md").read_text()
+    guide = (paths.DOCS / "campaigns.md").read_text()
     section = guide.split("# Campaigns for the CRM team", 1)[1]
     example = section.split("```toml\n", 1)[1].split("```", 1)[0]
 

@@ -9,7 +9,7 @@ import pytest
 
 from stream.domain.profile import fold
 from stream.domain.triggers import RewardCost, TriggerConfig, fire
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 EMAIL = "sarah@example.com"
 SOON = timedelta(minutes=1)

@@ -18,9 +18,10 @@ from stream.domain.events import parse_event
 from stream.domain.mapping import load_mapping
 from stream.domain.sync import SyncRules, sync_event
 from stream.domain.triggers import TriggerConfig
+from tests.support import paths
 
-GOLDEN = Path(__file__).parents[2] / "golden"
-# Time-based rules have cases of their own shape (tests/unit/test_schedule.py).
+GOLDEN = paths.GOLDEN
+# Time-based rules have cases of their own shape (tests/unit/domain/test_schedule_due.py).
 CASES = sorted(p for p in GOLDEN.glob("*/*.json") if p.parent.name != "schedule")
 
 

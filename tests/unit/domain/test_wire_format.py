@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 from datetime import UTC, datetime
-from pathlib import Path
 
 import fastavro
 import orjson
@@ -15,10 +14,11 @@ from stream.domain.events import InvalidEvent
 from stream.domain.intake import EventWindow, SchemaNotResolved, admit
 from stream.domain.wire import WireFormat, WriterSchema, schema_id_of, schema_ids
 from stream.settings import load_settings
-from tests.conftest import event_doc
+from tests.support import paths
+from tests.support.events import event_doc
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-AVSC = Path(__file__).parents[2] / "schemas" / "points.earned.avsc"
+AVSC = paths.SCHEMAS / "points.earned.avsc"
 AVRO_TEXT = AVSC.read_text()
 
 

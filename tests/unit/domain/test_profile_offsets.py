@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.domain.profile import RECENT_EVENT_IDS, Profile, fold
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 BASE = 0  # event times in order, one second apart (seconds after the fixtures' T0)
 

@@ -15,7 +15,7 @@ from stream.ometria.client import ApiKeyFile, OmetriaClient
 from stream.ometria.delivery import Delivery
 from stream.ometria.pacing import Pacer
 from stream.ops.sandbox import SandboxConfig, running_sandbox
-from tests.unit.test_delivery import contact
+from tests.support.records import contact
 
 KEY = "k-sandbox-SECRET"
 

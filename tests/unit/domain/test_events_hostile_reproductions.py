@@ -14,7 +14,7 @@ import pytest
 from stream.domain.events import InvalidEvent, parse_event
 from stream.domain.profile import Profile, fold
 from stream.domain.triggers import TriggerConfig, fire
-from tests.conftest import T0, event_doc, make_event
+from tests.support.events import T0, event_doc, make_event
 
 EMAIL = "sarah@example.com"
 

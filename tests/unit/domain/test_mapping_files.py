@@ -16,7 +16,8 @@ from stream.domain.profile import LastReward, PointsState, Profile, TierState
 from stream.domain.sync import SyncRules, sync_event
 from stream.domain.triggers import TriggerConfig, TriggerOptions
 from stream.errors import MappingError
-from tests.conftest import make_event
+from tests.support import paths
+from tests.support.events import make_event
 
 EMAIL = "sarah@example.com"
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -526,9 +527,9 @@ def test_load_preset_rivo_has_the_documented_fields():
 
 def test_parse_mapping_preset_document_round_trips_through_parse():
     # A user can copy a preset file and start from it: the same document parses as a user file.
-    text = (
-        Path(__file__).parents[3] / "stream" / "domain" / "presets" / "loyaltylion.toml"
-    ).read_text(encoding="utf-8")
+    text = (paths.REPO / "stream" / "domain" / "presets" / "loyaltylion.toml").read_text(
+        encoding="utf-8"
+    )
 
     mapping = parse_mapping("copy.toml", tomllib.loads(text))
 

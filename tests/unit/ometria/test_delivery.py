@@ -17,6 +17,7 @@ from stream.domain.records import MAX_RECORD_BYTES, encode
 from stream.ometria.client import ApiKeyFile, OmetriaClient
 from stream.ometria.delivery import PAUSE_LOG_INTERVAL, Delivery
 from stream.ometria.pacing import MAX_RETRY_AFTER, RATE_MARGIN, Pacer
+from tests.support.records import contact
 
 API_KEY = "k-SECRET-123"
 
@@ -49,17 +50,6 @@ def counted() -> Callable[..., float]:
         return total(_counter_values()) - total(before)
 
     return grown
-
-
-def contact(record_id: str, **properties: Any) -> dict[str, Any]:
-    return {
-        "@type": "contact",
-        "@collection": "loyalty",
-        "id": record_id,
-        "customer_id": record_id,
-        "email": f"{record_id}@example.com",
-        "properties": properties,
-    }
 
 
 def accepted(records: list[dict[str, Any]]) -> httpx.Response:

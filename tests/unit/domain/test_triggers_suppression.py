@@ -8,7 +8,7 @@ from stream.domain.mapping import load_preset
 from stream.domain.profile import Profile, fold
 from stream.domain.sync import SyncRules, apply_event
 from stream.domain.triggers import RewardCost, TriggerConfig, fire
-from tests.conftest import T0, make_event
+from tests.support.events import T0, make_event
 
 EMAIL = "sarah@example.com"
 CONFIG = TriggerConfig()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import fastavro
 import orjson
@@ -13,8 +12,9 @@ from jsonschema import Draft202012Validator
 from stream.domain.events import EVENT_TYPES, parse_document, parse_event
 from stream.domain.wire import decode_avro
 from stream.ops.schemas import generate, generate_avro, render
+from tests.support import paths
 
-SCHEMAS = Path(__file__).parents[2] / "schemas"
+SCHEMAS = paths.SCHEMAS
 EXAMPLES = sorted((SCHEMAS / "examples").glob("*.json"))
 
 

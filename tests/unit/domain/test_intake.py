@@ -20,7 +20,7 @@ from stream.domain.mapping import load_preset
 from stream.domain.profile import Profile, fold, stamp_of
 from stream.domain.triggers import TriggerConfig, fire
 from stream.settings import load_settings
-from tests.conftest import event_doc
+from tests.support.events import event_doc
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 WINDOW = EventWindow()

@@ -19,7 +19,7 @@ from stream.domain.mapping import parse_mapping
 from stream.domain.profile import Profile, fold
 from stream.domain.triggers import TriggerConfig, TriggerOptions, fire
 from stream.errors import MappingError
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 EMAIL = "sarah@example.com"
 GOLD_NEWLY = 'after.tier.name == "Gold" && before.tier.name != "Gold"'

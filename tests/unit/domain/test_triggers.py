@@ -12,7 +12,7 @@ from stream.domain import triggers
 from stream.domain.batching import plan_requests
 from stream.domain.profile import Profile, fold
 from stream.domain.triggers import TriggerConfig
-from tests.conftest import T0, make_event
+from tests.support.events import T0, make_event
 
 EMAIL = "sarah@example.com"
 SOON = timedelta(minutes=1)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stream.domain.events import LoyaltyEvent
 from stream.domain.profile import MAX_DELTAS, Profile, fold, stamp_of
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 SIGN = {
     "points.earned": 1,
