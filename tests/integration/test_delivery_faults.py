@@ -72,6 +72,15 @@ async def test_429_storm_backs_off_to_the_allowed_rate_and_loses_nothing(
         await produce(producer, names.events, events[start : start + 45])
 
     await assert_everything_delivered_once_per_id(sandbox, balances, custom_ids)
+    # Then a trickle, one small wave at a time: requests to judge the backed-off rate by, however
+    # late in the storm the last 429 fell (the storm's own traffic may end with it).
+    for wave in range(6):
+        calm, calm_balances, calm_ids = story(3, f"calm{wave}-")
+        await produce(producer, names.events, calm)
+        await assert_everything_delivered_once_per_id(
+            sandbox, {**balances, **calm_balances}, custom_ids | calm_ids
+        )
+        balances, custom_ids = {**balances, **calm_balances}, custom_ids | calm_ids
     log = (await sandbox_get(sandbox, "/_sandbox/requests"))["requests"]
     throttled = [r for r in log if r["status"] == 429]
     assert throttled, "the worker met the storm"
