@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from stream.domain.batch_fold import fold_history
 from stream.domain.contact_mapping import map_contact
 from stream.domain.mapping import PRESETS, MappingFile, load_mapping, load_preset, parse_mapping
 from stream.domain.profile import LastReward, PointsState, Profile, TierState
-from stream.domain.sync import SyncRules, sync_event
+from stream.domain.sync import SyncRules
 from stream.domain.triggers import TriggerConfig, TriggerOptions
 from stream.errors import MappingError
 from tests.conftest import make_event
@@ -457,11 +458,8 @@ def test_load_mapping_without_triggers_has_no_options(load):
 
 def sync_all(mapping: MappingFile, *events) -> list[dict]:
     rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
-    profile, records = None, []
-    for event in events:
-        outcome = sync_event(profile, event, rules, event.occurred_at + timedelta(minutes=1))
-        profile = outcome.profile
-        records.extend(outcome.records)
+    now = max(event.occurred_at for event in events) + timedelta(minutes=1)
+    _, records = fold_history(events, rules, now)
     return [record for record in records if record["@type"] == "custom_event"]
 
 
