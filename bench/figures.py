@@ -35,11 +35,12 @@ from bench.procs import (
     worker_env,
 )
 from bench.sandbox import Sandbox
+from stream.domain.batch_fold import fold_history
 from stream.domain.events import parse_event
 from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.domain.schedule import SCAN_SLICE, ScheduleConfig, due
-from stream.domain.sync import SyncRules, sync_event
+from stream.domain.sync import SyncRules
 from stream.domain.triggers import TriggerConfig
 
 MIB = 1024 * 1024
@@ -463,10 +464,8 @@ def profile_templates(count: int, seed: int = 6) -> list[tuple[bytes, bytes]]:
         history = [raw] + [
             generator.activity(customer)[1] for _ in range(int(rng.expovariate(1 / 9)))
         ]
-        profile: Profile | None = None
-        now = datetime.now(UTC)
-        for value in history:
-            profile = sync_event(profile, parse_event(value), rules, now).profile
+        events = [parse_event(value) for value in history]
+        profile, _ = fold_history(events, rules, datetime.now(UTC))
         assert profile is not None
         placeholder = customer_id(_PLACEHOLDER_BASE + index).encode()
         templates.append((placeholder, codecs.dumps("json", profile.to_json())))

@@ -94,22 +94,3 @@ def contact_update(profile: Profile, rules: SyncRules) -> tuple[Profile, dict[st
         return profile, None
     record = with_changes(contact, profile.lists, lists)
     return evolve(profile, {"last_contact": contact, "lists": lists}), record
-
-
-def sync_event(
-    profile: Profile | None,
-    event: LoyaltyEvent,
-    rules: SyncRules,
-    now: datetime,
-    offset: int | None = None,
-) -> Outcome:
-    """Fold an event, then map: a contact when its content changed, and any custom events.
-
-    A duplicate (already applied) event yields the profile unchanged and no records.
-    """
-    step = apply_event(profile, event, rules, now, offset)
-    if not step.applied:
-        return step
-    after, contact = contact_update(step.profile, rules)
-    records = (contact, *step.records) if contact is not None else step.records
-    return Outcome(after, records, applied=True, suppressed=step.suppressed)

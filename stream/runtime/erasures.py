@@ -78,6 +78,16 @@ def pending_value(customer_id: str, at: datetime) -> bytes:
     return orjson.dumps({"customer_id": customer_id, "erased_at": at.isoformat()})
 
 
+def erasure_records(
+    app_id: str, erased: str, customer_id: str, partition: int, offset: int, at: datetime
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) of both records of one erasure: where it was, and pending in Ometria."""
+    return [
+        (erased_key(app_id, erased, partition), erased_value(offset, at)),
+        (ometria_key(app_id, erased), pending_value(customer_id, at)),
+    ]
+
+
 def _parse(model: type[_B], key: bytes, raw: bytes) -> _B:
     try:
         return model.model_validate_json(raw)

@@ -28,7 +28,7 @@ from tenacity import (
 from tenacity.wait import WaitBaseT
 
 from stream import metrics
-from stream.domain.wire import WriterSchema
+from stream.domain.wire import WriterSchema, schema_ids
 from stream.errors import LoyaltyStreamError
 from stream.settings import RegistrySettings, get_settings
 
@@ -167,3 +167,12 @@ def from_settings() -> SchemaRegistry | None:
 
 # The worker's one client (the fold resolves through it; readiness and /metrics read `problem`).
 schema_registry = from_settings()
+
+
+async def writer_schemas(values: Iterable[bytes | None]) -> Mapping[int, WriterSchema]:
+    """The writer schemas of the framed values among `values`: one look-up per unknown id, and
+    a wait for as long as the registry does not answer."""
+    if schema_registry is None:
+        return {}
+    ids = schema_ids(values)
+    return await schema_registry.resolve(ids) if ids else {}

@@ -2,7 +2,8 @@
 Kafka password file changes; and the rebalance signal handlers that hold the fold's positions.
 
 Each stop leaves before Faust can commit past a record not folded (stream.runtime.failstop), so
-the restart reads it again. Registered with the app on import, like the agents.
+the restart reads it again. Declared on the app by stream.runtime.worker, with the fold's
+configuration (stream.runtime.fold_config).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from stream.runtime import agents
 from stream.runtime.app import app
 from stream.runtime.erasures import UnreadableErasure
 from stream.runtime.failstop import stop_before_commit
 from stream.runtime.faust_internals.recovery_status import recovery_status
+from stream.runtime.fold_config import FoldConfig
 from stream.runtime.kafka_admin import partition_ids
+from stream.runtime.profile_store import ProfileStore
 from stream.runtime.reading import IncompleteRead, holds_records
 from stream.runtime.schema_registry import schema_registry
 from stream.runtime.secret_watch import CHECK_EVERY as PASSWORD_CHECK_EVERY
@@ -49,30 +51,27 @@ blind_watch = BlindWatch(
 FINISH_WRITES_PATIENCE = 30.0
 
 
-@app.on_partitions_revoked.connect
-async def _hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+async def _hold_checks(store: ProfileStore) -> None:
     # The partitions' next owner recovers their profiles from the changelog once this returns.
     # A trigger-scan slice in flight (a timer: Faust does not wait for it) that wrote its
     # changelog after that recovery would leave the next owner without its fired markers, and
     # the same campaigns would fire twice. Holding the lock waits for it to store its writes.
-    async with agents.profiles_lock:
-        agents.positions_known.clear()
+    async with store.lock:
+        store.positions_known.clear()
 
 
-@app.on_before_shutdown.connect
-async def _finish_writes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+async def _finish_writes(store: ProfileStore) -> None:
     # Stopping, Faust revokes nothing and cancels its timers only after the consumer has left
     # the group: the slice in flight finishes here first, for the reason above.
     try:
-        async with asyncio.timeout(FINISH_WRITES_PATIENCE), agents.profiles_lock:
+        async with asyncio.timeout(FINISH_WRITES_PATIENCE), store.lock:
             pass
     except TimeoutError:
         logger.warning("stopping with a profile write in flight; the next owner repeats it")
 
 
-@app.on_partitions_assigned.connect
-async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    agents.positions_known.clear()
+async def _forget_positions(fold: FoldConfig) -> None:
+    fold.store.positions_known.clear()
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(KafkaError),
@@ -87,7 +86,7 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
                     committed = await committed_offsets(settings)
                     outbox = await partition_ids(settings, settings.topics.outbox)
                     limits = await message_limits(settings)
-                    await agents.erasures.catch_up()
+                    await fold.erasures.catch_up()
     except (KafkaError, TimeoutError) as exc:
         stop_before_commit(
             "cannot read the group's committed offsets (to check for skips), the outbox's "
@@ -97,13 +96,11 @@ async def _forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: A
     except UnreadableErasure as exc:
         stop_before_commit("the erasures topic holds a record this service did not write", exc)
     # What the fold needs of this assignment before its first record (stream.runtime.agents).
-    agents.outbox_partitions = len(outbox)
-    agents.topic_limits = limits
-    agents.skip_watch.reset(committed)
-    agents.recent_profiles.clear()
+    fold.store.assigned(len(outbox), limits)
+    fold.skip_watch.reset(committed)
     stall_watch.reset()
     commit_watch.reset()
-    agents.positions_known.set()
+    fold.store.positions_known.set()
 
 
 STALL_CHECK_EVERY = 10.0
@@ -111,7 +108,7 @@ STALL_CHECK_EVERY = 10.0
 CHECK_PATIENCE = 60.0
 
 
-async def watch_for_stalls() -> None:
+async def watch_for_stalls(fold: FoldConfig) -> None:
     """Run one stall check; a check that cannot finish counts as one that could not look.
 
     Every read in a check has its own bound, and this one holds whatever the check awaits
@@ -120,13 +117,13 @@ async def watch_for_stalls() -> None:
     now = time.monotonic()
     try:
         async with asyncio.timeout(CHECK_PATIENCE):
-            await _check_for_stalls()
+            await _check_for_stalls(fold)
     except TimeoutError:
         logger.warning("a stall check did not finish within %.0fs", CHECK_PATIENCE)
         _blind(now, "stall checks did not finish")
 
 
-async def _check_for_stalls() -> None:
+async def _check_for_stalls(fold: FoldConfig) -> None:
     """Stop the worker when an assigned events partition stalls (stream.runtime.skips.StallWatch).
 
     Two stalls: records that stop arriving while more wait, and a group commit that stops
@@ -142,7 +139,7 @@ async def _check_for_stalls() -> None:
     if app.in_recovery:
         blind_watch.saw()  # the recovery watch looks meanwhile
         return
-    if app.rebalancing or not agents.positions_known.is_set():
+    if app.rebalancing or not fold.store.positions_known.is_set():
         _blind(now, "the group's rebalance has not completed")
         return
     if schema_registry is not None and schema_registry.problem is not None:
@@ -156,7 +153,7 @@ async def _check_for_stalls() -> None:
     if not mine:
         blind_watch.saw()
         return
-    if agents.batch_progress.moved():
+    if fold.batch_progress.moved():
         # Records wait on a batch that is still folding or storing (skips.BatchProgress).
         for tp in mine:
             stall_watch.forget((tp.topic, tp.partition))
@@ -175,7 +172,7 @@ async def _check_for_stalls() -> None:
     now = time.monotonic()
     for tp in mine:
         key = (tp.topic, tp.partition)
-        seen = agents.skip_watch.seen(key)
+        seen = fold.skip_watch.seen(key)
         await _check_delivery(tp, seen, ends, now)
         _check_commit(tp, seen, committed.get(key), now)
 
@@ -262,8 +259,6 @@ def _watch_recovery(now: float) -> None:
         )
 
 
-app.timer(STALL_CHECK_EVERY)(watch_for_stalls)
-
 password_watch = password_file_watch(settings.kafka)
 
 
@@ -273,5 +268,24 @@ async def watch_kafka_password() -> None:
         password_watch.check()
 
 
-if password_watch is not None:
-    app.timer(PASSWORD_CHECK_EVERY)(watch_kafka_password)
+def declare(faust_app: Any, fold: FoldConfig) -> None:
+    """Connect the rebalance handlers and declare the watch timers, for the fold of `fold`."""
+
+    async def hold_checks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await _hold_checks(fold.store)
+
+    async def finish_writes(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await _finish_writes(fold.store)
+
+    async def forget_positions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await _forget_positions(fold)
+
+    async def stalls() -> None:
+        await watch_for_stalls(fold)
+
+    faust_app.on_partitions_revoked.connect(hold_checks)
+    faust_app.on_before_shutdown.connect(finish_writes)
+    faust_app.on_partitions_assigned.connect(forget_positions)
+    faust_app.timer(STALL_CHECK_EVERY, name=f"{__name__}.watch_for_stalls")(stalls)
+    if password_watch is not None:
+        faust_app.timer(PASSWORD_CHECK_EVERY)(watch_kafka_password)

@@ -124,7 +124,7 @@ async def test_replay_with_reset_after_a_mapping_fix_sends_the_fixed_contact(
 ):
     # The customer's content last changes at offset 1 under the fixed mapping, but at the
     # tier change, 20,001 records later, under the old one. A fold batch holds at most 20,000
-    # records (agents.FOLD_BATCH), so the rebuild maps the fixed contact in an earlier batch
+    # records (STREAM_FOLD__BATCH_SIZE), so the rebuild maps the fixed contact in an earlier batch
     # than the tier change, at an input offset below the version delivered before. The records
     # in between repeat offset 1's event: duplicates, which fold to nothing.
     cid = "fix1"

@@ -21,13 +21,6 @@ PROJECT_CHECKS = {
     "test_import_layers.py",
     "test_test_layout.py",
 }
-# Unit tests whose modules are being moved into the Faust internals package and the profile
-# store; each moves with its module. A listed file that is gone fails below, so the list shrinks.
-PENDING_MOVE = {
-    "test_fold_agent.py",
-}
-
-
 def python_files() -> list[Path]:
     return sorted(p for p in TESTS.rglob("*.py") if ".venv" not in p.parts)
 
@@ -77,7 +70,7 @@ def test_each_unit_test_sits_in_the_folder_of_the_layer_it_tests():
         folder = test.parent.relative_to(UNIT)
         if folder == Path("."):
             # Only the top-level modules (settings, errors, metrics) are tested from here.
-            placed = test.name in PROJECT_CHECKS | PENDING_MOVE or mirrors_a_module(
+            placed = test.name in PROJECT_CHECKS or mirrors_a_module(
                 test, STREAM, subpackages=False
             )
         else:
@@ -90,11 +83,6 @@ def test_each_unit_test_sits_in_the_folder_of_the_layer_it_tests():
     assert misplaced == [], (
         "a unit test of stream/<layer>/<module>.py is tests/unit/<layer>/test_<module>[_<topic>].py"
     )
-
-
-def test_files_awaiting_their_move_still_exist():
-    moved = sorted(name for name in PENDING_MOVE if not (UNIT / name).is_file())
-    assert moved == [], "remove the moved files from PENDING_MOVE"
 
 
 def test_test_module_names_are_unique():

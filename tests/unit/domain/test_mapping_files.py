@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from stream.domain.batch_fold import fold_history
 from stream.domain.contact_mapping import map_contact
 from stream.domain.mapping import PRESETS, MappingFile, load_mapping, load_preset, parse_mapping
 from stream.domain.profile import LastReward, PointsState, Profile, TierState
-from stream.domain.sync import SyncRules, sync_event
+from stream.domain.sync import SyncRules
 from stream.domain.triggers import TriggerConfig, TriggerOptions
 from stream.errors import MappingError
 from tests.support import paths
@@ -456,29 +457,26 @@ def test_load_mapping_without_triggers_has_no_options(load):
     assert load(VALID).triggers == {}
 
 
-def sync_all(mapping: MappingFile, *events) -> list[dict]:
+def custom_events_of(mapping: MappingFile, *events) -> list[dict]:
     rules = SyncRules(mapping, "loyalty", TriggerConfig(options=mapping.triggers))
-    profile, records = None, []
-    for event in events:
-        outcome = sync_event(profile, event, rules, event.occurred_at + timedelta(minutes=1))
-        profile = outcome.profile
-        records.extend(outcome.records)
+    now = max(event.occurred_at for event in events) + timedelta(minutes=1)
+    _, records = fold_history(events, rules, now)
     return [record for record in records if record["@type"] == "custom_event"]
 
 
-def test_sync_event_trigger_options_rename_event_and_keep_chosen_properties(load):
+def test_fold_trigger_options_rename_event_and_keep_chosen_properties(load):
     earned = make_event(
         "points.earned", {"points": 50, "action": "purchase"}, email=EMAIL, event_id="ev-9"
     )
 
-    (record,) = sync_all(load(TRIGGERS), earned)
+    (record,) = custom_events_of(load(TRIGGERS), earned)
 
     assert record["event_type"] == "points_earned"
     assert record["id"] == "c1:ev-9:loyalty_points_earned"
     assert record["properties"] == {"points": 50}
 
 
-def test_sync_event_disabled_trigger_suppressed_other_rules_fire(load):
+def test_fold_disabled_trigger_suppressed_other_rules_fire(load):
     redeemed = make_event(
         "points.redeemed",
         {"redemption_id": "r1", "code": "SAVE10", "reward": {"name": "£10 off"}},
@@ -487,7 +485,7 @@ def test_sync_event_disabled_trigger_suppressed_other_rules_fire(load):
     )
     used = make_event("reward.used", {"redemption_id": "r1", "code": "SAVE10"}, at=2)
 
-    records = sync_all(load(TRIGGERS), redeemed, used)
+    records = custom_events_of(load(TRIGGERS), redeemed, used)
 
     assert [record["event_type"] for record in records] == ["loyalty_reward_claimed"]
 

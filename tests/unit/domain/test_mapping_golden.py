@@ -12,11 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream.domain.batch_fold import fold_history
 from stream.domain.declared import by_event_type
-from stream.domain.erasure import ERASED, AfterErasure, after_erasure, erasure_for
 from stream.domain.events import parse_event
 from stream.domain.mapping import load_mapping
-from stream.domain.sync import SyncRules, sync_event
+from stream.domain.records import PRIVATE_KEYS
+from stream.domain.sync import SyncRules
 from stream.domain.triggers import TriggerConfig
 from tests.support import paths
 
@@ -37,20 +38,11 @@ def test_golden_case_produces_exactly_the_expected_records(path):
     config = TriggerConfig(options=mapping.triggers, declared=by_event_type(mapping.declared))
     rules = SyncRules(mapping, "loyalty", config)
     now = datetime.fromisoformat(case["now"])
-    profile, records = None, []
-    erased_at = None  # as the worker keeps it (stream.runtime.erasures), by input offset
-    for offset, doc in enumerate(case["events"]):
-        event = parse_event(orjson.dumps(doc))
-        at = profile.input_offset if profile is not None else None
-        if after_erasure(event, at, offset, erased_at) is not AfterErasure.FOLD:
-            continue
-        if event.type == ERASED:
-            records.append(erasure_for(event.customer.id, profile))
-            profile, erased_at = None, offset
-            continue
-        outcome = sync_event(profile, event, rules, now, offset)
-        profile = outcome.profile
-        records.extend(outcome.records)
+    events = [parse_event(orjson.dumps(doc)) for doc in case["events"]]
+    # Through the batch fold the worker runs, one event a batch; the records as Ometria gets
+    # them (the client drops the private keys, stream.ometria.client).
+    _, queued = fold_history(events, rules, now)
+    records = [{k: v for k, v in record.items() if k not in PRIVATE_KEYS} for record in queued]
     assert records == case["expected"]
 
 

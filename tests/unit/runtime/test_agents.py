@@ -16,13 +16,19 @@ import pytest
 from faust.types import TP
 
 from stream import metrics
+from stream.domain.batch_fold import FoldMarks
 from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
 from stream.ops.samples import SAMPLE_CUSTOMERS, sample_events
 from stream.runtime import agents
+from stream.runtime.app import app
 from stream.runtime.faust_internals.feed import Fetched
+from stream.runtime.fold_config import FoldConfig
 from stream.runtime.tables import customer_to_profile
+from stream.runtime.topic_configs import MessageLimits
+from stream.runtime.topics import events_dead_letter_topic
 from stream.runtime.topology import default_partition
+from stream.settings import get_settings
 
 
 def acknowledged(*args, **kwargs) -> asyncio.Future:
@@ -39,44 +45,33 @@ acknowledged.offset = 0
 @pytest.fixture
 def producer(monkeypatch):
     send = AsyncMock(side_effect=acknowledged)
-    monkeypatch.setattr(agents.app, "_producer", types.SimpleNamespace(send=send))
+    monkeypatch.setattr(app, "_producer", types.SimpleNamespace(send=send))
     return send
 
 
 @pytest.fixture
 def dead_letters(monkeypatch):
     send = AsyncMock(side_effect=acknowledged)
-    monkeypatch.setattr(agents.events_dead_letter_topic, "send", send)
+    monkeypatch.setattr(events_dead_letter_topic, "send", send)
     return send
 
 
-@pytest.fixture(autouse=True)
-def configured():
-    # Normally set at start-up (stream.runtime.worker.declare_worker), with no replay yet.
-    settings = agents.settings
-    agents.configure(load_mapping(settings.mapping.preset, settings.mapping.file), {}, 0)
-
-
-@pytest.fixture(autouse=True)
-def outbox_partitions(monkeypatch):
-    # Normally read from the broker on assignment.
-    monkeypatch.setattr(agents, "outbox_partitions", 8)
-
-
-@pytest.fixture(autouse=True)
-def positions_known():
-    # Normally set once the group's committed offsets are read on assignment.
-    agents.skip_watch.reset({})
-    agents.recent_profiles.clear()
-    agents.positions_known.set()
-    yield
-    agents.positions_known.clear()
-    agents.recent_profiles.clear()
+@pytest.fixture
+def fold():
+    # Normally built at start-up (stream.runtime.worker.declare_worker), with no replay yet,
+    # and told the outbox's partitions and the committed positions on assignment.
+    settings = get_settings()
+    mapping = load_mapping(settings.mapping.preset, settings.mapping.file)
+    config = FoldConfig.build(settings, mapping, FoldMarks(), app, customer_to_profile)
+    config.store.assigned(8, MessageLimits())
+    config.skip_watch.reset({})
+    config.store.positions_known.set()
+    return config
 
 
 def outbox_sends(send: AsyncMock) -> list[tuple[int, list[dict]]]:
     """(partition, records) of every outbox message sent."""
-    topic = agents.settings.topics.outbox
+    topic = get_settings().topics.outbox
     return [
         (call.args[3], orjson.loads(call.args[2]))
         for call in send.call_args_list
@@ -86,7 +81,7 @@ def outbox_sends(send: AsyncMock) -> list[tuple[int, list[dict]]]:
 
 def _fetched(key: bytes, values: list[bytes], first_offset: int) -> list[Fetched]:
     """One partition's records as one fetch delivers them to the fold."""
-    topic = agents.settings.topics.events
+    topic = get_settings().topics.events
     records = [
         types.SimpleNamespace(
             topic=topic, partition=0, offset=first_offset + n, key=key, value=value, headers=[]
@@ -100,11 +95,13 @@ def _carriers(customer_id: str, docs: list[dict], first_offset: int) -> list[Fet
     return _fetched(customer_id.encode(), [orjson.dumps(doc) for doc in docs], first_offset)
 
 
-async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(producer, dead_letters):
+async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(
+    fold, producer, dead_letters
+):
     customer_id = SAMPLE_CUSTOMERS[0]["id"]
     enrolled = sample_events("t1", datetime.now(UTC) - timedelta(minutes=1))[0]
     assert enrolled["customer"]["id"] == customer_id
-    await agents.fold_batch(_carriers(customer_id, [enrolled], 0))
+    await agents.fold_batch(fold, _carriers(customer_id, [enrolled], 0))
     stored = customer_to_profile.data[customer_id]
     assert Profile.from_bytes(stored).customer_id == customer_id
     ((partition, records),) = outbox_sends(producer)
@@ -116,10 +113,10 @@ async def test_a_valid_event_folds_into_the_table_and_queues_the_contact(produce
 
 
 async def test_an_invalid_record_is_dead_lettered_byte_for_byte_and_nothing_is_queued(
-    producer, dead_letters
+    fold, producer, dead_letters
 ):
     raw = b'{"event_id": "e1", "type": "points.earned"'
-    await agents.fold_batch(_fetched(b"c-1", [raw], 0))
+    await agents.fold_batch(fold, _fetched(b"c-1", [raw], 0))
     dead_letters.assert_awaited_once()
     letter = dead_letters.await_args.kwargs
     assert letter["value"] == raw
@@ -129,11 +126,11 @@ async def test_an_invalid_record_is_dead_lettered_byte_for_byte_and_nothing_is_q
     assert outbox_sends(producer) == []
 
 
-async def test_a_folded_batch_stamps_the_time_its_events_were_counted(producer, dead_letters):
+async def test_a_folded_batch_stamps_the_time_its_events_were_counted(fold, producer, dead_letters):
     metrics.LAST_FOLD.set(0)
     enrolled = sample_events("t2", datetime.now(UTC) - timedelta(minutes=1))[0]
     before = time.time()
-    await agents.fold_batch(_carriers(enrolled["customer"]["id"], [enrolled], 0))
+    await agents.fold_batch(fold, _carriers(enrolled["customer"]["id"], [enrolled], 0))
     stamped = metrics.REGISTRY.get_sample_value("loyalty_last_fold_timestamp_seconds")
     assert stamped is not None
     assert before <= stamped <= time.time()
@@ -164,17 +161,17 @@ def _changelog_balances(send: AsyncMock, customer_id: str) -> list[int]:
     ]
 
 
-async def _fold_first_100_points(customer_id: str, at: datetime) -> None:
-    await agents.fold_batch(_carriers(customer_id, [_earned(customer_id, 100, at)], 0))
+async def _fold_first_100_points(fold, customer_id: str, at: datetime) -> None:
+    await agents.fold_batch(fold, _carriers(customer_id, [_earned(customer_id, 100, at)], 0))
     assert _stored_balance(customer_id) == 100
 
 
 async def test_a_failed_changelog_write_leaves_the_store_as_it_was_and_the_redelivery_writes_it(
-    producer, dead_letters
+    fold, producer, dead_letters
 ):
     customer_id = "store-after-changelog-1"
     at = datetime.now(UTC) - timedelta(minutes=1)
-    await _fold_first_100_points(customer_id, at)
+    await _fold_first_100_points(fold, customer_id, at)
     changelog = customer_to_profile.changelog_topic.get_topic_name()
 
     def changelog_fails(*args, **kwargs):
@@ -187,24 +184,24 @@ async def test_a_failed_changelog_write_leaves_the_store_as_it_was_and_the_redel
     fifty = _carriers(customer_id, [_earned(customer_id, 50, at)], 1)
     producer.side_effect = changelog_fails
     with pytest.raises(OSError, match="broker gone"):
-        await agents.fold_batch(fifty)
+        await agents.fold_batch(fold, fifty)
     assert _stored_balance(customer_id) == 100
 
     # The worker stops before committing; the restarted one reads the record again.
-    agents.recent_profiles.clear()
+    fold.store.recent.clear()
     producer.reset_mock(side_effect=True)
     producer.side_effect = acknowledged
-    await agents.fold_batch(fifty)
+    await agents.fold_batch(fold, fifty)
     assert _changelog_balances(producer, customer_id) == [150]
     assert _stored_balance(customer_id) == 150
 
 
 async def test_a_kill_before_the_changelog_acknowledges_finds_the_store_as_it_was(
-    producer, dead_letters
+    fold, producer, dead_letters
 ):
     customer_id = "store-after-changelog-2"
     at = datetime.now(UTC) - timedelta(minutes=1)
-    await _fold_first_100_points(customer_id, at)
+    await _fold_first_100_points(fold, customer_id, at)
     changelog = customer_to_profile.changelog_topic.get_topic_name()
     # What a SIGKILL while the changelog message is in flight would leave on disk.
     stored_in_flight: list[int] = []
@@ -215,6 +212,6 @@ async def test_a_kill_before_the_changelog_acknowledges_finds_the_store_as_it_wa
         return acknowledged(*args, **kwargs)
 
     producer.side_effect = watch_the_store
-    await agents.fold_batch(_carriers(customer_id, [_earned(customer_id, 50, at)], 1))
+    await agents.fold_batch(fold, _carriers(customer_id, [_earned(customer_id, 50, at)], 1))
     assert stored_in_flight == [100]
     assert _stored_balance(customer_id) == 150
