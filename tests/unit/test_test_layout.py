@@ -21,6 +21,8 @@ PROJECT_CHECKS = {
     "test_import_layers.py",
     "test_test_layout.py",
 }
+
+
 def python_files() -> list[Path]:
     return sorted(p for p in TESTS.rglob("*.py") if ".venv" not in p.parts)
 

@@ -23,7 +23,7 @@ from stream.domain.records import version_of
 from stream.domain.sync import SyncRules
 from stream.domain.triggers import TriggerConfig
 from stream.domain.wire import WireFormat
-from tests.conftest import T0, event_doc
+from tests.support.events import T0, event_doc
 
 NOW = T0 + timedelta(minutes=5)
 RULES = SyncRules(load_preset("rivo"), "loyalty", TriggerConfig())

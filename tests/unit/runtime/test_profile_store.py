@@ -15,7 +15,7 @@ from stream.runtime.profile_store import ProfileStore
 from stream.runtime.tables import customer_to_profile
 from stream.runtime.topic_configs import MessageLimits
 from stream.settings import get_settings
-from tests.conftest import make_event
+from tests.support.events import make_event
 
 
 def acknowledged(*args, **kwargs) -> asyncio.Future:
