@@ -609,8 +609,9 @@ def _known_customer(value: object) -> Customer | None:
     if type(value) is not dict:
         return None
     fields = tuple(value.items())
-    if not all(type(v) is str for _, v in fields):
-        return None
+    for _, text in fields:  # a loop: all() over a generator cost a sixth of this function
+        if type(text) is not str:
+            return None
     try:
         return _customer(fields)
     except ValidationError:
