@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from stream.domain.events import InvalidEvent, parse_event
-from tests.conftest import event_doc
+from tests.support.events import event_doc
 
 
 def _parse(customer: dict[str, object]) -> object:
