@@ -16,6 +16,7 @@ LAYERS = ("domain", "ometria", "runtime", "ops")
 
 # Checks of the project as a whole (layers, docs, guides, this layout), not of one module.
 PROJECT_CHECKS = {
+    "test_code_sizes.py",
     "test_docs_links.py",
     "test_going_live_guide.py",
     "test_import_layers.py",
