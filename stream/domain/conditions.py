@@ -1,4 +1,4 @@
-"""CEL conditions and expressions on campaign rules (issue 13); pure.
+"""CEL conditions and expressions on campaign rules; pure.
 
 A condition is a CEL expression (the Common Expression Language Kubernetes uses) over
 `event` (the loyalty event), `before` and `after` (the profile before and after its fold) and

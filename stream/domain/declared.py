@@ -1,4 +1,4 @@
-"""Campaign rules declared in a mapping file, without code (issue 13); pure.
+"""Campaign rules declared in a mapping file, without code; pure.
 
 A declared rule names the Ometria event type it sends, the loyalty event types that trigger
 it, an optional CEL condition and its properties, each a CEL expression over the same

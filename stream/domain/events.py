@@ -115,7 +115,7 @@ def _reward_name(value: object) -> object:
 
 @lru_cache(maxsize=65_536)
 def _is_email(value: str) -> bool:
-    # Syntax only (no DNS: the pure core does no I/O). Cached: the check costs ~0.1 ms and a
+    # Syntax only (no DNS: the pure core does no I/O). Cached: the check is costly and a
     # customer's events repeat the same address.
     try:
         validate_email(value, check_deliverability=False)

@@ -1,4 +1,4 @@
-"""Ometria list membership driven by CEL conditions (issue 13); pure.
+"""Ometria list membership driven by CEL conditions; pure.
 
 A mapping file declares lists (`[[list]]`: an Ometria list id and a condition over `after`, the
 profile). A contact carries `@add_to_lists` / `@remove_from_lists` only when the customer's

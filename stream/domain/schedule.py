@@ -1,4 +1,4 @@
-"""Time-based campaign triggers: what falls due for a profile at a moment (issue 13); pure.
+"""Time-based campaign triggers: what falls due for a profile at a moment; pure.
 
 Each rule derives due moments from the profile alone: N days before `points_expire_at`, an
 unused reward's `expires_at` or `tier.expires_at`; local midnight of the birthday in a

@@ -1,4 +1,4 @@
-"""The erasures topic: every customer erasure of the deployment, kept for good (issue 26).
+"""The erasures topic: every customer erasure of the deployment, kept for good.
 
 One compacted partition, shared by deployments (keys start with the app id). Two kinds of
 record, both keyed by the customer's erased id (stream.domain.erasure.erased_id), never the id:

@@ -1,7 +1,7 @@
 """A fold batch's outbox messages: each partition's records in a few messages, not one per customer.
 
-Each message costs the producer about the same whatever it holds, and a batch used to send one
-per changed customer: more than its contact mapping and its changelog write together. The
+Each message costs the producer about the same whatever it holds, and one per changed customer
+would cost more than its contact mapping and its changelog write together. The
 pusher reads records, not messages (it coalesces by record identity and keeps contact
 versions per outbox partition and contact id), so a message may carry several customers'
 records as long as every customer's records land in the partition that `backfill` and

@@ -137,7 +137,7 @@ def key_slices(table: Any, partition: int, size: int) -> Iterator[list[str]]:
     """The keys the local store holds in one partition, `size` at a time, in key order.
 
     A RocksDB partition is read slice by slice, each from just after the last key of the one
-    before, so no list of every key is ever held (a million decoded keys take about 75 MiB).
+    before, so no list of every key is ever held (it would grow with the customers).
     Keys written between slices are seen if they sort after the position reached; keys
     deleted meanwhile are skipped. A memory store holds every profile in memory anyway: its
     slices are cut from one list of the partition's keys (references, not copies).

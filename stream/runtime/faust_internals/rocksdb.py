@@ -7,7 +7,7 @@ database Faust opens shares one block cache and one write-buffer manager (RocksD
 the memtables of several databases), both sized by the settings.
 
 The SST files' index and bloom-filter blocks go into that cache too: RocksDB otherwise keeps
-them for every open file outside any budget (about 13 MiB per million profiles). They are
+them for every open file outside any budget (they grow with the profiles stored). They are
 partitioned, so that only a small top level stays pinned and a cache smaller than all of them
 holds the partitions in use.
 
