@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import orjson
 import pytest
 
 from stream.ops.cli import prepare_data_dir
@@ -90,31 +89,6 @@ def test_changelog_key_is_the_customer_id_without_faust_json_quotes():
     assert changelog_key(b'"7294851236742"') == "7294851236742"
     with pytest.raises(ValueError, match="not a JSON string"):
         changelog_key(b"42")
-
-
-def test_send_sample_show_sandbox_finds_the_campaign_events_its_own_run_fired():
-    from stream.domain.events import parse_event
-    from stream.domain.profile import fold
-    from stream.domain.triggers import TriggerConfig, fire
-    from stream.ops.cli import of_this_run
-    from stream.ops.samples import sample_events
-
-    now = datetime.now(UTC)
-
-    def fired(run: str) -> list[dict[str, object]]:
-        profiles: dict[str, object] = {}
-        records = []
-        for raw in sample_events(run, now):
-            event = parse_event(orjson.dumps(raw))
-            before = profiles.get(event.customer.id)
-            after = fold(before, event).profile
-            profiles[event.customer.id] = after
-            records += fire(event, before, after, TriggerConfig(), now).records
-        return records
-
-    mine, other = fired("aaaa1111"), fired("bbbb2222")
-    assert mine, "the sample story fires campaign events"
-    assert of_this_run(mine + other, "sample-aaaa1111-") == mine
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, 1), ("0", 0), ("2", 2)])
