@@ -81,8 +81,8 @@ def _show_sandbox(url: str, customer_ids: list[str], run_prefix: str, timeout: f
     events: list[dict[str, Any]] = []
     with httpx.Client(base_url=url, timeout=5) as http:
         while time.monotonic() < deadline:
-            contacts = http.get("/sandbox_command/contacts").json()["contacts"]
-            events = of_this_run(http.get("/sandbox_command/events").json()["events"], run_prefix)
+            contacts = http.get("/_sandbox/contacts").json()["contacts"]
+            events = of_this_run(http.get("/_sandbox/events").json()["events"], run_prefix)
             # Every sample customer with an email fires at least one campaign event per run.
             if {e.get("identity_account_id") for e in events} >= set(customer_ids):
                 break

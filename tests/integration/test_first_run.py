@@ -87,6 +87,18 @@ async def test_fresh_clone_worker_starts_with_only_broker_and_ometria_settings(
         customers = [f"fr-{names.run}-{n}" for n in range(3)]
         await _send(producer, "loyalty.events", customers)
         await _contacts_arrive(sandbox, customers)
+        # The README's demo (`make run`): send-sample waits for what the stand-in received.
+        shown = subprocess.run(
+            [sys.executable, "-m", "stream", "send-sample", "--show-sandbox", sandbox],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
+        assert "Custom events received" in shown.stdout
+        assert "still missing" not in shown.stdout
     finally:
         assert await worker.stop_async() == 0, worker.text()[-3000:]
 
