@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -88,17 +89,18 @@ async def test_fresh_clone_worker_starts_with_only_broker_and_ometria_settings(
         await _send(producer, "loyalty.events", customers)
         await _contacts_arrive(sandbox, customers)
         # The README's demo (`make run`): send-sample waits for what the stand-in received.
-        shown = subprocess.run(
-            [sys.executable, "-m", "stream", "send-sample", "--show-sandbox", sandbox],
+        # Asynchronously: the stand-in answers from this test's event loop.
+        demo = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "stream", "send-sample", "--show-sandbox", sandbox),
             cwd=clone,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
-        assert "Custom events received" in shown.stdout
-        assert "still missing" not in shown.stdout
+        shown = (await asyncio.wait_for(demo.communicate(), timeout=120))[0].decode()
+        assert demo.returncode == 0, shown[-3000:]
+        assert "Custom events received" in shown
+        assert "still missing" not in shown
     finally:
         assert await worker.stop_async() == 0, worker.text()[-3000:]
 
