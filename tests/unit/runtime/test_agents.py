@@ -29,24 +29,7 @@ from stream.runtime.topic_configs import MessageLimits
 from stream.runtime.topics import events_dead_letter_topic
 from stream.runtime.topology import default_partition
 from stream.settings import get_settings
-
-
-def acknowledged(*args, **kwargs) -> asyncio.Future:
-    """What Faust's producer.send returns: a future of the broker's acknowledgement."""
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(types.SimpleNamespace(partition=0, offset=acknowledged.offset))
-    acknowledged.offset += 1
-    return future
-
-
-acknowledged.offset = 0
-
-
-@pytest.fixture
-def producer(monkeypatch):
-    send = AsyncMock(side_effect=acknowledged)
-    monkeypatch.setattr(app, "_producer", types.SimpleNamespace(send=send))
-    return send
+from tests.support.producer import acknowledged
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ order for every writer: the queued sends stored, then the changelog, then the ca
 from __future__ import annotations
 
 import asyncio
-import types
 from unittest.mock import AsyncMock
 
 import pytest
@@ -16,19 +15,6 @@ from stream.runtime.tables import customer_to_profile
 from stream.runtime.topic_configs import MessageLimits
 from stream.settings import get_settings
 from tests.support.events import make_event
-
-
-def acknowledged(*args, **kwargs) -> asyncio.Future:
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(types.SimpleNamespace(partition=0, offset=0))
-    return future
-
-
-@pytest.fixture
-def producer(monkeypatch):
-    send = AsyncMock(side_effect=acknowledged)
-    monkeypatch.setattr(app, "_producer", types.SimpleNamespace(send=send))
-    return send
 
 
 @pytest.fixture
