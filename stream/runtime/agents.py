@@ -23,7 +23,7 @@ from stream import metrics
 from stream.domain.batch_fold import Admitted, BatchFold, Fault, admit_record
 from stream.domain.dlq import DeadLetter
 from stream.domain.profile import Profile
-from stream.domain.wire import WireFormat, WriterSchema, schema_ids
+from stream.domain.wire import WireFormat, WriterSchema
 from stream.runtime.app import app, app_feed, feeding_consumer
 from stream.runtime.erasures import erasure_records
 from stream.runtime.failstop import stop_before_commit
@@ -32,7 +32,7 @@ from stream.runtime.fold_config import FoldConfig
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.profile_store import ProfileStore
 from stream.runtime.reading import read_range
-from stream.runtime.schema_registry import schema_registry, writer_schemas
+from stream.runtime.schema_registry import writer_schemas
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ async def _admit_fetched(
             if first_missing is not None:
                 # Records read back after a skip share the partition of the one that showed it.
                 skipped = await _read_skipped(fold, message, first_missing)
-                if schema_registry is not None and schema_ids([r.value for r in skipped]):
-                    found = await writer_schemas([r.value for r in skipped])
+                found = await writer_schemas(r.value for r in skipped)
+                if found:
                     wire = wire.with_schemas({**wire.schemas, **found})
                 admitted += [admit_record(r, now, fold.window, wire) for r in skipped]
                 read_back.append((item.tp, first_missing, message.offset))
