@@ -593,31 +593,6 @@ def parse_event(raw: bytes | None, *, framing: str = "") -> LoyaltyEvent:
     return parse_document(doc)
 
 
-@lru_cache(maxsize=65_536)
-def _customer(fields: tuple[tuple[str, str], ...]) -> Customer:
-    return Customer.model_validate(dict(fields))
-
-
-def _known_customer(value: object) -> Customer | None:
-    """The envelope's customer, validated, when it is text only; else None.
-
-    A customer's events repeat the same identity, and validating it was a fifth of parsing an
-    event: a frozen model is shared safely. Text values only, so that no two keys the cache
-    holds equal apart (`1 == True`); an invalid one is None, left to the whole event's
-    validation to report in place.
-    """
-    if type(value) is not dict:
-        return None
-    fields = tuple(value.items())
-    for _, text in fields:  # a loop: all() over a generator cost a sixth of this function
-        if type(text) is not str:
-            return None
-    try:
-        return _customer(fields)
-    except ValidationError:
-        return None
-
-
 def parse_document(doc: object, *, expected: str = "a JSON object") -> LoyaltyEvent:
     """Validate a decoded document (JSON's, or an Avro record's) as a loyalty event.
 
@@ -626,9 +601,6 @@ def parse_document(doc: object, *, expected: str = "a JSON object") -> LoyaltyEv
     """
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected {expected}", error_class="SchemaViolation")
-    customer = _known_customer(doc.get("customer"))
-    if customer is not None:
-        doc = {**doc, "customer": customer}
     try:
         event = EVENT_ADAPTER.validate_python(doc)
     except ValidationError as exc:
