@@ -15,12 +15,19 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+from typing import Any
 
 # Allocations minus deallocations between young collections; then the counts of younger
 # collections between older ones.
 YOUNG_THRESHOLD = 100_000
 MIDDLE_THRESHOLD = 20
 OLD_THRESHOLD = 20
+
+# RocksDB's background threads (flushes, compactions) and the recovery's writer each allocate
+# from their own glibc arena, which keeps what they free: at a million customers that was
+# 60-80 MiB more resident memory than at ten thousand. A trim of a few hundred MiB of heap
+# takes milliseconds.
+TRIM_EVERY = 10.0
 
 
 def tune_collector() -> None:
@@ -51,3 +58,12 @@ def release_freed_memory() -> bool:
         return False
     _malloc_trim(0)  # type: ignore[operator]
     return True
+
+
+def declare(faust_app: Any) -> None:
+    """Hand freed memory back to the system every TRIM_EVERY seconds while `faust_app` runs."""
+
+    async def trim() -> None:
+        release_freed_memory()
+
+    faust_app.timer(TRIM_EVERY, name=f"{__name__}.trim")(trim)

@@ -29,7 +29,7 @@ def declare_worker(
     """
     use_settings(settings)
     # Imported here, after the settings: the app, its topics and tables read them as built.
-    from stream.runtime import agents, ometria_jobs, scanner, watchdogs  # noqa: F401
+    from stream.runtime import agents, heap, ometria_jobs, scanner, watchdogs  # noqa: F401
     from stream.runtime.app import app
     from stream.runtime.fold_config import FoldConfig
     from stream.runtime.tables import customer_to_profile
@@ -40,4 +40,5 @@ def declare_worker(
     agents.declare(app, fold)
     scanner.declare(app, fold.store, scanner.schedule_of(mapping, settings))
     watchdogs.declare(app, fold)
+    heap.declare(app)
     return app

@@ -17,6 +17,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from stream.runtime.faust_internals import rocksdb
 from stream.runtime.faust_internals.changelog_events import (
     ChangelogEvent,
     ChangelogMessage,
@@ -88,11 +89,20 @@ async def read_changelogs(
             writing = asyncio.ensure_future(_apply(by_table, reached, offsets, progress))
         if writing is not None:
             await asyncio.shield(writing)
+        await _flush({recovery.tp_to_table[tp] for tp in plan})
     finally:
         if writing is not None and not writing.done():
             # A rebalance cancelled the read: let the write in flight land before a new
             # recovery reads the store's persisted offsets.
             await asyncio.wait([writing])
+
+
+async def _flush(tables: set[Any]) -> None:
+    """Flush what the read wrote: the thread that wrote it allocated its memtables, and the
+    memory a flush frees there is handed back (release_freed_memory) only once it is free."""
+    for table in tables:
+        if not isinstance(table.data, MemoryStore):
+            await asyncio.to_thread(rocksdb.flush_memtables, table.data)
 
 
 def _seek_plan(consumer: AIOKafkaConsumer, plan: dict[TP, int]) -> dict[TopicPartition, TP]:

@@ -66,5 +66,12 @@ def install(settings: RocksDBSettings) -> None:
     metrics.ROCKSDB_MEMORY.labels("memtables").set_function(manager.get_usage)
 
 
+def flush_memtables(store: Any) -> None:
+    """Write the memtables of every database `store` holds open to disk (nothing if it is not
+    a RocksDB store): what a recovery wrote then leaves memory at once, not at the next flush."""
+    for db in list(getattr(store, "_dbs", {}).values()):
+        db.flush(True)  # rocksdict: wait for it
+
+
 # What `install` made, for /metrics and the tests.
 installed: dict[str, Any] = {}

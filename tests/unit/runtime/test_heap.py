@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from stream.runtime import heap
 from stream.runtime.heap import release_freed_memory
 
 
@@ -23,3 +24,27 @@ def test_memory_freed_between_records_still_held_is_handed_back():
     after = _resident_bytes()
     assert before - after > 50 * 1024 * 1024, (before, after)
     assert len(kept) == 1250
+
+
+class _TimerApp:
+    """What `heap.declare` asks of a Faust app: `timer(interval, name=...)` as a decorator."""
+
+    def __init__(self) -> None:
+        self.timers: dict[float, object] = {}
+
+    def timer(self, interval: float, *, name: str):
+        def register(function):
+            self.timers[interval] = function
+            return function
+
+        return register
+
+
+async def test_the_worker_trims_freed_memory_every_trim_interval(monkeypatch):
+    trims: list[int] = []
+    monkeypatch.setattr(heap, "_malloc_trim", trims.append)
+    app = _TimerApp()
+    heap.declare(app)
+    assert list(app.timers) == [heap.TRIM_EVERY]
+    await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
+    assert trims == [0]

@@ -13,6 +13,7 @@ import faust
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
+from stream.runtime.faust_internals import rocksdb as faust_rocksdb
 from stream.runtime.faust_internals.changelog_events import ChangelogEvent, ChangelogMessage
 from stream.runtime.faust_internals.recovery import install
 
@@ -137,6 +138,25 @@ def test_the_rocksdb_store_applies_stand_in_events_and_persists_the_offset(tmp_p
     assert db[b'"a"'] == b"a2"
     assert db.get(b'"b"') is None
     assert store.persisted_offset(TP(TOPIC, 0)) == 3
+
+
+def test_flush_memtables_writes_what_a_rocksdb_store_holds_in_memory_to_disk(tmp_path):
+    app, table = _app("t-recovery-flush", "rocksdb://", tmp_path)
+    table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
+    store = table.data  # type: ignore[attr-defined]
+    db = store._db_for_partition(0)
+    in_memory = "rocksdb.num-entries-active-mem-table"
+    assert db.property_int_value(in_memory) > 0
+    faust_rocksdb.flush_memtables(store)
+    assert db.property_int_value(in_memory) == 0
+    assert db[b'"a"'] == b"a2"
+
+
+def test_flush_memtables_leaves_a_memory_store_alone(tmp_path):
+    app, table = _app("t-recovery-flush-memory", "memory://", tmp_path)
+    table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
+    faust_rocksdb.flush_memtables(table.data)  # type: ignore[attr-defined]
+    assert dict(table.data.data) == {"a": b"a2"}  # type: ignore[attr-defined]
 
 
 def test_install_wraps_seek_offsets_once_and_keeps_the_original_behind_it():
