@@ -24,6 +24,7 @@ from stream.runtime.faust_internals.context import (
     keys_in_partition,
     write_through_changelog,
 )
+from tests.support.faust_tables import profile_table
 
 
 @pytest.fixture
@@ -70,23 +71,6 @@ def test_faust_rocksdb_store_still_has_what_key_slices_reads():
 # What the partition-scoped reads and writes rely on in faust-streaming
 
 
-def _app_table(name: str, store: str, tmp_path) -> tuple[faust.App, object]:
-    # Raw keys and values, as the worker's app (stream.runtime.app) has them.
-    app = faust.App(
-        name, store=store, datadir=str(tmp_path), key_serializer="raw", value_serializer="raw"
-    )
-    table = app.Table(
-        "customer_to_profile",
-        default=None,
-        partitions=4,
-        value_type=bytes,
-        schema=faust.Schema(
-            key_type=str, key_serializer="raw", value_type=bytes, value_serializer="raw"
-        ),
-    )
-    return app, table
-
-
 class _Event:
     """What a store reads of the current event: its message's partition."""
 
@@ -105,7 +89,9 @@ def test_current_event_reads_the_context_variable_the_stand_in_is_set_in():
 
 
 def test_a_rocksdb_store_writes_and_reads_the_current_events_partition(tmp_path):
-    _, table = _app_table("t-context-rocksdb", "rocksdb://", tmp_path)
+    _, table = profile_table(
+        "t-context-rocksdb", "rocksdb://", tmp_path, partitions=4, raw_app=True
+    )
     store = table.data  # type: ignore[attr-defined]
     stand_in = _Event(2)
     token = _current_event.set(weakref.ref(stand_in))  # type: ignore[arg-type]
@@ -122,7 +108,7 @@ def test_a_rocksdb_store_writes_and_reads_the_current_events_partition(tmp_path)
 
 
 def test_a_memory_store_keeps_one_dict_and_each_recovered_keys_partition(tmp_path):
-    _, table = _app_table("t-context-memory", "memory://", tmp_path)
+    _, table = profile_table("t-context-memory", "memory://", tmp_path, partitions=4, raw_app=True)
     store = table.data  # type: ignore[attr-defined]
     assert isinstance(store, MemoryStore)
     message = types.SimpleNamespace(partition=3, offset=0, value=b"a1")
@@ -135,7 +121,9 @@ def test_a_memory_store_keeps_one_dict_and_each_recovered_keys_partition(tmp_pat
 
 
 def test_the_changelog_message_is_the_one_faust_makes_and_sends(tmp_path):
-    _, table = _app_table("t-context-changelog", "memory://", tmp_path)
+    _, table = profile_table(
+        "t-context-changelog", "memory://", tmp_path, partitions=4, raw_app=True
+    )
     changelog = table.changelog_topic  # type: ignore[attr-defined]
     assert changelog.get_topic_name() == "t-context-changelog-customer_to_profile-changelog"
     raw_key, _ = changelog.prepare_key("a", table.key_serializer, None, None)  # type: ignore[attr-defined]
@@ -156,7 +144,7 @@ def test_the_changelog_message_is_the_one_faust_makes_and_sends(tmp_path):
 
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
 async def test_writes_go_to_the_changelog_first_then_to_the_partitions_store(tmp_path, store):
-    app, table = _app_table("t-context-write", store, tmp_path)
+    app, table = profile_table("t-context-write", store, tmp_path, partitions=4, raw_app=True)
     sent: list[tuple] = []
 
     async def send(topic, key, value, partition, timestamp, headers):

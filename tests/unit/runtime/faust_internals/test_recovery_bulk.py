@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import AsyncMock, MagicMock
 
@@ -16,6 +15,7 @@ from faust.types import TP
 from stream.runtime.faust_internals import rocksdb as faust_rocksdb
 from stream.runtime.faust_internals.changelog_events import ChangelogEvent, ChangelogMessage
 from stream.runtime.faust_internals.recovery import install
+from tests.support.faust_tables import profile_table
 
 TOPIC = "t-customer_to_profile-changelog"
 
@@ -109,29 +109,15 @@ def _events(app: faust.App, table: object) -> list[ChangelogEvent]:
     ]
 
 
-def _app(name: str, store: str, tmp_path: Path) -> tuple[faust.App, object]:
-    app = faust.App(name, store=store, datadir=str(tmp_path))
-    table = app.Table(
-        "customer_to_profile",
-        default=None,
-        partitions=1,
-        value_type=bytes,
-        schema=faust.Schema(
-            key_type=str, key_serializer="raw", value_type=bytes, value_serializer="raw"
-        ),
-    )
-    return app, table
-
-
 def test_the_memory_store_applies_stand_in_events_with_tombstones(tmp_path):
-    app, table = _app("t-recovery-memory", "memory://", tmp_path)
+    app, table = profile_table("t-recovery-memory", "memory://", tmp_path)
     table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
     store = table.data  # type: ignore[attr-defined]
     assert dict(store.data) == {"a": b"a2"}
 
 
 def test_the_rocksdb_store_applies_stand_in_events_and_persists_the_offset(tmp_path):
-    app, table = _app("t-recovery-rocksdb", "rocksdb://", tmp_path)
+    app, table = profile_table("t-recovery-rocksdb", "rocksdb://", tmp_path)
     table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
     store = table.data  # type: ignore[attr-defined]
     db = store._db_for_partition(0)
@@ -141,7 +127,7 @@ def test_the_rocksdb_store_applies_stand_in_events_and_persists_the_offset(tmp_p
 
 
 def test_flush_memtables_writes_what_a_rocksdb_store_holds_in_memory_to_disk(tmp_path):
-    app, table = _app("t-recovery-flush", "rocksdb://", tmp_path)
+    app, table = profile_table("t-recovery-flush", "rocksdb://", tmp_path)
     table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
     store = table.data  # type: ignore[attr-defined]
     db = store._db_for_partition(0)
@@ -153,7 +139,7 @@ def test_flush_memtables_writes_what_a_rocksdb_store_holds_in_memory_to_disk(tmp
 
 
 def test_flush_memtables_leaves_a_memory_store_alone(tmp_path):
-    app, table = _app("t-recovery-flush-memory", "memory://", tmp_path)
+    app, table = profile_table("t-recovery-flush-memory", "memory://", tmp_path)
     table.apply_changelog_batch(_events(app, table))  # type: ignore[attr-defined]
     faust_rocksdb.flush_memtables(table.data)  # type: ignore[attr-defined]
     assert dict(table.data.data) == {"a": b"a2"}  # type: ignore[attr-defined]
