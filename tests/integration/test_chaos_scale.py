@@ -14,14 +14,14 @@ import signal
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream.domain.profile import Profile
 from stream.runtime.failstop import EXIT_STOPPED_BEFORE_COMMIT
 from tests.support.catalogue import generate
-from tests.support.kafka import BOOTSTRAP, committed_to_the_end
+from tests.support.kafka import BOOTSTRAP, committed_to_the_end, known_partitions
 from tests.support.processes import Worker, second_worker, start_ready, web_get
 from tests.support.scenarios import produce_all, set_faults
 from tests.support.waiting import poll, sandbox_get, settle
@@ -39,9 +39,7 @@ async def read_to_end(topic: str, timeout: float = 30.0) -> dict[int, list]:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        assert partitions, f"no partitions known for {topic}"
+        partitions = await known_partitions(consumer, topic)
         ends = await consumer.end_offsets(partitions)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from stream.domain.erasure import erased_id
 from stream.runtime.erasures import ometria_key, pending_in_ometria, pending_value
 from stream.runtime.kafka_admin import partition_ids
 from stream.runtime.topology import ensure_topics
-from tests.support.kafka import BOOTSTRAP, names_settings, read_topic
+from tests.support.kafka import BOOTSTRAP, known_partitions, names_settings, read_topic
 from tests.support.processes import command_env, run_cli
 
 
@@ -20,8 +20,7 @@ async def _end_offsets(topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        partitions = await known_partitions(consumer, topic)
         return {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
     finally:
         await consumer.stop()

@@ -123,15 +123,21 @@ async def read_topic(topic: str, expected: int, timeout: float = 30.0):
         await consumer.stop()
 
 
+async def known_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic`, asked of the broker (there must be some)."""
+    # A consumer that subscribes to nothing knows no topic until it asks for one.
+    await consumer._client.force_metadata_update()
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    assert partitions, f"no partitions known for {topic}"
+    return partitions
+
+
 async def committed_to_the_end(group: str, topic: str) -> dict[int, tuple[int, int]]:
     """Per partition of `topic`: (the group's committed offset, the end offset)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group)
     await consumer.start()
     try:
-        # A consumer that subscribes to nothing knows no topic until it asks for one.
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        assert partitions, f"no partitions known for {topic}"
+        partitions = await known_partitions(consumer, topic)
         ends = await consumer.end_offsets(partitions)
         return {tp.partition: ((await consumer.committed(tp)) or 0, ends[tp]) for tp in partitions}
     finally:
