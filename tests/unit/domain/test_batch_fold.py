@@ -105,12 +105,28 @@ def test_fold_an_invalid_record_returns_its_reason_and_counts_it():
 def test_fold_an_unreadable_profile_dead_letters_its_events_as_internal_errors():
     batch = BatchFold(RULES, FoldMarks(), {"c1": ValueError("corrupt")}, Erasures(), NOW)
 
-    fault = batch.fold(admitted(1, earned(10)))
+    faults = [batch.fold(admitted(1, earned(10))), batch.fold(admitted(2, earned(5)))]
 
-    assert fault is not None
-    assert fault.error_class == "ValueError"
-    assert fault.reason == "internal error: corrupt"
-    assert batch.counts == {("unknown", "failed"): 1}
+    for fault in faults:  # every one of the customer's events, not only the first
+        assert fault is not None
+        assert fault.error_class == "ValueError"
+        assert fault.reason == "internal error: corrupt"
+    assert batch.counts == {("unknown", "failed"): 2}
+    assert list(batch.writes()) == []
+
+
+def test_fold_lets_go_of_each_stored_profile_once_it_folds_the_customer():
+    (stored,) = [w.profile for w in folded([admitted(0, enrolled())]).writes()]
+    handed = {"c1": stored, "c2": None}
+    batch = BatchFold(RULES, FoldMarks(), handed, Erasures(), NOW)
+
+    assert batch.fold(admitted(3, earned(10))) is None
+
+    # The read version is not held to the batch's end (a million customers: 5,000 of them).
+    assert handed == {"c2": None}
+    (write,) = batch.writes()
+    assert write.profile is not None
+    assert write.profile.points.balance == 10
 
 
 def test_fold_an_erasure_drops_what_the_batch_folded_before_and_deletes_the_profile():
