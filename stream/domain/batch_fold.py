@@ -110,7 +110,7 @@ class BatchFold:
         now: datetime,
     ) -> None:
         """`profiles`: each admitted customer's stored profile, or the error reading it; the
-        batch takes the dict over and empties it as it folds (the caller keeps no reference)."""
+        batch takes each profile out of the dict as it folds the customer."""
         self._rules = rules
         self._marks = marks
         self._stored = profiles

@@ -230,10 +230,8 @@ async def fold_batch(
     # How records are framed, with the writer schemas of the batch's framed records.
     wire = fold.wire.with_schemas(schemas or {})
     admitted, read_back = await _admit_fetched(fold, fetched, wire, now)
-    # Handed over, not kept: the batch frees each stored profile once it has folded it.
-    batch = BatchFold(
-        fold.rules, fold.marks, await _read_profiles(fold.store, admitted), fold.erasures, now
-    )
+    profiles = await _read_profiles(fold.store, admitted)
+    batch = BatchFold(fold.rules, fold.marks, profiles, fold.erasures, now)
     stored = await _fold_admitted(fold, batch, admitted)
     writes, outbox = await _outbox_of(fold, batch)
     stored += await fold.store.send_outbox(outbox)
