@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream.ops.exit_codes import ExitCode
-from stream.runtime.heap import tune_collector
+from stream.runtime.heap import WORKER_YOUNG_THRESHOLD, tune_collector
 from stream.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ def worker_command(_: argparse.Namespace) -> int:
     ):
         print(f"worker: replay reset the table: removed {app.conf.tabledir}", file=sys.stderr)
     config = _logging_config(settings, "worker")
-    tune_collector()
+    # Its timer (stream.runtime.heap.declare, in declare_worker) collects what batches do not.
+    tune_collector(WORKER_YOUNG_THRESHOLD)
     worker = faust.Worker(
         app, loop=loop, loglevel=settings.log_level.upper(), logging_config=config
     )

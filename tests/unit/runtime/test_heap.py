@@ -40,11 +40,47 @@ class _TimerApp:
         return register
 
 
-async def test_the_worker_trims_freed_memory_every_trim_interval(monkeypatch):
-    trims: list[int] = []
-    monkeypatch.setattr(heap, "_malloc_trim", trims.append)
+async def test_the_worker_collects_then_trims_every_trim_interval(monkeypatch):
+    done: list[str] = []
+    monkeypatch.setattr(heap, "_malloc_trim", lambda pad: done.append(f"trim {pad}"))
+    monkeypatch.setattr(heap.gc, "collect", lambda generation: done.append(f"gc {generation}"))
     app = _TimerApp()
     heap.declare(app)
     assert list(app.timers) == [heap.TRIM_EVERY]
-    await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
-    assert trims == [0]
+    for _ in range(heap.FULL_EVERY):
+        await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
+    # The young generations every time, everything every FULL_EVERY-th; the trim after.
+    assert done == ["gc 1", "trim 0"] * (heap.FULL_EVERY - 1) + ["gc 2", "trim 0"]
+
+
+async def test_the_worker_timer_frees_a_reference_cycle_the_threshold_leaves_alone():
+    # The worker's threshold sits above a batch's working set: a cycle left behind (here an
+    # exception holding the frame that holds it), even one a young collection has already
+    # moved on, waits for the timer, which frees it.
+    freed: list[str] = []
+
+    class Held:
+        def __del__(self) -> None:
+            freed.append("held")
+
+    def raise_and_keep() -> ValueError:
+        held = Held()  # noqa: F841 - a local of the frame the traceback holds
+        try:
+            raise ValueError("kept")
+        except ValueError as exc:
+            kept = exc  # the frame -> the exception -> its traceback -> the frame
+        return kept
+
+    app = _TimerApp()
+    heap.declare(app)
+    thresholds = heap.gc.get_threshold()
+    try:
+        heap.gc.set_threshold(heap.WORKER_YOUNG_THRESHOLD, heap.MIDDLE_THRESHOLD)
+        kept = raise_and_keep()
+        heap.gc.collect(0)  # survives a young collection: now in the middle generation
+        del kept
+        assert freed == []  # a cycle: reference counting alone cannot free it
+        await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
+        assert freed == ["held"]
+    finally:
+        heap.gc.set_threshold(*thresholds)
