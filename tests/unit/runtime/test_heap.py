@@ -40,17 +40,20 @@ class _TimerApp:
         return register
 
 
-async def test_the_worker_collects_then_trims_every_trim_interval(monkeypatch):
+async def test_the_worker_collects_and_trims_on_their_own_timers(monkeypatch):
     done: list[str] = []
     monkeypatch.setattr(heap, "_malloc_trim", lambda pad: done.append(f"trim {pad}"))
     monkeypatch.setattr(heap.gc, "collect", lambda generation: done.append(f"gc {generation}"))
     app = _TimerApp()
     heap.declare(app)
-    assert list(app.timers) == [heap.TRIM_EVERY]
+    assert sorted(app.timers) == sorted([heap.TRIM_EVERY, heap.COLLECT_EVERY])
+    await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
+    assert done == ["trim 0"]
+    done.clear()
     for _ in range(heap.FULL_EVERY):
-        await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
-    # The young generations every time, everything every FULL_EVERY-th; the trim after.
-    assert done == ["gc 1", "trim 0"] * (heap.FULL_EVERY - 1) + ["gc 2", "trim 0"]
+        await app.timers[heap.COLLECT_EVERY]()  # type: ignore[operator]
+    # The young generations every time, everything every FULL_EVERY-th.
+    assert done == ["gc 1"] * (heap.FULL_EVERY - 1) + ["gc 2"]
 
 
 async def test_the_worker_timer_frees_a_reference_cycle_the_threshold_leaves_alone():
@@ -80,7 +83,7 @@ async def test_the_worker_timer_frees_a_reference_cycle_the_threshold_leaves_alo
         heap.gc.collect(0)  # survives a young collection: now in the middle generation
         del kept
         assert freed == []  # a cycle: reference counting alone cannot free it
-        await app.timers[heap.TRIM_EVERY]()  # type: ignore[operator]
+        await app.timers[heap.COLLECT_EVERY]()  # type: ignore[operator]
         assert freed == ["held"]
     finally:
         heap.gc.set_threshold(*thresholds)
