@@ -18,9 +18,9 @@ MIB = 1024 * 1024
 
 def test_the_rocksdb_budgets_are_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("STREAM_ROCKSDB__BLOCK_CACHE_MIB", "128")
-    monkeypatch.setenv("STREAM_ROCKSDB__WRITE_BUFFERS_MIB", "32")
+    monkeypatch.setenv("STREAM_ROCKSDB__WRITE_BUFFERS_MIB", "48")
     settings = load_settings().rocksdb
-    assert (settings.block_cache_mib, settings.write_buffers_mib) == (128, 32)
+    assert (settings.block_cache_mib, settings.write_buffers_mib) == (128, 48)
 
 
 def test_faust_opens_every_database_with_as_options():
