@@ -411,7 +411,8 @@ class FoldSettings(_Section):
     )
     window: Annotated[timedelta, Field(gt=timedelta(0))] = Field(
         default=timedelta(seconds=2),
-        description="A batch is what arrived within this: live events wait up to it.",
+        description="The longest a batch waits to fill while a partition still has records "
+        "to read; once every partition is read to its end, the batch folds at once.",
     )
     profile_cache: int = Field(
         default=10_000,

@@ -246,9 +246,9 @@ async def fold_batch(
 async def fold_forever(fold: FoldConfig, feed: RecordFeed) -> None:
     """Fold the feed's batches as they come; stop the worker if one is not safely stored."""
     consumer = feeding_consumer()
-    # A batch is whatever arrived within the window, at most a batch size of records
-    # (STREAM_FOLD__*): each customer's profile is read and written once per batch and its
-    # contact sent once, and the broker's acknowledgements are awaited once per batch.
+    # A batch is what arrived within the window, or all there was to read, at most a batch
+    # size of records (STREAM_FOLD__*): each customer's profile is read and written once per
+    # batch and its contact sent once, and the broker's acknowledgements awaited once per batch.
     size, within = fold.settings.fold.batch_size, fold.settings.fold.window.total_seconds()
     async for fetched in feed.batches(size, within):
         try:

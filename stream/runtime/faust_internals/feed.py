@@ -28,6 +28,10 @@ tests/unit/runtime/faust_internals/test_feed.py):
   when the consumer starts: `_ConsumerThread` lowers it in between (see FETCH_MAX_WAIT_MS).
 - `ack()` enters an offset in `_acked` and `_acked_index` (when at or above
   `_committed_offset`), and the commit takes the consecutive run from `_acked`.
+- `Consumer.highwater(tp)` is aiokafka's, which its fetcher sets from each fetch response: a
+  list whose last offset is just below it leaves nothing more to fetch for now, and a batch
+  stops waiting for more once every partition's latest list did (a transactional producer's
+  commit marker sits past the last record, so its partitions wait the window, as all did before).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Fetched:
     tp: Any
     records: list[Any]
     generation: int
+    # Whether the list reached the partition's end (its high watermark) as of the fetch.
+    at_end: bool = False
 
 
 class RecordFeed:
@@ -74,6 +80,8 @@ class RecordFeed:
         self._changed = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Partitions whose latest list did not reach their end: more is coming for them.
+        self._behind: set[Any] = set()
 
     def __len__(self) -> int:
         """The records queued."""
@@ -86,12 +94,17 @@ class RecordFeed:
             await self._changed.wait()
         self._queued.append(fetched)
         self._count += len(fetched.records)
+        if fetched.at_end:
+            self._behind.discard(fetched.tp)
+        else:
+            self._behind.add(fetched.tp)
         self._changed.set()
 
     def clear(self) -> None:
         """Drop every queued list (a rebalance: Faust seeks back to the committed offsets)."""
         self._queued.clear()
         self._count = 0
+        self._behind.clear()
         self._changed.set()
 
     async def wait_idle(self) -> None:
@@ -112,13 +125,18 @@ class RecordFeed:
             self._idle.set()
 
     async def batches(self, size: int, within: float) -> AsyncIterator[list[Fetched]]:
-        """Lists in batches of about `size` records, or what came within `within` seconds."""
+        """Lists in batches of about `size` records, or what came within `within` seconds, or
+        everything there was once every partition's latest list reached its end."""
         while True:
             batch = [await self._take()]
             count = len(batch[0].records)
             deadline = time.monotonic() + within
             while count < size:
                 if not self._queued:
+                    if not self._behind:
+                        # Nothing more to read: waiting would only delay what was read (at the
+                        # end of a backlog, its last batch; live, each event by the window).
+                        break
                     try:
                         async with asyncio.timeout(deadline - time.monotonic()):
                             await self._wait_for_more()
@@ -183,11 +201,13 @@ class FeedingConsumer(Consumer):
                 return
             if active is not None and tp not in active and tp not in self._buffered_partitions:
                 continue
-            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            highwater = self.highwater(tp)
+            self.app.monitor.track_tp_end_offset(tp, highwater)
             if feed is not None and tp.topic == feed.topic:
                 fresh = self._unread(tp, fetched)
                 if fresh:
-                    await feed.put(Fetched(tp, fresh, generation))
+                    at_end = highwater is not None and fresh[-1].offset + 1 >= highwater
+                    await feed.put(Fetched(tp, fresh, generation, at_end))
                 continue
             to_message = self._to_message
             for record in fetched:

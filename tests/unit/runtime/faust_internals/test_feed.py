@@ -9,6 +9,7 @@ import types
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import Fetcher
 from faust.app.base import App
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
@@ -117,6 +118,12 @@ def test_faust_builds_the_worker_consumer_in_its_thread_and_aiokafka_reads_the_w
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
 
 
+def test_the_highwater_faust_hands_over_is_the_one_aiokafka_fetches_with_the_records():
+    assert "self._thread.highwater(tp)" in inspect.getsource(ThreadDelegateConsumer.highwater)
+    assert ".highwater(tp)" in inspect.getsource(AIOKafkaConsumerThread.highwater)
+    assert "tp_state.highwater = highwater" in inspect.getsource(Fetcher._proc_fetch_request)
+
+
 class _Message:
     def __init__(self, tp: TP, offset: int) -> None:
         self.acked = False
@@ -149,6 +156,18 @@ async def test_the_events_topic_goes_to_the_feed_in_lists_and_other_topics_to_fa
         assert [record.offset for record in batch[0].records] == [10, 11, 13]
         assert batch[0].generation == 1
         break
+
+
+async def test_a_list_is_at_its_partitions_end_when_its_last_offset_is_below_the_highwater(
+    consumer,
+):
+    # The fixture's highwater is 1000: the next offset to be written.
+    _fetching(
+        consumer, {TP(EVENTS, 0): [_record(EVENTS, 998)], TP(EVENTS, 1): [_record(EVENTS, 999)]}
+    )
+    await _drain(consumer)
+    batch = await anext(consumer.feed.batches(2, within=0))
+    assert [(fetched.tp.partition, fetched.at_end) for fetched in batch] == [(0, False), (1, True)]
 
 
 async def test_records_below_the_read_offset_are_not_fed_again(consumer):
@@ -281,6 +300,47 @@ async def test_a_batch_ends_after_its_window_with_what_came():
     await feed.put(_fetched(range(3)))
     batch = await asyncio.wait_for(anext(feed.batches(20_000, within=0.05)), timeout=5)
     assert sum(len(fetched.records) for fetched in batch) == 3
+
+
+def _listed(partition: int, offsets: range, at_end: bool) -> Fetched:
+    records = [_record(EVENTS, offset) for offset in offsets]
+    return Fetched(TP(EVENTS, partition), records, 1, at_end)
+
+
+async def test_a_batch_ends_at_once_when_every_partition_was_read_to_its_end():
+    feed = RecordFeed(EVENTS, capacity=100)
+    await feed.put(_listed(0, range(0, 3), at_end=False))
+    await feed.put(_listed(1, range(0, 2), at_end=True))
+    await feed.put(_listed(0, range(3, 5), at_end=True))
+    # A window of a minute: the batch is only handed over within the timeout if it is not waited.
+    batch = await asyncio.wait_for(anext(feed.batches(20_000, within=60)), timeout=5)
+    assert [len(fetched.records) for fetched in batch] == [3, 2, 2]
+
+
+async def test_a_batch_waits_for_a_partition_whose_latest_list_did_not_reach_its_end():
+    feed = RecordFeed(EVENTS, capacity=100)
+    await feed.put(_listed(0, range(0, 3), at_end=True))
+    await feed.put(_listed(1, range(0, 2), at_end=False))
+    taking = asyncio.ensure_future(anext(feed.batches(20_000, within=60)))
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the batch take both lists and wait for more
+    assert not taking.done()
+    await feed.put(_listed(1, range(2, 4), at_end=True))
+    batch = await asyncio.wait_for(taking, timeout=5)
+    assert [(fetched.tp.partition, len(fetched.records)) for fetched in batch] == [
+        (0, 3),
+        (1, 2),
+        (1, 2),
+    ]
+
+
+async def test_a_clear_forgets_the_partitions_that_were_behind():
+    feed = RecordFeed(EVENTS, capacity=100)
+    await feed.put(_listed(1, range(0, 2), at_end=False))
+    feed.clear()  # a revocation: partition 1 may be another worker's now
+    await feed.put(_listed(0, range(0, 3), at_end=True))
+    batch = await asyncio.wait_for(anext(feed.batches(20_000, within=60)), timeout=5)
+    assert [fetched.tp.partition for fetched in batch] == [0]
 
 
 async def test_a_clear_releases_a_fetcher_waiting_for_room():
