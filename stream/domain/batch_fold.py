@@ -84,11 +84,17 @@ class FoldMarks:
 
 
 def admit_record(
-    record: InputRecord, now: datetime, window: EventWindow, wire: WireFormat
+    record: InputRecord,
+    now: datetime,
+    window: EventWindow,
+    wire: WireFormat,
+    known_email: str | None = None,
 ) -> Admitted:
-    """The event `record` holds, or the reason it is dead-lettered (a bug's included)."""
+    """The event `record` holds, or the reason it is dead-lettered (a bug's included);
+    `known_email`: see `stream.domain.intake.admit`."""
     try:
-        return Admitted(record, admit(record.value, record.key, now, window, wire))
+        event = admit(record.value, record.key, now, window, wire, known_email)
+        return Admitted(record, event)
     except InvalidEvent as exc:
         return Admitted(record, None, invalid=exc)
     except SchemaNotResolved:

@@ -27,6 +27,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
 )
 from pydantic_core import ErrorDetails
@@ -34,6 +35,8 @@ from pydantic_core import ErrorDetails
 from stream.errors import LoyaltyStreamError
 
 MAX_EVENT_BYTES = 64 * 1024
+# The validation context's key for an email address already checked (see `parse_document`).
+KNOWN_EMAIL = "known_email"
 # Ometria caps string properties at 512 characters: a longer value is rejected here, with its
 # field named, rather than cut short on the way out.
 MAX_TEXT_CHARS = 512
@@ -124,7 +127,12 @@ def _is_email(value: str) -> bool:
     return True
 
 
-def _email(value: str) -> str:
+def _email(value: str, info: ValidationInfo) -> str:
+    # The address the customer's stored profile holds passed this check when it was folded:
+    # at a million customers most addresses are not in `_is_email`'s cache, and the check
+    # (about 40 µs) cost more than the rest of the event's validation.
+    if info.context is not None and value == info.context.get(KNOWN_EMAIL):
+        return value
     # email-validator's own messages quote the characters or the domain label they refuse.
     if not _is_email(value):
         raise _Rule("expected an email address such as name@example.com (RFC 5322 syntax)")
@@ -574,11 +582,14 @@ def check_record(raw: bytes | None) -> bytes:
     return raw
 
 
-def parse_event(raw: bytes | None, *, framing: str = "") -> LoyaltyEvent:
+def parse_event(
+    raw: bytes | None, *, framing: str = "", known_email: str | None = None
+) -> LoyaltyEvent:
     """Parse one Kafka record value (or a framed record's JSON payload) into a loyalty event.
 
     Args:
         framing: words on the framing the JSON came in, appended to a JSON syntax reason.
+        known_email: see `parse_document`.
 
     Raises:
         InvalidEvent: the bytes are not a valid event; the reason names the field and the rule.
@@ -590,19 +601,26 @@ def parse_event(raw: bytes | None, *, framing: str = "") -> LoyaltyEvent:
         raise InvalidEvent(
             f"not UTF-8 JSON{framing}: {exc}", error_class="UnparsableJSON"
         ) from None
-    return parse_document(doc)
+    return parse_document(doc, known_email=known_email)
 
 
-def parse_document(doc: object, *, expected: str = "a JSON object") -> LoyaltyEvent:
+def parse_document(
+    doc: object, *, expected: str = "a JSON object", known_email: str | None = None
+) -> LoyaltyEvent:
     """Validate a decoded document (JSON's, or an Avro record's) as a loyalty event.
+
+    Args:
+        known_email: an address that passed the email check before (the one the customer's
+            stored profile holds); an email field holding exactly it is not checked again.
 
     Raises:
         InvalidEvent: the reason names the field and the rule.
     """
     if not isinstance(doc, dict):
         raise InvalidEvent(f"expected {expected}", error_class="SchemaViolation")
+    context = {KNOWN_EMAIL: known_email} if known_email is not None else None
     try:
-        event = EVENT_ADAPTER.validate_python(doc)
+        event = EVENT_ADAPTER.validate_python(doc, context=context)
     except ValidationError as exc:
         raise InvalidEvent(_describe(exc, doc), error_class="SchemaViolation") from None
     return event

@@ -74,8 +74,11 @@ def check_time(event: LoyaltyEvent, now: datetime, window: EventWindow) -> None:
         )
 
 
-def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEvent:
-    """The event a record value holds, plain JSON or framed by a Schema Registry serializer.
+def read_event(
+    value: bytes | None, wire: WireFormat = PLAIN_JSON, known_email: str | None = None
+) -> LoyaltyEvent:
+    """The event a record value holds, plain JSON or framed by a Schema Registry serializer;
+    `known_email`: see `stream.domain.events.parse_document`.
 
     Raises:
         InvalidEvent: the record must be dead-lettered; `reason` says what was expected.
@@ -90,7 +93,7 @@ def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEve
                 "STREAM_REGISTRY__ACCEPT_UNFRAMED is false",
                 error_class="Unframed",
             )
-        return parse_event(value)
+        return parse_event(value, known_email=known_email)
     raw = check_record(value)
     schema_id = schema_id_of(raw)
     assert schema_id is not None  # framed, as checked above
@@ -106,6 +109,7 @@ def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEve
             payload,
             framing=f" after the Schema Registry header (schema id {schema_id}); without "
             "STREAM_REGISTRY__URL framed records are read as JSON Schema, Avro needs the registry",
+            known_email=known_email,
         )
     schema = wire.schemas.get(schema_id)
     if schema is None:
@@ -114,7 +118,11 @@ def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEve
         kind = "UnknownSchemaId" if schema.kind is None else "UnreadableSchema"
         raise InvalidEvent(schema.problem, error_class=kind)
     if schema.avro is None:
-        return parse_event(payload, framing=f" after the JSON Schema header (id {schema_id})")
+        return parse_event(
+            payload,
+            framing=f" after the JSON Schema header (id {schema_id})",
+            known_email=known_email,
+        )
     try:
         doc = decode_avro(payload, schema.avro)
     except ValueError as exc:
@@ -123,7 +131,7 @@ def read_event(value: bytes | None, wire: WireFormat = PLAIN_JSON) -> LoyaltyEve
             "expected one datum of that schema, as an AvroSerializer writes it",
             error_class="UndecodableAvro",
         ) from None
-    return parse_document(doc, expected="an Avro record")
+    return parse_document(doc, expected="an Avro record", known_email=known_email)
 
 
 def admit(
@@ -132,14 +140,18 @@ def admit(
     now: datetime,
     window: EventWindow,
     wire: WireFormat = PLAIN_JSON,
+    known_email: str | None = None,
 ) -> LoyaltyEvent:
     """The event a raw record holds, checked exactly as the worker checks it.
+
+    `known_email`: the address the key's customer's stored profile holds, if any (it passed
+    the email check when folded; see `stream.domain.events.parse_document`).
 
     Raises:
         InvalidEvent: the record must be dead-lettered; `reason` names the field and the rule.
         SchemaNotResolved: see `read_event`.
     """
-    event = read_event(value, wire)
+    event = read_event(value, wire, known_email)
     check_key(event, key)
     check_time(event, now, window)
     return event

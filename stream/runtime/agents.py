@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +31,8 @@ from stream.runtime.faust_internals.feed import Fetched, RecordFeed
 from stream.runtime.fold_config import FoldConfig
 from stream.runtime.outbox import OutboxBatch
 from stream.runtime.profile_store import ProfileStore
-from stream.runtime.reading import read_range
 from stream.runtime.schema_registry import writer_schemas
+from stream.runtime.skips import read_skipped
 from stream.runtime.topics import events_dead_letter_topic, loyalty_events_topic
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ CONTACTS_WITHOUT_YIELD = 0.05
 
 ReadBack = tuple[Any, int, int]  # (partition, first, end): offsets read back after a skip
 Write = tuple[str, Profile | None, int]  # (customer id, profile or None, partition)
+Profiles = dict[str, Profile | Exception | None]  # customer id -> stored profile, or the error
 
 
 async def _dead_letter_input(fold: FoldConfig, fault: Fault) -> Awaitable[Any]:
@@ -79,30 +80,11 @@ async def _dead_letter_input(fold: FoldConfig, fault: Fault) -> Awaitable[Any]:
     return stored
 
 
-async def _read_skipped(fold: FoldConfig, message: Any, first_missing: int) -> list[Any]:
-    """The records the consumer skipped just before this one (see stream.runtime.skips).
-
-    Read again with a separate, group-less consumer: seeking Faust's own consumer back does
-    not help, as records it fetched before the seek move its read position past them again.
-    """
-    missing = await read_range(
-        fold.settings, message.topic, message.partition, first_missing, message.offset
-    )
-    logger.warning(
-        "%s[%s] jumped from offset %s to %s; read %d skipped records again",
-        message.topic,
-        message.partition,
-        first_missing - 1,
-        message.offset,
-        len(missing),
-    )
-    return missing
-
-
 async def _admit_fetched(
-    fold: FoldConfig, fetched: list[Fetched], wire: WireFormat, now: datetime
+    fold: FoldConfig, fetched: list[Fetched], wire: WireFormat, now: datetime, profiles: Profiles
 ) -> tuple[list[Admitted], list[ReadBack]]:
-    """Every record of the batch admitted in offset order, the skipped ones read back first."""
+    """Every record of the batch admitted in offset order, the skipped ones read back first;
+    a record repeating the email of its key's stored profile does not have it checked again."""
     admitted: list[Admitted] = []
     read_back: list[ReadBack] = []
     n = 0
@@ -122,32 +104,31 @@ async def _admit_fetched(
             first_missing = fold.skip_watch.check((topic, partition), message.offset)
             if first_missing is not None:
                 # Records read back after a skip share the partition of the one that showed it.
-                skipped = await _read_skipped(fold, message, first_missing)
+                skipped = await read_skipped(fold.settings, message, first_missing)
                 found = await writer_schemas(r.value for r in skipped)
                 if found:
                     wire = wire.with_schemas({**wire.schemas, **found})
                 admitted += [admit_record(r, now, fold.window, wire) for r in skipped]
                 read_back.append((item.tp, first_missing, message.offset))
-            admitted.append(admit_record(message, now, fold.window, wire))
+            stored = profiles.get(message.key.decode("utf-8", "replace")) if message.key else None
+            email = stored.email if isinstance(stored, Profile) else None
+            admitted.append(admit_record(message, now, fold.window, wire, email))
     return admitted, read_back
 
 
 async def _read_profiles(
-    store: ProfileStore, admitted: list[Admitted]
-) -> dict[str, Profile | Exception | None]:
-    """The stored profile of every customer with an event in the batch (or the error reading it:
-    that customer's events are dead-lettered, as a bug's)."""
-    profiles: dict[str, Profile | Exception | None] = {}
-    for n, item in enumerate(admitted, 1):
+    store: ProfileStore, wanted: Iterable[tuple[str, int]], profiles: Profiles
+) -> Profiles:
+    """`profiles` with the stored profile of every (customer id, partition) wanted it lacks, or
+    the error reading it: that customer's events are dead-lettered, as a bug's."""
+    for n, (customer_id, partition) in enumerate(wanted, 1):
         if n % YIELD_EVERY == 0:
             await asyncio.sleep(0)
-        if item.event is None or item.event.customer.id in profiles:
-            continue
-        customer_id = item.event.customer.id
-        try:
-            profiles[customer_id] = store.read(customer_id, item.record.partition)
-        except Exception as exc:
-            profiles[customer_id] = exc
+        if customer_id not in profiles:
+            try:
+                profiles[customer_id] = store.read(customer_id, partition)
+            except Exception as exc:
+                profiles[customer_id] = exc
     return profiles
 
 
@@ -229,8 +210,14 @@ async def fold_batch(
     now = datetime.now(UTC)
     # How records are framed, with the writer schemas of the batch's framed records.
     wire = fold.wire.with_schemas(schemas or {})
-    admitted, read_back = await _admit_fetched(fold, fetched, wire, now)
-    profiles = await _read_profiles(fold.store, admitted)
+    # Read by record key before the records are admitted (a customer's id, once admitted),
+    # then for the records read back after a skip.
+    keyed = (m for f in fetched for m in f.records if m.key is not None)
+    keys = ((m.key.decode("utf-8", "replace"), m.partition) for m in keyed)
+    profiles = await _read_profiles(fold.store, keys, {})
+    admitted, read_back = await _admit_fetched(fold, fetched, wire, now, profiles)
+    ids = ((a.event.customer.id, a.record.partition) for a in admitted if a.event is not None)
+    profiles = await _read_profiles(fold.store, ids, profiles)
     batch = BatchFold(fold.rules, fold.marks, profiles, fold.erasures, now)
     stored = await _fold_admitted(fold, batch, admitted)
     writes, outbox = await _outbox_of(fold, batch)

@@ -17,7 +17,14 @@ offset is more than one above the committed one (the head-gap guard of faust-str
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Hashable, Iterator
+from typing import Any
+
+from stream.runtime.reading import read_range
+from stream.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 class SkipWatch:
@@ -173,3 +180,23 @@ class BlindWatch:
     def saw(self) -> None:
         """A check that looked."""
         self._since = None
+
+
+async def read_skipped(settings: Settings, message: Any, first_missing: int) -> list[Any]:
+    """The records the consumer skipped just before `message`, read again.
+
+    Read again with a separate, group-less consumer: seeking Faust's own consumer back does
+    not help, as records it fetched before the seek move its read position past them again.
+    """
+    missing = await read_range(
+        settings, message.topic, message.partition, first_missing, message.offset
+    )
+    logger.warning(
+        "%s[%s] jumped from offset %s to %s; read %d skipped records again",
+        message.topic,
+        message.partition,
+        first_missing - 1,
+        message.offset,
+        len(missing),
+    )
+    return missing

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.domain import events
 from stream.domain.contact_mapping import map_contact
 from stream.domain.events import InvalidEvent, parse_event
 from stream.domain.intake import EventWindow, admit
@@ -61,6 +62,45 @@ def test_window_comes_from_the_settings(monkeypatch):
     assert window == EventWindow(timedelta(days=30), timedelta(minutes=1))
     with pytest.raises(InvalidEvent, match="STREAM_EVENTS__MAX_AGE"):
         admit(record_at(NOW - timedelta(days=31)), b"c1", NOW, window)
+
+
+@pytest.fixture
+def email_checks(monkeypatch):
+    """The addresses email-validator is asked about (its cache emptied first)."""
+    asked: list[str] = []
+
+    def counting(address, **options):
+        asked.append(address)
+        return real(address, **options)
+
+    real = events.validate_email
+    monkeypatch.setattr(events, "validate_email", counting)
+    events._is_email.cache_clear()
+    yield asked
+    events._is_email.cache_clear()
+
+
+def _updated(email: str, new_email: str | None = None) -> bytes:
+    data = {"email": new_email} if new_email else {}
+    return orjson.dumps(event_doc("customer.updated", data, email=email, at=NOW - timedelta(1)))
+
+
+def test_an_email_the_stored_profile_holds_is_not_checked_again(email_checks):
+    known = "ana@example.com"
+    admit(_updated(known, known), b"c1", NOW, WINDOW, known_email=known)
+    assert email_checks == []
+    admit(_updated(known, known), b"c1", NOW, WINDOW)
+    assert email_checks == [known]  # the envelope's and the data's: one check, then the cache
+
+
+def test_an_email_other_than_the_stored_one_is_checked_and_refused_when_invalid(email_checks):
+    known = "ana@example.com"
+    assert admit(_updated(known, "ana@example.org"), b"c1", NOW, WINDOW, known_email=known)
+    assert email_checks == ["ana@example.org"]
+    with pytest.raises(InvalidEvent, match=r"data\.email: expected an email address"):
+        admit(_updated(known, "ana@@example.org"), b"c1", NOW, WINDOW, known_email=known)
+    with pytest.raises(InvalidEvent, match=r"customer\.email: expected an email address"):
+        admit(_updated("not an address"), b"c1", NOW, WINDOW, known_email=known)
 
 
 def test_record_keyed_by_another_customer_is_rejected_by_intake():

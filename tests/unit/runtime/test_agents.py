@@ -16,6 +16,7 @@ import pytest
 from faust.types import TP
 
 from stream import metrics
+from stream.domain import events
 from stream.domain.batch_fold import FoldMarks
 from stream.domain.mapping import load_mapping
 from stream.domain.profile import Profile
@@ -198,3 +199,30 @@ async def test_a_kill_before_the_changelog_acknowledges_finds_the_store_as_it_wa
     await agents.fold_batch(fold, _carriers(customer_id, [_earned(customer_id, 50, at)], 1))
     assert stored_in_flight == [100]
     assert _stored_balance(customer_id) == 150
+
+
+async def test_a_later_batch_does_not_check_the_email_its_customer_s_profile_holds_again(
+    fold, producer, dead_letters, monkeypatch
+):
+    # At a million customers most addresses have left email-validator's cache by the time
+    # their customer's next event comes: the stored profile's is not checked a second time.
+    asked: list[str] = []
+    real = events.validate_email
+
+    def counting(address, **options):
+        asked.append(address)
+        return real(address, **options)
+
+    monkeypatch.setattr(events, "validate_email", counting)
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    customer = {"id": "known-email-1", "email": "kim@example.com"}
+    with_email = {**_earned("known-email-1", 5, at), "customer": customer}
+    events._is_email.cache_clear()
+    await agents.fold_batch(fold, _carriers("known-email-1", [with_email], 0))
+    assert asked == ["kim@example.com"]
+    events._is_email.cache_clear()
+    later = {**with_email, "event_id": "later-1", "data": {"points": 7}}
+    await agents.fold_batch(fold, _carriers("known-email-1", [later], 1))
+    assert asked == ["kim@example.com"]
+    assert _stored_balance("known-email-1") == 12
+    dead_letters.assert_not_awaited()
