@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from stream.domain.profile import Profile
 from tests.support.kafka import BOOTSTRAP
-from tests.support.processes import Worker, web_get
+from tests.support.processes import Worker, metric, web_get
 
 TOKEN = "it-recovery-token"
 PARTITIONS = 3
@@ -63,16 +63,6 @@ async def _first_name(worker: Worker, customer: str) -> str | None:
     return name
 
 
-async def _memtable_bytes(worker: Worker) -> float:
-    text = (await web_get(worker, "/metrics")).text
-    line = next(
-        x
-        for x in text.splitlines()
-        if x.startswith('loyalty_rocksdb_memory_bytes{part="memtables"}')
-    )
-    return float(line.split()[-1])
-
-
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 async def test_recovered_table_holds_each_keys_latest_value_and_tombstoned_keys_stay_deleted(
     names, worker_env, tmp_path, store
@@ -116,7 +106,7 @@ async def test_recovered_table_holds_each_keys_latest_value_and_tombstoned_keys_
         assert readiness["recovery"]["per_second"] > 0
         if store == "rocksdb://":
             # What the recovery wrote was flushed to disk: its memtables hold nothing.
-            memtables = await _memtable_bytes(worker)
+            memtables = await metric(worker, "loyalty_rocksdb_memory_bytes", part="memtables")
             assert memtables < 1024 * 1024, memtables
         assert await worker.stop_async() == 0
         if store != "rocksdb://":

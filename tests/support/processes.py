@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from stream.ometria.client import OmetriaClient
@@ -163,9 +164,20 @@ async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def metric(worker, name: str) -> float:
+async def metric(worker, name: str, **labels: str) -> float:
+    """The sum of the process's samples named exactly `name` (with these labels, if given).
+
+    A name the process does not export fails the test: read as 0, a renamed or unregistered
+    metric would pass every check that it is 0.
+    """
     text = (await web_get(worker, "/metrics")).text
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    assert values, f"the process exports no sample {name} {labels or ''}"
     return sum(values)
 
 
