@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,7 +84,8 @@ async def _admit_fetched(
     fold: FoldConfig, fetched: list[Fetched], wire: WireFormat, now: datetime, profiles: Profiles
 ) -> tuple[list[Admitted], list[ReadBack]]:
     """Every record of the batch admitted in offset order, the skipped ones read back first;
-    a record repeating the email of its key's stored profile does not have it checked again."""
+    a record repeating the email of its key's stored profile does not have it checked again
+    (the profiles are read into `profiles`, see `_stored_email`)."""
     admitted: list[Admitted] = []
     read_back: list[ReadBack] = []
     n = 0
@@ -108,28 +109,31 @@ async def _admit_fetched(
                 found = await writer_schemas(r.value for r in skipped)
                 if found:
                     wire = wire.with_schemas({**wire.schemas, **found})
-                admitted += [admit_record(r, now, fold.window, wire) for r in skipped]
+                admitted += [
+                    admit_record(r, now, fold.window, wire, _stored_email(fold.store, profiles, r))
+                    for r in skipped
+                ]
                 read_back.append((item.tp, first_missing, message.offset))
-            stored = profiles.get(message.key.decode("utf-8", "replace")) if message.key else None
-            email = stored.email if isinstance(stored, Profile) else None
+            email = _stored_email(fold.store, profiles, message)
             admitted.append(admit_record(message, now, fold.window, wire, email))
     return admitted, read_back
 
 
-async def _read_profiles(
-    store: ProfileStore, wanted: Iterable[tuple[str, int]], profiles: Profiles
-) -> Profiles:
-    """`profiles` with the stored profile of every (customer id, partition) wanted it lacks, or
-    the error reading it: that customer's events are dead-lettered, as a bug's."""
-    for n, (customer_id, partition) in enumerate(wanted, 1):
-        if n % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
-        if customer_id not in profiles:
-            try:
-                profiles[customer_id] = store.read(customer_id, partition)
-            except Exception as exc:
-                profiles[customer_id] = exc
-    return profiles
+def _stored_email(store: ProfileStore, profiles: Profiles, record: Any) -> str | None:
+    """The email of the stored profile of the record key's customer, the profile read into
+    `profiles` first (once per key, or the error reading it: that customer's events are then
+    dead-lettered, as a bug's). An admitted event's customer id is its key: its profile is there.
+    """
+    if record.key is None:
+        return None
+    customer_id = record.key.decode("utf-8", "replace")  # as `check_key` compares them
+    if customer_id not in profiles:
+        try:
+            profiles[customer_id] = store.read(customer_id, record.partition)
+        except Exception as exc:
+            profiles[customer_id] = exc
+    stored = profiles[customer_id]
+    return stored.email if isinstance(stored, Profile) else None
 
 
 async def _fold_admitted(
@@ -210,14 +214,9 @@ async def fold_batch(
     now = datetime.now(UTC)
     # How records are framed, with the writer schemas of the batch's framed records.
     wire = fold.wire.with_schemas(schemas or {})
-    # Read by record key before the records are admitted (a customer's id, once admitted),
-    # then for the records read back after a skip.
-    keyed = (m for f in fetched for m in f.records if m.key is not None)
-    keys = ((m.key.decode("utf-8", "replace"), m.partition) for m in keyed)
-    profiles = await _read_profiles(fold.store, keys, {})
+    # Each customer's stored profile, read by record key as the records are admitted.
+    profiles: Profiles = {}
     admitted, read_back = await _admit_fetched(fold, fetched, wire, now, profiles)
-    ids = ((a.event.customer.id, a.record.partition) for a in admitted if a.event is not None)
-    profiles = await _read_profiles(fold.store, ids, profiles)
     batch = BatchFold(fold.rules, fold.marks, profiles, fold.erasures, now)
     stored = await _fold_admitted(fold, batch, admitted)
     writes, outbox = await _outbox_of(fold, batch)

@@ -226,3 +226,35 @@ async def test_a_later_batch_does_not_check_the_email_its_customer_s_profile_hol
     assert asked == ["kim@example.com"]
     assert _stored_balance("known-email-1") == 12
     dead_letters.assert_not_awaited()
+
+
+async def test_records_read_back_after_a_skip_fold_onto_their_customer_s_stored_profile(
+    fold, producer, dead_letters, monkeypatch
+):
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    await _fold_first_100_points(fold, "read-back-1", at)  # offset 0
+    topic = get_settings().topics.events
+    skipped = [
+        types.SimpleNamespace(
+            topic=topic,
+            partition=0,
+            offset=offset,
+            key=b"read-back-1",
+            value=orjson.dumps(_earned("read-back-1", points, at)),
+            headers=[],
+        )
+        for offset, points in ((1, 5), (2, 7))
+    ]
+    asked = []
+
+    async def read_skipped(settings, message, first_missing):
+        asked.append((message.offset, first_missing))
+        return skipped
+
+    monkeypatch.setattr(agents, "read_skipped", read_skipped)
+    # The next record the consumer hands over is at offset 3: 1 and 2 were skipped.
+    await agents.fold_batch(fold, _carriers("read-back-2", [_earned("read-back-2", 1, at)], 3))
+    assert asked == [(3, 1)]
+    assert _stored_balance("read-back-1") == 112
+    assert _stored_balance("read-back-2") == 1
+    dead_letters.assert_not_awaited()
