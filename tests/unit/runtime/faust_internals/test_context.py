@@ -163,6 +163,7 @@ async def test_writes_go_to_the_changelog_first_then_to_the_partitions_store(tmp
     ]
     assert get_in_partition(table, "a", 1) is None, "the tombstone deleted the key"
     assert get_in_partition(table, "b", 2) == b"b1"
+    assert get_in_partition(table, "b", 1) is None, "only the key's own partition holds it"
     assert keys_in_partition(table, 2) == ["b"]
     if store == "rocksdb://":
         # Only a local store remembers how far its changelog is written.
