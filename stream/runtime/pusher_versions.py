@@ -15,8 +15,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from stream.domain.batching import Erasure
 from stream.domain.records import Version, encode_version
@@ -27,7 +29,7 @@ from stream.runtime.contact_versions import (
     MemoryVersions,
     version_record,
 )
-from stream.runtime.reading import partition_batches, topic_ends
+from stream.runtime.reading import ranges_batches, topic_ends
 from stream.runtime.topic_configs import delete_retention
 from stream.runtime.version_store import Checkpoint, PartitionVersions, store_path
 from stream.settings import Settings
@@ -140,33 +142,52 @@ class ContactVersionsStore:
             return
         # Tombstones written after this moment lie at or past the ends read next.
         asked_at = time.time()
+        # Every offset asked before any partition is read: a request waits behind the fetch
+        # in flight once the reader is assigned partitions.
+        begins = await self._reader.beginning_offsets(wanted)
         ends = await self._reader.end_offsets(wanted)
         inputs = await topic_ends(self._settings, self._settings.topics.events, self._reader)
         ceiling = max(inputs.values(), default=0)
         self.read = 0
-        async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
+        loading: dict[TopicPartition, _Loading] = {}
+        try:
             for tp in wanted:
                 self.drop(tp.partition)
                 if self._on_disk:
-                    versions = await self._catch_up(tp, ends[tp], asked_at, ceiling)
+                    loading[tp] = self._caught_up_from(tp.partition, begins[tp], ends[tp], asked_at)
                 else:
-                    versions = await self._read_whole(tp, ends[tp], ceiling)
-                self._delivered[tp.partition] = versions
+                    loading[tp] = _InMemory(self._settings.app_id, begins[tp], ceiling)
+            ranges = {tp: (load.start, ends[tp]) for tp, load in loading.items()}
+            async with asyncio.timeout(VERSIONS_READ_TIMEOUT):
+                async for tp, records in ranges_batches(self._reader, ranges):
+                    self.read += len(records)
+                    loading[tp].add(records, ceiling)
+            for tp in wanted:
+                self._delivered[tp.partition] = loading[tp].finish(tp, asked_at, ceiling)
+                del loading[tp]  # handed over
+        finally:
+            for load in loading.values():
+                load.abandon()
 
-    async def _read_whole(self, tp: TopicPartition, end: int, ceiling: int) -> KnownVersions:
-        found = DeliveredVersions(self._settings.app_id, ceiling)
-        async for records in partition_batches(self._reader, tp, end):
-            self.read += len(records)
-            found.add(records)
-        unreadable = found.unreadable()
-        if unreadable:
-            first = unreadable[0]
-            raise PusherStopped(
-                _not_a_version(
-                    tp, first.offset, first.key or b"", first.value or b"", len(unreadable)
-                )
-            )
-        return MemoryVersions(found.newest())
+    def _caught_up_from(self, partition: int, begin: int, end: int, asked_at: float) -> _OnDisk:
+        """The partition's on-disk store and where to read it from.
+
+        Another pusher may have owned the partition since this store was written: the tail
+        from the checkpoint holds what it wrote. A store that cannot be caught up that way
+        (none yet, a checkpoint past the topic's end or before its start, or older than the
+        topic keeps tombstones) is filled again from the partition's beginning.
+        """
+        store = self._open(partition)
+        checkpoint = store.checkpoint()
+        if (
+            checkpoint is not None
+            and begin <= checkpoint.offset <= end
+            and asked_at - checkpoint.since_ms / 1000 < self._tombstones_kept
+        ):
+            return _OnDisk(store, checkpoint.offset, end, checkpoint.since_ms, from_checkpoint=True)
+        store.close()
+        fresh = PartitionVersions.fresh(store.path, self._settings.app_id)
+        return _OnDisk(fresh, begin, end, int(asked_at * 1000), from_checkpoint=False)
 
     def _open(self, partition: int) -> PartitionVersions:
         app_id = self._settings.app_id
@@ -179,58 +200,86 @@ class ContactVersionsStore:
                 "using the same STREAM_DATA_DIR? delete the directory to have it read again)"
             ) from exc
 
-    async def _catch_up(
-        self, tp: TopicPartition, end: int, asked_at: float, ceiling: int
-    ) -> KnownVersions:
-        """The partition's on-disk store, brought up to `end` from its checkpoint.
 
-        Another pusher may have owned the partition since this store was written: the tail
-        from the checkpoint holds what it wrote. A store that cannot be caught up that way
-        (none yet, a checkpoint past the topic's end or before its start, or older than the
-        topic keeps tombstones) is filled again from the partition's beginning.
-        """
-        store = self._open(tp.partition)
-        try:
-            checkpoint = store.checkpoint()
-            begin = (await self._reader.beginning_offsets([tp]))[tp]
-            usable = (
-                checkpoint is not None
-                and begin <= checkpoint.offset <= end
-                and asked_at - checkpoint.since_ms / 1000 < self._tombstones_kept
-            )
-            if checkpoint is None or not usable:
-                store.close()
-                store = PartitionVersions.fresh(store.path, self._settings.app_id)
-                start, since_ms = None, int(asked_at * 1000)
-            else:
-                start, since_ms = checkpoint.offset, checkpoint.since_ms
-            read = 0
-            async for records in partition_batches(self._reader, tp, end, start=start):
-                read += len(records)
-                # A read cut short resumes here, still bound by the first read's tombstones.
-                store.apply(records, Checkpoint(records[-1].offset + 1, since_ms), ceiling)
-            store.apply([], Checkpoint(end, int(asked_at * 1000)), ceiling)
-            self.read += read
-            logger.info(
-                "versions of outbox partition %d: read %d records of %s from offset %s to %d "
-                "into the store at %s",
-                tp.partition,
-                read,
-                tp.topic,
-                "the beginning" if start is None else start,
-                end,
-                store.path,
-            )
-            unreadable = store.unreadable()
-            if unreadable:
-                first = unreadable[0]
-                raise PusherStopped(
-                    _not_a_version(tp, first.offset, first.key, first.value, len(unreadable))
+class _Loading(Protocol):
+    """A partition's versions being read; `start`: the first offset to read."""
+
+    start: int
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]], ceiling: int) -> None: ...
+
+    def finish(self, tp: TopicPartition, asked_at: float, ceiling: int) -> KnownVersions:
+        """The versions read; raises PusherStopped if a contact's latest is not a version."""
+        ...
+
+    def abandon(self) -> None: ...
+
+
+class _InMemory:
+    """A partition read whole into memory (STREAM_STORE=memory://)."""
+
+    def __init__(self, app_id: str, begin: int, ceiling: int) -> None:
+        self.start = begin
+        self._found = DeliveredVersions(app_id, ceiling)
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]], ceiling: int) -> None:
+        self._found.add(records)
+
+    def finish(self, tp: TopicPartition, asked_at: float, ceiling: int) -> KnownVersions:
+        unreadable = self._found.unreadable()
+        if unreadable:
+            first = unreadable[0]
+            raise PusherStopped(
+                _not_a_version(
+                    tp, first.offset, first.key or b"", first.value or b"", len(unreadable)
                 )
-        except BaseException:
-            store.close()
-            raise
+            )
+        return MemoryVersions(self._found.newest())
+
+    def abandon(self) -> None:
+        pass
+
+
+class _OnDisk:
+    """A partition's on-disk store, read from `start` (its checkpoint, or the beginning)."""
+
+    def __init__(
+        self, store: PartitionVersions, start: int, end: int, since_ms: int, from_checkpoint: bool
+    ) -> None:
+        self._store = store
+        self.start, self._end = start, end
+        self._since_ms = since_ms
+        self._from_checkpoint = from_checkpoint
+        self._read = 0
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]], ceiling: int) -> None:
+        self._read += len(records)
+        # A read cut short resumes here, still bound by the first read's tombstones.
+        self._store.apply(records, Checkpoint(records[-1].offset + 1, self._since_ms), ceiling)
+
+    def finish(self, tp: TopicPartition, asked_at: float, ceiling: int) -> KnownVersions:
+        store = self._store
+        store.apply([], Checkpoint(self._end, int(asked_at * 1000)), ceiling)
+        logger.info(
+            "versions of outbox partition %d: read %d records of %s from offset %s to %d "
+            "into the store at %s",
+            tp.partition,
+            self._read,
+            tp.topic,
+            self.start if self._from_checkpoint else "the beginning",
+            self._end,
+            store.path,
+        )
+        unreadable = store.unreadable()
+        if unreadable:
+            first = unreadable[0]
+            raise PusherStopped(
+                _not_a_version(tp, first.offset, first.key, first.value, len(unreadable))
+            )
         return store
+
+    def abandon(self) -> None:
+        self._store.close()
 
 
 def _not_a_version(tp: TopicPartition, offset: int, key: bytes, value: bytes, count: int) -> str:

@@ -1,8 +1,9 @@
 """Read a range of a topic without a consumer group: the one reader every command shares.
 
-`partition_batches` is the loop; `read_range` (the records a consumer skipped, read back
-exactly), `holds_records` (whether offsets a consumer passed held any record), `read_to_end`
-(a whole topic as of now, for `redrive`) and the control topic's reader are built on it.
+`partition_batches` is the loop (`ranges_batches` for several partitions at once);
+`read_range` (the records a consumer skipped, read back exactly), `holds_records` (whether
+offsets a consumer passed held any record), `read_to_end` (a whole topic as of now, for
+`redrive`) and the control topic's reader are built on it.
 Nothing is committed; records that arrive meanwhile are left for the next run.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -56,6 +57,42 @@ async def partition_batches(
         records = [record for record in got.get(tp, []) if lowest <= record.offset < end]
         if records:
             yield records
+
+
+async def ranges_batches(
+    consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, tuple[int, int]]
+) -> AsyncGenerator[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]], None]:
+    """The records of several partitions at once, each with start <= offset < end, fetch by
+    fetch; unassigned again at the end.
+
+    One assignment for all: each assignment a consumer changes waits out the fetch it has in
+    flight (`fetch_max_wait_ms`, 500 ms), and the broker answers a connection's requests in
+    order, so a partition read alone cost a second of waiting even when it was empty. Ranges
+    with nothing in them are not read.
+    """
+    todo = {tp: span for tp, span in ranges.items() if span[0] < span[1]}
+    if not todo:
+        return
+    consumer.assign(list(todo))
+    paused = list(todo)
+    try:
+        for tp, (start, _) in todo.items():
+            consumer.seek(tp, start)
+        while todo:
+            got = await consumer.getmany(*todo, timeout_ms=500)
+            for tp, found in got.items():
+                start, end = todo[tp]
+                records = [record for record in found if start <= record.offset < end]
+                if records:
+                    yield tp, records
+            for tp, (_, end) in list(todo.items()):
+                if await consumer.position(tp) >= end:
+                    del todo[tp]
+    finally:
+        # Left fetching, the partitions would keep a fetch in flight that every later request
+        # of this consumer waits behind. (Unassigned, the consumer would ask for the metadata
+        # of every topic in the cluster.)
+        consumer.pause(*paused)
 
 
 async def read_range(

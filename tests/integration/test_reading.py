@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stream.runtime import control
-from stream.runtime.reading import IncompleteRead, holds_records, read_range, read_to_end
+from stream.runtime.reading import (
+    IncompleteRead,
+    group_less_consumer,
+    holds_records,
+    ranges_batches,
+    read_range,
+    read_to_end,
+)
 from stream.runtime.topology import ensure_topics
 from tests.support.kafka import BOOTSTRAP, names_settings
 
@@ -69,3 +76,31 @@ async def test_control_read_keeps_the_latest_value_of_each_key(settings, names):
     assert (records.get(b"pause"), records.get(b"backfill")) == (b"2", b"x")
     prefix = settings.app_id.encode()
     assert records.latest == {prefix + b"/pause": b"2", prefix + b"/backfill": b"x"}
+
+
+async def test_ranges_of_several_partitions_are_read_in_one_assignment_and_left_paused(
+    settings, names, producer
+):
+    for n in range(6):
+        await producer.send_and_wait(names.events, key=b"k", value=b"a%d" % n, partition=0)
+        await producer.send_and_wait(names.events, key=b"k", value=b"b%d" % n, partition=1)
+    a, b = TopicPartition(names.events, 0), TopicPartition(names.events, 1)
+    consumer = group_less_consumer(settings)
+    await consumer.start()
+    assignments = []
+    assign = consumer.assign
+    consumer.assign = lambda partitions: (assignments.append(set(partitions)), assign(partitions))
+    try:
+        got: dict[int, list[bytes]] = {0: [], 1: []}
+        async for tp, records in ranges_batches(consumer, {a: (2, 5), b: (4, 4)}):
+            got[tp.partition] += [record.value for record in records]
+        assert got == {0: [b"a2", b"a3", b"a4"], 1: []}, "only the offsets asked for"
+        assert assignments == [{a}], "an empty range is not read"
+        async for tp, records in ranges_batches(consumer, {a: (0, 1), b: (5, 6)}):
+            got[tp.partition] += [record.value for record in records]
+        assert got == {0: [b"a2", b"a3", b"a4", b"a0"], 1: [b"b5"]}
+        assert assignments == [{a}, {a, b}], "both partitions in one assignment"
+        # Nothing left fetching: a fetch in flight would hold up the consumer's next request.
+        assert consumer.paused() == {a, b}
+    finally:
+        await consumer.stop()
