@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream.errors import LoyaltyStreamError
 from stream.runtime.kafka_admin import admin_client
-from stream.runtime.reading import partition_batches
+from stream.runtime.reading import ranges_batches
 from stream.settings import Settings
 
 READ_TIMEOUT = 60.0
@@ -80,13 +80,12 @@ async def recorded(
     ends = await reader.end_offsets(wanted)
     latest: dict[int, tuple[int, bytes | None]] = {}
     async with asyncio.timeout(READ_TIMEOUT):
-        # Empty (a new deployment): a read would still wait a fetch for each.
-        for tp in (tp for tp in wanted if ends[tp] > starts[tp]):
-            async for records in partition_batches(reader, tp, ends[tp]):
-                for found in records:
-                    # Another key: an outbox this deployment had under another name.
-                    if found.key == key:
-                        latest[tp.partition] = (found.offset, found.value)
+        ranges = {tp: (starts[tp], ends[tp]) for tp in wanted}
+        async for tp, records in ranges_batches(reader, ranges):
+            for found in records:
+                # Another key: an outbox this deployment had under another name.
+                if found.key == key:
+                    latest[tp.partition] = (found.offset, found.value)
     offsets = {}
     for partition, (at, value) in latest.items():
         if value is None:
