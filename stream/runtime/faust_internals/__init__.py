@@ -29,11 +29,10 @@ What is relied on (module here: the assumption, where in faust-streaming 0.15.3)
   reads the context variable `faust.streams._current_event` (faust/streams.py,
   faust/stores/rocksdb.py); `table.data` is the store; the memory store keeps one `data` dict
   and each recovered key's partition in `_key_partition`; the RocksDB store keeps a database per
-  partition in `_dbs`, `_decode_key`, `_visible_keys` and
+  partition in `_dbs`, a `_key_index`, `_encode_key`/`_decode_key`, `_visible_keys` and
   `offset_key`; the changelog message is made by the changelog topic's `prepare_key` and
   `prepare_value` and sent with `app.producer.send(topic, key, value, partition, timestamp,
-  headers)`; `set_persisted_offset` records how far the changelog is written; a RocksDB store's
-  `apply_changelog_batch` writes changelog bytes as its own keys and values.
+  headers)`; `set_persisted_offset` records how far the changelog is written.
 - `recovery`, `changelog_reader`, `changelog_events`: `Recovery._restart_recovery` calls
   `_seek_offsets` for the actives once their highwaters (the last record's offset) and start
   offsets (the last applied) are known, and for the standbys after the actives are recovered;

@@ -21,12 +21,6 @@ from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
 
-from stream.runtime.faust_internals.changelog_events import (
-    ChangelogEvent,
-    ChangelogMessage,
-    changelog_decoders,
-)
-
 
 def get_in(table: Any, key: str, partition: int) -> Any:
     """`table.get(key)` as inside an event of `partition`: the store looks in that partition only.
@@ -58,43 +52,20 @@ async def write_through_changelog(table: Any, writes: Sequence[tuple[str, Any, i
     producer buffer, which it drains one message at a time: several times the cost of the send
     itself for a batch's worth of writes. The message (key, value, partition and codecs) is the
     one Faust makes; the partition is the key's input partition, so the changelog stays
-    co-partitioned with the input. A RocksDB store then takes the changelog's bytes through its
-    `apply_changelog_batch`, as a recovery does; a memory store, key by key.
+    co-partitioned with the input.
     """
     changelog = table.changelog_topic
     topic = changelog.get_topic_name()
     sent = []
-    encoded = []
     for key, value, partition in writes:
         raw_key, _ = changelog.prepare_key(key, table.key_serializer, None, None)
         raw_value = None
         if value is not None:
             raw_value, _ = changelog.prepare_value(value, table.value_serializer, None, None)
-        encoded.append((raw_key, raw_value))
         sent.append(await table.app.producer.send(topic, raw_key, raw_value, partition, None, None))
     acknowledged = [await future for future in sent]
-    if isinstance(table.data, MemoryStore):
-        _write_memory(table.data, writes)
-        mark_persisted(table, acknowledged)
-        return
-    # As a recovery applies the changelog: the same bytes, one RocksDB write batch per
-    # partition, and the offsets they reach recorded. A `store[key] = value` per profile
-    # encoded each key and value again and wrote them one at a time (about a tenth of the
-    # fold's time, on a worker's eight partitions).
-    decode_key, decode_value = changelog_decoders(table.app, table)
-    events = [
-        ChangelogEvent(
-            ChangelogMessage(TP(topic, metadata.partition), metadata.offset, raw_key, raw_value),
-            decode_key,
-            decode_value,
-        )
-        for (raw_key, raw_value), metadata in zip(encoded, acknowledged, strict=True)
-    ]
-    table.data.apply_changelog_batch(events, None, None)
-
-
-def _write_memory(store: Any, writes: Sequence[tuple[str, Any, int]]) -> None:
-    """The writes into a memory store, key by key, each key's partition remembered."""
+    store = table.data
+    memory = isinstance(store, MemoryStore)
     for key, value, partition in writes:
         if value is None:
             _delete(store, key, partition)
@@ -105,15 +76,25 @@ def _write_memory(store: Any, writes: Sequence[tuple[str, Any, int]]) -> None:
             store[key] = value  # the store only: the changelog holds it already
         finally:
             _current_event.reset(token)
-        _written_partitions.setdefault(id(store), {})[key] = partition
+        if memory:
+            _written_partitions.setdefault(id(store), {})[key] = partition
+    mark_persisted(table, acknowledged)
 
 
 def _delete(store: Any, key: str, partition: int) -> None:
-    """Remove `key` from a memory store if it is in `partition` (as its tombstone does)."""
-    if _memory_partition(store, key) == partition:
-        store.data.pop(key, None)
-        store._key_partition.pop(key, None)
-        _written_partitions.get(id(store), {}).pop(key, None)
+    """Remove `key` from the store's `partition` only (as its changelog tombstone does)."""
+    if isinstance(store, MemoryStore):
+        if _memory_partition(store, key) == partition:
+            store.data.pop(key, None)
+            store._key_partition.pop(key, None)
+            _written_partitions.get(id(store), {}).pop(key, None)
+        return
+    # RocksDB: `del store[key]` would look a key it has not indexed up in every partition's DB.
+    raw = store._encode_key(key)
+    db = store._dbs.get(partition)
+    if db is not None:
+        db.delete(raw)
+    store._key_index.pop(raw, None)
 
 
 # Memory store -> the partition of each key this process wrote. The store learns a key's
