@@ -63,7 +63,7 @@ async def ranges_batches(
     consumer: AIOKafkaConsumer, ranges: Mapping[TopicPartition, tuple[int, int]]
 ) -> AsyncGenerator[tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]], None]:
     """The records of several partitions at once, each with start <= offset < end, fetch by
-    fetch; unassigned again at the end.
+    fetch; the partitions are left assigned but paused at the end.
 
     One assignment for all: each assignment a consumer changes waits out the fetch it has in
     flight (`fetch_max_wait_ms`, 500 ms), and the broker answers a connection's requests in
